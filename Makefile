@@ -1,0 +1,42 @@
+# Two commands for a newcomer: `make demo` and `make test`. Both create .venv when needed.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+CS := $(VENV)/bin/claimscore
+STAMP := $(VENV)/.installed
+DEMO_DIR := .claimscore/demo
+DEMO_CLAIMS ?= 200000
+
+export MLFLOW_DISABLE_TELEMETRY := true
+export BENTOML_DO_NOT_TRACK := true
+export GX_ANALYTICS_ENABLED := false
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: install demo test bench clean
+
+install: $(STAMP)
+
+$(STAMP): requirements.lock pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@echo "installing the locked environment into $(VENV) (first time ~1-2 min)"
+	$(PY) -m pip install -q -r requirements.lock
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	@mkdir -p $(DEMO_DIR)
+	$(CS) generate --claims $(DEMO_CLAIMS) --seed 7 --out $(DEMO_DIR)/claims.parquet
+	$(CS) validate --data $(DEMO_DIR)/claims.parquet --source synthetic
+	@echo
+	@echo "Demo data:        $(DEMO_DIR)/claims.parquet"
+	@echo "Validation report: .claimscore/reports/ (latest validation-*.html)"
+
+test: $(STAMP)
+	$(PY) -m pytest -q -p no:cacheprovider
+
+bench: $(STAMP)
+	$(PY) -m bench.run
+
+clean:
+	rm -rf .claimscore .pytest_cache

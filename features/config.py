@@ -1,0 +1,105 @@
+"""Where ClaimScore keeps its state, read in one place.
+
+Settings come from, in increasing priority:
+1. built-in defaults (everything under ``./.claimscore/``);
+2. a TOML file: ``$CLAIMSCORE_CONFIG`` if set, else ``./claimscore.toml`` if present;
+3. environment variables ``CLAIMSCORE_<KEY>`` for each key below (e.g. ``CLAIMSCORE_HOME``,
+   ``CLAIMSCORE_HISTORY_URL``).
+
+Example ``claimscore.toml``::
+
+    home = "/var/lib/claimscore"
+    history_url = "postgresql+psycopg2://claimscore@127.0.0.1:5432/claimscore"
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+
+from features.errors import ConfigError
+
+ENV_PREFIX = "CLAIMSCORE_"
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path = Path(".claimscore")
+    """State directory: MLflow store, artifacts, reports, keys, service state."""
+    mlflow_tracking_uri: str = ""
+    """Defaults to a SQLite file in ``home``."""
+    history_url: str = ""
+    """SQLAlchemy URL of the claim history store; defaults to a SQLite file in ``home``."""
+    decision_log_url: str = ""
+    """SQLAlchemy URL of the decision log; defaults to a SQLite file in ``home``."""
+    hash_salt: str = "claimscore"
+    """Salt for hashing personal identifiers (phone, address, account) on import."""
+    shared_data: Path = Path("../shared/data")
+    """Folder holding the public data sets (never copied into the repository)."""
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.home / "reports"
+
+    @property
+    def artifacts_dir(self) -> Path:
+        return self.home / "artifacts"
+
+    def resolved(self) -> "Settings":
+        """Fill the store URLs that default to files under ``home``."""
+        home = self.home.expanduser().resolve()
+        return replace(
+            self,
+            home=home,
+            mlflow_tracking_uri=self.mlflow_tracking_uri or f"sqlite:///{home / 'mlflow.db'}",
+            history_url=self.history_url or f"sqlite:///{home / 'history.db'}",
+            decision_log_url=self.decision_log_url or f"sqlite:///{home / 'decisions.db'}",
+        )
+
+    def ensure_dirs(self) -> "Settings":
+        for d in (self.home, self.reports_dir, self.artifacts_dir):
+            d.mkdir(parents=True, exist_ok=True)
+        return self
+
+
+_PATH_KEYS = {"home", "shared_data"}
+
+
+def _coerce(key: str, value: object, origin: str) -> object:
+    if not isinstance(value, str):
+        raise ConfigError(f"{origin}: '{key}' must be a string, got {type(value).__name__}")
+    return Path(value) if key in _PATH_KEYS else value
+
+
+def load_settings(config_file: str | os.PathLike | None = None, env: dict[str, str] | None = None) -> Settings:
+    """Read defaults, then the config file, then environment overrides."""
+    env = dict(os.environ if env is None else env)
+    known = {f.name for f in fields(Settings)}
+    values: dict[str, object] = {}
+
+    path = Path(config_file) if config_file else None
+    if path is None and env.get(ENV_PREFIX + "CONFIG"):
+        path = Path(env[ENV_PREFIX + "CONFIG"])
+        if not path.is_file():
+            raise ConfigError(f"CLAIMSCORE_CONFIG points at {path}, which is not a file")
+    if path is None and Path("claimscore.toml").is_file():
+        path = Path("claimscore.toml")
+    if path is not None:
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+        for key, value in data.items():
+            if key not in known:
+                raise ConfigError(f"config file {path}: unknown key '{key}' (known: {', '.join(sorted(known))})")
+            values[key] = _coerce(key, value, f"config file {path}")
+
+    for key in known:
+        env_value = env.get(ENV_PREFIX + key.upper())
+        if env_value:
+            values[key] = _coerce(key, env_value, f"environment {ENV_PREFIX + key.upper()}")
+    return Settings(**values).resolved()  # type: ignore[arg-type]
