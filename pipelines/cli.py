@@ -1,0 +1,182 @@
+"""The ``claimscore`` command.
+
+Each subcommand is a thin edge: it parses options, calls the stage that does the work and turns a
+:class:`~features.errors.ClaimScoreError` into one readable line and an exit code. Heavy libraries
+are imported inside the commands so that ``claimscore --help`` answers at once.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from typer._click import exceptions as click_exc  # typer 0.29 vendors click
+
+from features.errors import ClaimScoreError, DataFileError, ValidationFailed
+
+app = typer.Typer(
+    name="claimscore",
+    help="Fraud and triage scoring for insurance claims.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+SOURCE_HELP = ("Where the claims come from: synthetic (canonical Parquet/CSV), vehicle_fraud, "
+               "aus_bodily_injury, or mapping:FILE.yaml for your own table.")
+SourceOpt = Annotated[str, typer.Option("--source", "-s", help=SOURCE_HELP)]
+ConfigOpt = Annotated[Optional[Path], typer.Option("--config", help="Config file (TOML); default ./claimscore.toml or $CLAIMSCORE_CONFIG.")]
+
+
+def _settings(config: Path | None):
+    from features.config import load_settings
+
+    return load_settings(config).ensure_dirs()
+
+
+def _console():
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False)
+
+
+class _Stages:
+    """A rich progress bar over the named stages of a long command."""
+
+    def __init__(self, total: int, description: str):
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self._progress = Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
+                                  console=_console(), transient=True)
+        self._task = self._progress.add_task(description, total=total)
+
+    def __enter__(self) -> "_Stages":
+        self._progress.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._progress.__exit__(*exc)
+
+    def advance(self, description: str) -> None:
+        self._progress.update(self._task, advance=1, description=description)
+
+
+@app.command()
+def generate(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output file: .parquet or .csv.")],
+    claims: Annotated[int, typer.Option("--claims", "-n", min=1, help="Number of claims.")] = 100_000,
+    seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same claims.")] = 0,
+    start: Annotated[str, typer.Option(help="First report date (YYYY-MM-DD).")] = "2021-01-01",
+    years: Annotated[float, typer.Option(min=0.1, help="Years of claims.")] = 4.0,
+) -> None:
+    """Generate synthetic claims with realistic fraud patterns, in the canonical schema."""
+    from features.synthetic import STAGES, generate_claims
+
+    _check_output(out)
+    try:
+        import numpy as np
+
+        np.datetime64(start, "D")
+    except ValueError:
+        raise typer.BadParameter(f"'{start}' is not a date (YYYY-MM-DD)", param_hint="--start") from None
+    t0 = time.perf_counter()
+    with _Stages(len(STAGES) + 1, "generating claims") as bar:
+        frame = generate_claims(claims, seed=seed, start=start, years=years, on_stage=bar.advance)
+        bar.advance(f"writing {out.name}")
+        _write_table(frame, out)
+    elapsed = time.perf_counter() - t0
+    confirmed = frame["fraud_confirmed"].mean()
+    typer.echo(f"wrote {len(frame):,} claims to {out} in {elapsed:.1f} s "
+               f"({frame['report_date'].min():%Y-%m-%d} to {frame['report_date'].max():%Y-%m-%d}; "
+               f"confirmed fraud {confirmed:.2%}, investigated {frame['investigated'].mean():.2%})")
+
+
+@app.command()
+def validate(
+    data: Annotated[Optional[str], typer.Option("--data", "-d", help="Claims file (or SQLAlchemy URL for SQL mappings). Built-in real sources default to ../shared/data.")] = None,
+    source: SourceOpt = "synthetic",
+    config: ConfigOpt = None,
+) -> None:
+    """Check claims against the canonical schema with great-expectations; exit 1 if any check fails."""
+    from features.sources import load_claims
+    from features.validation import validate_claims
+
+    settings = _settings(config)
+    with _Stages(2, "reading claims") as bar:
+        loaded = load_claims(data, source, settings)
+        bar.advance("checking claims")
+        name = Path(data).stem if data and "://" not in data else source.replace(":", "_").replace("/", "_")
+        result = validate_claims(loaded.frame, loaded.type_problems, report_dir=settings.reports_dir,
+                                 name=name, null_rates=loaded.null_rates)
+        bar.advance("done")
+    for reason, count in loaded.excluded:
+        typer.echo(f"excluded {count:,} row(s): {reason}")
+    if not result.success:
+        raise ValidationFailed(f"{len(result.lines)} check(s) failed on {len(loaded.frame):,} claims",
+                               result.lines, str(result.report_path))
+    typer.echo(f"valid: {len(loaded.frame):,} claims passed {len(result.checks)} checks; "
+               f"report: {result.report_path}")
+
+
+def _check_output(path: Path) -> None:
+    if path.suffix.lower() not in (".parquet", ".csv"):
+        raise typer.BadParameter(f"'{path}' must end in .parquet or .csv", param_hint="--out")
+    if not path.parent.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+
+
+def _write_table(frame, path: Path) -> None:
+    try:
+        if path.suffix.lower() == ".csv":
+            frame.to_csv(path, index=False, date_format="%Y-%m-%dT%H:%M:%S")
+        else:
+            frame.to_parquet(path, index=False)
+    except OSError as exc:
+        raise DataFileError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: run the CLI, turning every user error into one line on stderr and an exit code."""
+    args = sys.argv[1:] if argv is None else argv
+    command = typer.main.get_command(app)
+    try:
+        command.main(args=args, prog_name="claimscore", standalone_mode=False)
+        return 0
+    except ValidationFailed as exc:
+        for line in exc.lines:
+            typer.echo(f"  {line}", err=True)
+        typer.echo(f"error: {exc}; report: {exc.report_path}", err=True)
+        return exc.exit_code
+    except ClaimScoreError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        return exc.exit_code
+    except typer.Exit as exc:
+        return exc.exit_code
+    except typer.Abort:
+        typer.echo("error: aborted", err=True)
+        return 130
+    except click_exc.NoArgsIsHelpError as exc:
+        typer.echo(exc.format_message())
+        return 0
+    except click_exc.ClickException as exc:
+        hint = f" (see 'claimscore {exc.ctx.command.name} --help')" if getattr(exc, "ctx", None) and exc.ctx.command.name != "claimscore" else ""
+        typer.echo(f"error: {exc.format_message()}{hint}", err=True)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        typer.echo("error: interrupted", err=True)
+        return 130
+    except Exception as exc:  # a bug, not a user error: still one line unless debugging
+        if os.environ.get("CLAIMSCORE_DEBUG"):
+            raise
+        typer.echo(f"internal error: {type(exc).__name__}: {exc} (set CLAIMSCORE_DEBUG=1 for the traceback)",
+                   err=True)
+        return 70
+
+
+if __name__ == "__main__":
+    sys.exit(main())
