@@ -121,6 +121,8 @@ FIELDS: tuple[Field, ...] = (
     _F("provider_type", "category", "provider", "notice", "Kind of provider.", allowed=PROVIDER_TYPES),
     _F("payee_account", "id", "payee", "notice", "Bank account the claim is to be paid into (hashed).",
        personal=True),
+    _F("payee_type", "category", "payee", "notice", "Who is paid: the claimant, a provider, or another party.",
+       allowed=("claimant", "provider", "other")),
     _F("phone", "id", "claimant", "notice", "Contact phone given on the claim (hashed).", personal=True),
     _F("address", "id", "claimant", "notice", "Address given on the claim (hashed).", personal=True),
     # --- outcomes: arrive later, never features of the same claim ------------------------------
@@ -215,6 +217,8 @@ _FALSE = {"false", "f", "no", "n", "0", "0.0"}
 
 def _coerce_series(s: pd.Series, f: Field) -> tuple[pd.Series, pd.Series | None]:
     """Convert one column; return it and a mask of non-null inputs that could not be read."""
+    if pd.api.types.is_object_dtype(s) or pd.api.types.is_string_dtype(s):
+        s = s.mask(s.astype("str").str.strip() == "")  # blank text is missing, not unreadable
     present = s.notna()
     if f.dtype in ("id", "category"):
         if pd.api.types.is_float_dtype(s) and present.any():
@@ -225,8 +229,7 @@ def _coerce_series(s: pd.Series, f: Field) -> tuple[pd.Series, pd.Series | None]
                 out = pd.Series(np.where(present, vals, 0).astype("int64"), index=s.index).astype("str")
                 return out.where(present), None
         out = s.astype("str").where(present)
-        out = out.str.strip().replace("", np.nan) if len(out) else out
-        return out.astype("str"), None
+        return (out.str.strip() if len(out) else out).astype("str"), None
     if f.dtype in ("float", "int"):
         num = pd.to_numeric(s, errors="coerce") if not pd.api.types.is_bool_dtype(s) else s.astype("float64")
         bad = present & num.isna()

@@ -399,6 +399,7 @@ class _Generator:
         direct = (provider >= 0) & (rng.random(n) < 0.35)
         account[direct] = 4 * m + provider[direct]
         c["phone"], c["address"], c["account"] = phone, address, account
+        c["payee_type"] = np.where(direct, "provider", "claimant")
         c["region"] = np.where(rng.random(n) < 0.9, people["region"][cl], rng.integers(0, len(REGIONS), n))
         ring_region = rng.integers(0, 3, max(1, n_rings))
         c["region"][staged] = ring_region[ring[staged]]
@@ -497,6 +498,7 @@ class _Generator:
             "provider_id": o(np.where(c["provider"] >= 0, _ids("V", np.maximum(c["provider"], 0), 6), "")),
             "provider_type": o(c["provider_type"]),
             "payee_account": o(_tokens(c["account"], salt=1)),
+            "payee_type": o(c["payee_type"]),
             "phone": o(_tokens(c["phone"], salt=2)),
             "address": o(_tokens(c["address"], salt=3)),
             "investigated": o(c["investigated"]),

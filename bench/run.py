@@ -1,0 +1,96 @@
+"""Run ClaimScore's benchmarks and write their figures into README.md.
+
+    python -m bench.run              # every benchmark
+    python -m bench.run generator    # one of them
+
+Each benchmark returns a markdown block; it replaces the text between
+``<!-- bench:NAME -->`` and ``<!-- /bench:NAME -->`` in the README, together with the command, the
+date and the machine, so every figure there says how to reproduce it. Raw results also go to
+``bench/results/NAME.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import time
+from datetime import date
+from pathlib import Path
+from typing import Callable
+
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+RESULTS = ROOT / "bench" / "results"
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{os.cpu_count()} cores, {cpu}, Python {platform.python_version()}"
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+def run_isolated(module: str, *args: str) -> dict:
+    """Run ``python -m module args`` in a fresh process (fair memory figures); it prints JSON last."""
+    out = subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, check=True,
+                         capture_output=True, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+def bench_generator() -> tuple[dict, str]:
+    rows = 1_000_000
+    result = run_isolated("bench.generator", str(rows))
+    md = (
+        "| claims | generate | write Parquet | total | claims/s | peak memory |\n"
+        "|---:|---:|---:|---:|---:|---:|\n"
+        f"| {rows:,} | {result['generate_s']:.1f} s | {result['write_s']:.1f} s | "
+        f"{result['generate_s'] + result['write_s']:.1f} s | {rows / result['generate_s']:,.0f} | "
+        f"{result['peak_rss_mb']:,.0f} MB |\n"
+    )
+    return result, md
+
+BENCHMARKS: dict[str, Callable[[], tuple[dict, str]]] = {
+    "generator": bench_generator,
+}
+
+def write_readme(name: str, block: str, command: str) -> None:
+    text = README.read_text(encoding="utf-8")
+    start, end = f"<!-- bench:{name} -->", f"<!-- /bench:{name} -->"
+    stamp = f"Measured {date.today().isoformat()} on {machine()} with `{command}`:\n\n"
+    new = f"{start}\n{stamp}{block}{end}"
+    pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.S)
+    if pattern.search(text):
+        text = pattern.sub(lambda _: new, text)
+    else:
+        text += f"\n{new}\n"
+    README.write_text(text, encoding="utf-8")
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("names", nargs="*", help=f"benchmarks to run: {', '.join(BENCHMARKS)} (default: all)")
+    args = parser.parse_args(argv)
+    unknown = [n for n in args.names if n not in BENCHMARKS]
+    if unknown:
+        parser.error(f"unknown benchmark(s) {', '.join(unknown)}; known: {', '.join(BENCHMARKS)}")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    for name in args.names or list(BENCHMARKS):
+        t0 = time.perf_counter()
+        print(f"bench {name} ...", flush=True)
+        result, block = BENCHMARKS[name]()
+        (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
+        command = "make bench" if not args.names else f"python -m bench.run {name}"
+        write_readme(name, block, command)
+        print(block, f"({time.perf_counter() - t0:.0f} s)", flush=True)
+    return 0
+
+if __name__ == "__main__":
+    sys.exit(main())
