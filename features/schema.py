@@ -164,9 +164,16 @@ def extra_columns(columns: Iterable[str]) -> list[str]:
     return [c for c in columns if c.startswith(EXTRA_PREFIX)]
 
 
+def null_series(dtype: str, index: pd.Index) -> pd.Series:
+    """An all-null column of ``dtype`` (built without a Python list: fast for millions of rows)."""
+    values = pd.array([None], dtype=dtype).take(np.full(len(index), -1), allow_fill=True)
+    return pd.Series(values, index=index)
+
+
 def empty_frame(n: int = 0) -> pd.DataFrame:
     """An all-null canonical frame with ``n`` rows and the canonical dtypes."""
-    return pd.DataFrame({f.name: pd.Series([None] * n, dtype=f.pandas_dtype) for f in FIELDS})
+    index = pd.RangeIndex(n)
+    return pd.DataFrame({f.name: null_series(f.pandas_dtype, index) for f in FIELDS})
 
 
 def conform(df: pd.DataFrame, *, strict: bool = True) -> pd.DataFrame:
@@ -194,12 +201,11 @@ def coerce(df: pd.DataFrame) -> tuple[pd.DataFrame, list[TypeProblem]]:
     missing = [c for c in REQUIRED if c not in df.columns]
     if missing:
         raise SchemaError(f"missing required column(s): {', '.join(missing)}")
-    n = len(df)
     cols: dict[str, pd.Series] = {}
     problems: list[TypeProblem] = []
     for f in FIELDS:
         if f.name not in df.columns:
-            cols[f.name] = pd.Series(pd.array([None] * n, dtype=f.pandas_dtype), index=df.index)
+            cols[f.name] = null_series(f.pandas_dtype, df.index)
             continue
         series, bad = _coerce_series(df[f.name], f)
         cols[f.name] = series
@@ -244,7 +250,7 @@ def _coerce_series(s: pd.Series, f: Field) -> tuple[pd.Series, pd.Series | None]
         if pd.api.types.is_bool_dtype(s):
             return s.astype("boolean"), None
         text = s.astype("str").str.strip().str.lower()
-        out = pd.Series(pd.array([None] * len(s), dtype="boolean"), index=s.index)
+        out = null_series("boolean", s.index)
         out[text.isin(_TRUE) & present] = True
         out[text.isin(_FALSE) & present] = False
         bad = present & out.isna()
