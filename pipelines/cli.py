@@ -116,9 +116,9 @@ def validate(
         bar.advance("done")
     for reason, count in loaded.excluded:
         typer.echo(f"excluded {count:,} row(s): {reason}")
-    if not result.success:
-        raise ValidationFailed(f"{len(result.lines)} check(s) failed on {len(loaded.frame):,} claims",
-                               result.lines, str(result.report_path))
+    for reason, count in loaded.adjusted:
+        typer.echo(f"adjusted {count:,} row(s): {reason}")
+    result.raise_for_failure()
     typer.echo(f"valid: {len(loaded.frame):,} claims passed {len(result.checks)} checks; "
                f"report: {result.report_path}")
 
