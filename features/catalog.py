@@ -66,7 +66,7 @@ def _cat(name, entity, description, needs=None) -> Feature:
 _RI = ("report_date", "incident_date")
 _CL = ("claimant_id", "report_date")
 _DECIDED = ("investigated", "fraud_confirmed", "investigation_closed_date")
-_LINKS = ("phone", "payee_account", "address")
+LINK_IDENTIFIERS = ("phone", "payee_account", "address")
 """Identifiers that join claimants into linked groups (providers do not: they serve everyone)."""
 
 FEATURES: tuple[Feature, ...] = (
@@ -165,9 +165,9 @@ FEATURES: tuple[Feature, ...] = (
     _num("group_size", "link", "link",
          "Claimants in this claimant's linked group (joined through shared phones, accounts, addresses)",
          "Linked to a group of {value:.0f} claimants through shared contact or bank details",
-         _CL, needs_any=_LINKS),
+         _CL, needs_any=LINK_IDENTIFIERS),
     _num("group_prior_fraud", "link", "link", "Confirmed fraud in the linked group, decided before this report",
-         "{value:.0f} confirmed frauds in this claimant's linked group", _CL + _DECIDED, +1, needs_any=_LINKS),
+         "{value:.0f} confirmed frauds in this claimant's linked group", _CL + _DECIDED, +1, needs_any=LINK_IDENTIFIERS),
 )
 
 BY_NAME: dict[str, Feature] = {f.name: f for f in FEATURES}

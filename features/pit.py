@@ -129,11 +129,12 @@ def linked_groups(claim_time: np.ndarray, claimant: np.ndarray, links: np.ndarra
     before it plus its own, and fraud decided strictly before it.
     """
     order = np.argsort(claim_time, kind="stable")
-    dec = np.flatnonzero(decision_fraud.astype(bool))
+    # a claim with no known claimant joins no group, so neither does its outcome
+    dec = np.flatnonzero(decision_fraud.astype(bool) & (claimant != NO_KEY))
     dorder = dec[np.argsort(decision_time[dec], kind="stable")]
     size, fraud = _group_sweep(claim_time[order].astype(np.int64), claimant[order].astype(np.int64),
                                links[order].astype(np.int64), decision_time[dorder].astype(np.int64),
-                               claimant[dorder].astype(np.int64), links[dorder].astype(np.int64), n_nodes)
+                               claimant[dorder].astype(np.int64), n_nodes)
     out_size, out_fraud = np.empty(len(order)), np.empty(len(order))
     out_size[order], out_fraud[order] = size, fraud
     unknown = claimant == NO_KEY
@@ -169,7 +170,7 @@ def _union(parent, rank, members, fraud, a, b):  # pragma: no cover - compiled
 
 
 @njit(cache=True)
-def _group_sweep(ct, cm, cl, dt, dm, dl, n_nodes):  # pragma: no cover - compiled
+def _group_sweep(ct, cm, cl, dt, dm, n_nodes):  # pragma: no cover - compiled
     parent = np.arange(n_nodes)
     rank = np.zeros(n_nodes, np.int64)
     members = np.zeros(n_nodes, np.int64)
@@ -186,14 +187,7 @@ def _group_sweep(ct, cm, cl, dt, dm, dl, n_nodes):  # pragma: no cover - compile
         t = ct[i]
         # fraud decided strictly before t joins the decided claim's group
         while d < len(dt) and dt[d] < t:
-            node = dm[d]
-            if node < 0:
-                for j in range(k):
-                    if dl[d, j] >= 0:
-                        node = dl[d, j]
-                        break
-            if node >= 0:
-                fraud[_find(parent, node)] += 1.0
+            fraud[_find(parent, dm[d])] += 1.0
             d += 1
         # every claim reported at t: its group = the distinct groups of its own nodes
         end = i

@@ -1,0 +1,256 @@
+"""Build model features from canonical claims: one code path for a training table and a live claim.
+
+:func:`build_features` computes, for every row of a canonical frame, the catalog's features from
+what was known strictly before that claim's report time: the claim itself, and the other rows of the
+frame reported earlier (and outcomes decided earlier). A training table passes all its claims; the
+online path passes one live claim together with the history rows that share its keys. Because
+features only look at earlier rows sharing a key, both give the same numbers.
+
+Pure: no files, no databases; vectorised numpy and compiled sweeps (see :mod:`features.pit`).
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from features import catalog, pit
+from features.catalog import Feature
+
+NS_PER_S = 1_000_000_000
+DAY_S = 86_400
+
+
+def provided_columns(frame: pd.DataFrame) -> set[str]:
+    """Columns present in ``frame`` and not entirely null."""
+    return {c for c in frame.columns if frame[c].notna().any()}
+
+
+def date_precision(frame: pd.DataFrame, column: str) -> str:
+    """``time`` when times of day are recorded, ``day``, or ``month`` when every date is a 1st
+    (month-level sources such as the bodily-injury data, where weekdays mean nothing)."""
+    s = frame[column].dropna()
+    if s.empty:
+        return "day"
+    if (s != s.dt.normalize()).any():
+        return "time"
+    return "month" if (s.dt.day == 1).all() and len(s) > 1 else "day"
+
+
+def available_features(frame: pd.DataFrame, extras: Mapping[str, object] | None = None) -> list[Feature]:
+    """The catalog features this frame can support, plus the source's extras.
+
+    ``extras`` maps ``x_`` column -> an object with ``type`` and ``description`` (the mapping's
+    ExtraSpec). A model records the list it was trained on; scoring asks for exactly that list.
+    """
+    have = provided_columns(frame)
+    out = []
+    for f in catalog.FEATURES:
+        if not set(f.needs) <= have or (f.needs_any and not set(f.needs_any) & have):
+            continue
+        if f.name == "report_hour" and date_precision(frame, "report_date") != "time":
+            continue
+        if f.name in ("report_weekday", "incident_weekday"):
+            col = "report_date" if f.name == "report_weekday" else "incident_date"
+            if date_precision(frame, col) == "month":
+                continue
+        out.append(f)
+    for col, spec in (extras or {}).items():
+        if col in frame.columns and col in have:
+            out.append(catalog.extra_feature(col, getattr(spec, "type"), getattr(spec, "description")))
+    return out
+
+
+def resolve(features: Iterable[Feature | str], extras: Mapping[str, object] | None = None) -> list[Feature]:
+    """Feature objects for names (catalog names or the source's ``x_`` extras)."""
+    out = []
+    for f in features:
+        if isinstance(f, Feature):
+            out.append(f)
+        elif f in catalog.BY_NAME:
+            out.append(catalog.BY_NAME[f])
+        elif extras and f in extras:
+            spec = extras[f]
+            out.append(catalog.extra_feature(f, getattr(spec, "type"), getattr(spec, "description")))
+        else:
+            raise KeyError(f"unknown feature '{f}'")
+    return out
+
+
+def build_features(frame: pd.DataFrame, features: Sequence[Feature | str] | None = None,
+                   extras: Mapping[str, object] | None = None) -> pd.DataFrame:
+    """Features for every row of a canonical ``frame`` (same index), in the order asked for.
+
+    Numeric features are float64 (NaN when unknown); categorical ones are strings.
+    """
+    wanted = available_features(frame, extras) if features is None else resolve(features, extras)
+    names = {f.name for f in wanted}
+    cols: dict[str, np.ndarray | pd.Series] = {}
+    _notice(frame, names, cols)
+    if names & _HISTORY:
+        _history(frame, names, cols)
+    if names & _LINK:
+        _links(frame, names, cols)
+    out = {}
+    for f in wanted:
+        if f.name in cols:
+            value = cols[f.name]
+        elif f.family == "extra" or f.kind == "categorical":
+            value = frame[f.name]
+        else:  # pragma: no cover - every catalog feature is computed above
+            raise KeyError(f.name)
+        if f.kind == "categorical":
+            out[f.name] = pd.Series(value, index=frame.index).astype("str")
+        else:
+            out[f.name] = pd.to_numeric(pd.Series(value, index=frame.index), errors="coerce").astype("float64")
+    return pd.DataFrame(out, index=frame.index)
+
+
+# --- notice -------------------------------------------------------------------------------------
+
+def _days(later: pd.Series, earlier: pd.Series) -> np.ndarray:
+    return ((later - earlier).dt.total_seconds() / DAY_S).to_numpy(dtype="float64", na_value=np.nan)
+
+
+def _num(frame: pd.DataFrame, col: str) -> np.ndarray:
+    return frame[col].astype("float64").to_numpy(na_value=np.nan) if col in frame else np.full(len(frame), np.nan)
+
+
+def _notice(frame: pd.DataFrame, names: set[str], cols: dict) -> None:
+    amount = _num(frame, "claimed_amount")
+    pairs = {
+        "days_since_policy_start": ("incident_date", "policy_start_date"),
+        "days_to_policy_end": ("policy_end_date", "incident_date"),
+        "days_since_cover_increase": ("incident_date", "cover_increase_date"),
+        "reporting_delay_days": ("report_date", "incident_date"),
+    }
+    for name, (later, earlier) in pairs.items():
+        if name in names:
+            cols[name] = _days(frame[later], frame[earlier])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if "amount_to_sum_insured" in names:
+            si = _num(frame, "sum_insured")
+            cols["amount_to_sum_insured"] = np.where(si > 0, amount / si, np.nan)
+        if "amount_to_deductible" in names:
+            cols["amount_to_deductible"] = amount / np.maximum(_num(frame, "deductible"), 1.0)
+    if "gap_below_authority_limit" in names:
+        gap = np.full(len(frame), np.nan)
+        for limit in sorted(catalog.AUTHORITY_LIMITS, reverse=True):  # the nearest limit above wins
+            below = amount < limit
+            gap[below] = (limit - amount[below]) / limit
+        cols["gap_below_authority_limit"] = gap
+    if "report_hour" in names:
+        r = frame["report_date"]
+        cols["report_hour"] = (r.dt.hour + r.dt.minute / 60).to_numpy(dtype="float64", na_value=np.nan)
+    if "report_weekday" in names:
+        cols["report_weekday"] = frame["report_date"].dt.weekday.to_numpy(dtype="float64", na_value=np.nan)
+    if "incident_weekday" in names:
+        cols["incident_weekday"] = frame["incident_date"].dt.weekday.to_numpy(dtype="float64", na_value=np.nan)
+    for name in ("claimed_amount", "sum_insured", "deductible", "annual_premium", "number_of_parties",
+                 "injury_count", "police_report", "witness_present", "vehicle_age_years", "claimant_age",
+                 "claimant_tenure_years"):
+        if name in names:
+            cols[name] = _num(frame, name)
+
+
+# --- history ------------------------------------------------------------------------------------
+
+_HISTORY = {f.name for f in catalog.FEATURES if f.family == "history"}
+_LINK = {f.name for f in catalog.FEATURES if f.family == "link"}
+
+
+def _seconds(s: pd.Series) -> np.ndarray:
+    """Datetimes as int64 seconds; NaT as the largest int64 (never before anything)."""
+    ns = s.astype("datetime64[ns]").to_numpy()
+    out = ns.astype("int64") // NS_PER_S
+    out[np.isnat(ns)] = np.iinfo(np.int64).max // 4
+    return out
+
+
+def _codes(s: pd.Series) -> tuple[np.ndarray, int]:
+    codes, uniques = pd.factorize(s, use_na_sentinel=True)
+    return codes.astype(np.int64), len(uniques)
+
+
+def _decisions(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Rows with a decided investigation: mask, decision time, investigated (1), fraud (0/1)."""
+    if "investigation_closed_date" not in frame:
+        n = len(frame)
+        return np.zeros(n, bool), np.zeros(n, np.int64), np.zeros(n), np.zeros(n)
+    decided = frame["investigation_closed_date"].notna().to_numpy()
+    inv = frame["investigated"].astype("float64").fillna(0).to_numpy() if "investigated" in frame else np.zeros(len(frame))
+    fraud = frame["fraud_confirmed"].astype("float64").fillna(0).to_numpy() if "fraud_confirmed" in frame else np.zeros(len(frame))
+    return decided, _seconds(frame["investigation_closed_date"]), inv, fraud
+
+
+def _history(frame: pd.DataFrame, names: set[str], cols: dict) -> None:
+    t = _seconds(frame["report_date"])
+    amount = np.nan_to_num(_num(frame, "claimed_amount"))
+    decided, dtime, inv, fraud = _decisions(frame)
+    w = {k: v * DAY_S for k, v in catalog.WINDOWS_DAYS.items()}
+
+    if names & {n for n in _HISTORY if n.startswith("claimant_")}:
+        key, _ = _codes(frame["claimant_id"])
+        for label in ("90d", "365d", "3y"):
+            name = f"claimant_claims_{label}"
+            if name in names:
+                cols[name] = pit.window_stats(key, t, None, key, t, w[label])[0]
+        if "claimant_amount_365d" in names:
+            cols["claimant_amount_365d"] = pit.window_stats(key, t, amount, key, t, w["365d"])[1]
+        if "claimant_days_since_last_claim" in names:
+            last = pit.window_stats(key, t, None, key, t, None)[2]
+            cols["claimant_days_since_last_claim"] = (t - last) / DAY_S
+        if names & {"claimant_prior_investigations", "claimant_prior_fraud"}:
+            dk = np.where(decided, key, pit.NO_KEY)
+            cols["claimant_prior_investigations"] = pit.window_stats(dk, dtime, inv, key, t, None)[1]
+            cols["claimant_prior_fraud"] = pit.window_stats(dk, dtime, fraud, key, t, None)[1]
+    if "policy_prior_claims" in names:
+        key, _ = _codes(frame["policy_id"])
+        cols["policy_prior_claims"] = pit.window_stats(key, t, None, key, t, None)[0]
+    for prefix, col in (("provider", "provider_id"), ("payee", "payee_account")):
+        if not any(n.startswith(prefix + "_") and n in _HISTORY for n in names):
+            continue
+        key, _ = _codes(frame[col])
+        claims = pit.window_stats(key, t, None, key, t, w["365d"])[0]
+        cols[f"{prefix}_claims_365d"] = claims
+        dk = np.where(decided, key, pit.NO_KEY)
+        for rate, values in (("referral", inv), ("fraud", fraud)):
+            name = f"{prefix}_{rate}_rate_365d"
+            if name in names:
+                events = pit.window_stats(dk, dtime, values, key, t, w["365d"])[1]
+                prior = catalog.RATE_PRIOR[rate]
+                cols[name] = (events + catalog.RATE_STRENGTH * prior) / (claims + catalog.RATE_STRENGTH)
+
+
+# --- links --------------------------------------------------------------------------------------
+
+def _links(frame: pd.DataFrame, names: set[str], cols: dict) -> None:
+    t = _seconds(frame["report_date"])
+    member, n_members = _codes(frame["claimant_id"])
+    window = catalog.LINK_WINDOW_DAYS * DAY_S
+    for name, col in (("phone_claimants_365d", "phone"), ("account_claimants_365d", "payee_account"),
+                      ("address_claimants_365d", "address"), ("provider_claimants_365d", "provider_id")):
+        if name in names:
+            key, _ = _codes(frame[col])
+            cols[name] = pit.distinct_in_window(key, t, member, key, t, member, window, max(n_members, 1))
+    if names & {"group_size", "group_prior_fraud"}:
+        # node codes: claimants first, then each identifier kind in its own range; accounts of
+        # providers paid directly join nobody (a repairer's account is shared by all its customers)
+        offset = n_members
+        links = []
+        for col in catalog.LINK_IDENTIFIERS:
+            if col not in frame or not frame[col].notna().any():
+                continue
+            s = frame[col]
+            if col == "payee_account" and "payee_type" in frame:
+                s = s.where(frame["payee_type"] != "provider")
+            codes, n = _codes(s)
+            links.append(np.where(codes >= 0, codes + offset, pit.NO_KEY))
+            offset += n
+        link_arr = np.stack(links, axis=1) if links else np.full((len(frame), 1), pit.NO_KEY)
+        decided, dtime, _, fraud = _decisions(frame)
+        size, group_fraud = pit.linked_groups(t, member, link_arr, np.where(decided, dtime, np.iinfo(np.int64).max // 4),
+                                              decided & (fraud > 0), max(offset, 1))
+        cols["group_size"], cols["group_prior_fraud"] = size, group_fraud
