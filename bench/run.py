@@ -58,8 +58,21 @@ def bench_generator() -> tuple[dict, str]:
     )
     return result, md
 
+def bench_features() -> tuple[dict, str]:
+    rows = 1_000_000
+    r = run_isolated("bench.features", str(rows))
+    md = (
+        "| claims | features | build time | claims/s | peak memory (process, claims included) |\n"
+        "|---:|---:|---:|---:|---:|\n"
+        f"| {rows:,} | {r['features']} | {r['build_s']:.1f} s | {rows / r['build_s']:,.0f} | "
+        f"{r['peak_rss_mb']:,.0f} MB |\n"
+    )
+    return r, md
+
+
 BENCHMARKS: dict[str, Callable[[], tuple[dict, str]]] = {
     "generator": bench_generator,
+    "features": bench_features,
 }
 
 def write_readme(name: str, block: str, command: str) -> None:
