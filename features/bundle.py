@@ -1,0 +1,103 @@
+"""A trained model as it travels from training to scoring: booster, encoder, calibration, metadata.
+
+Training writes a bundle (a folder of plain files, logged to MLflow); batch scoring, monitoring and
+the service read it. Nothing here fits anything, so scoring never imports training code.
+
+Folder layout::
+
+    model.txt          LightGBM booster (its own text format)
+    bundle.json        {"task", "label", "encoder", "calibration", "metadata"}
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from features.encoding import FeatureEncoder
+
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Maps raw model probabilities to calibrated ones.
+
+    ``kind`` is ``isotonic`` (piecewise-linear through ``x``/``y`` knots), ``platt``
+    (``sigmoid(a * logit(p) + b)``) or ``identity``.
+    """
+
+    kind: str = "identity"
+    x: tuple[float, ...] = ()
+    y: tuple[float, ...] = ()
+    a: float = 1.0
+    b: float = 0.0
+
+    def apply(self, p: np.ndarray) -> np.ndarray:
+        p = np.asarray(p, dtype=np.float64)
+        if self.kind == "isotonic":
+            return np.interp(p, self.x, self.y)
+        if self.kind == "platt":
+            q = np.clip(p, 1e-12, 1 - 1e-12)
+            z = self.a * np.log(q / (1 - q)) + self.b
+            return 1.0 / (1.0 + np.exp(-z))
+        return p
+
+    def to_dict(self) -> dict:
+        return {"kind": self.kind, "x": list(self.x), "y": list(self.y), "a": self.a, "b": self.b}
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> "Calibration":
+        return cls(d.get("kind", "identity"), tuple(d.get("x", ())), tuple(d.get("y", ())),
+                   float(d.get("a", 1.0)), float(d.get("b", 0.0)))
+
+
+@dataclass
+class ModelBundle:
+    task: str
+    """``fraud`` or ``fast_track``."""
+    label: str
+    booster: Any
+    """A ``lightgbm.Booster``."""
+    encoder: FeatureEncoder
+    calibration: Calibration = field(default_factory=Calibration)
+    metadata: dict = field(default_factory=dict)
+
+    @property
+    def features(self) -> tuple[str, ...]:
+        return self.encoder.features
+
+    def predict_raw(self, matrix: np.ndarray) -> np.ndarray:
+        """The booster's own probability for each row of an encoded matrix."""
+        return self.booster.predict(matrix, num_threads=1 if len(matrix) < 64 else 0)
+
+    def predict(self, matrix: np.ndarray) -> np.ndarray:
+        """Calibrated probabilities for each row of an encoded matrix."""
+        return self.calibration.apply(self.predict_raw(matrix))
+
+    def save(self, folder: str | Path) -> Path:
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.booster.save_model(str(folder / "model.txt"))
+        (folder / "bundle.json").write_text(json.dumps({
+            "format_version": FORMAT_VERSION, "task": self.task, "label": self.label,
+            "encoder": self.encoder.to_dict(), "calibration": self.calibration.to_dict(),
+            "metadata": self.metadata,
+        }, indent=2, default=str), encoding="utf-8")
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | Path) -> "ModelBundle":
+        import lightgbm as lgb
+
+        folder = Path(folder)
+        spec = json.loads((folder / "bundle.json").read_text(encoding="utf-8"))
+        if spec.get("format_version") != FORMAT_VERSION:
+            raise ValueError(f"{folder}: bundle format {spec.get('format_version')} is not {FORMAT_VERSION}")
+        booster = lgb.Booster(model_file=str(folder / "model.txt"))
+        return cls(spec["task"], spec["label"], booster, FeatureEncoder.from_dict(spec["encoder"]),
+                   Calibration.from_dict(spec["calibration"]), spec.get("metadata", {}))

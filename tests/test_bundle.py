@@ -1,0 +1,59 @@
+"""The model bundle and its encoder: a table and a single claim score identically, before and after saving."""
+
+from __future__ import annotations
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+import pytest
+
+from features.build import available_features, build_features
+from features.bundle import Calibration, ModelBundle
+from features.encoding import FeatureEncoder
+
+
+@pytest.fixture(scope="module")
+def trained(synthetic_claims):
+    feats = available_features(synthetic_claims)
+    table = build_features(synthetic_claims, feats)
+    enc = FeatureEncoder.fit(table, feats)
+    matrix = enc.transform(table)
+    booster = lgb.train({"objective": "binary", "verbose": -1, "seed": 0, "num_threads": 1},
+                        lgb.Dataset(matrix, synthetic_claims["true_fraud"].astype(int).to_numpy(),
+                                    categorical_feature=enc.categorical_indices), 30)
+    cal = Calibration("isotonic", (0.0, 0.1, 1.0), (0.0, 0.3, 1.0))
+    return ModelBundle("fraud", "true_fraud", booster, enc, cal, {"trained_on": "test"}), table
+
+
+def test_a_single_claim_scores_as_in_the_table(trained):
+    bundle, table = trained
+    matrix = bundle.encoder.transform(table)
+    expected = bundle.predict(matrix)
+    for i in (0, 17, 4321):
+        row = {k: (None if pd.isna(v) else v) for k, v in table.iloc[i].items()}
+        assert bundle.predict(bundle.encoder.encode_row(row))[0] == expected[i]
+
+
+def test_unseen_and_missing_categories_score_like_missing(trained):
+    bundle, table = trained
+    row = {k: (None if pd.isna(v) else v) for k, v in table.iloc[3].items()}
+    unseen = bundle.predict(bundle.encoder.encode_row({**row, "channel": "carrier pigeon"}))[0]
+    missing = bundle.predict(bundle.encoder.encode_row({**row, "channel": None}))[0]
+    assert unseen == missing
+    assert np.isnan(bundle.encoder.transform(table.head(1).assign(channel="carrier pigeon"))[0, bundle.features.index("channel")])
+
+
+def test_bundle_round_trips_through_files(trained, tmp_path):
+    bundle, table = trained
+    loaded = ModelBundle.load(bundle.save(tmp_path / "b"))
+    matrix = loaded.encoder.transform(table)
+    np.testing.assert_array_equal(loaded.predict(matrix), bundle.predict(bundle.encoder.transform(table)))
+    assert loaded.metadata == {"trained_on": "test"} and loaded.features == bundle.features
+
+
+def test_calibration_kinds():
+    iso = Calibration("isotonic", (0.0, 0.5, 1.0), (0.0, 0.2, 1.0))
+    assert iso.apply(np.array([0.25, 0.75])).tolist() == pytest.approx([0.1, 0.6])
+    platt = Calibration("platt", a=1.0, b=0.0)
+    assert platt.apply(np.array([0.3]))[0] == pytest.approx(0.3)
+    assert Calibration.from_dict(iso.to_dict()) == iso
