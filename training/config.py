@@ -1,0 +1,120 @@
+"""Training configuration: the split, LightGBM settings, routing constraints and promotion margin.
+
+Defaults suit the synthetic data; ``claimscore train --config FILE.yaml`` overrides any of them.
+Unknown keys are refused by name, so a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from features.errors import ConfigError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SplitConfig(_Strict):
+    """Time-ordered split by report date: train, then validation, then test (the latest claims)."""
+
+    valid_fraction: float = Field(0.15, gt=0, lt=0.5)
+    test_fraction: float = Field(0.2, gt=0, lt=0.5)
+    gap_days: int = Field(60, ge=0)
+    """Claims reported this many days before the next period starts are dropped, so that outcomes
+    still maturing at the boundary never reach the earlier period's labels."""
+    valid_start: str | None = None
+    """Explicit first report date of the validation period (overrides valid_fraction)."""
+    test_start: str | None = None
+    """Explicit first report date of the test period (overrides test_fraction), e.g. "1995-01-01"."""
+
+
+class LightGBMConfig(_Strict):
+    num_leaves: int = Field(31, ge=2)
+    learning_rate: float = Field(0.05, gt=0, le=1)
+    max_rounds: int = Field(2000, ge=1)
+    early_stopping_rounds: int = Field(100, ge=1)
+    min_child_samples: int = Field(50, ge=1)
+    feature_fraction: float = Field(0.8, gt=0, le=1)
+    bagging_fraction: float = Field(0.8, gt=0, le=1)
+    bagging_freq: int = Field(1, ge=0)
+    lambda_l2: float = Field(1.0, ge=0)
+    cat_smooth: float = Field(10.0, ge=0)
+    max_cat_to_onehot: int = Field(8, ge=1)
+    balance_classes: bool = True
+    """Weight the positive class up to a quarter of the data during fitting; calibration on the
+    untouched validation set brings probabilities back to the real rate."""
+    monotone: bool = True
+    """Use the catalog's monotone directions (e.g. more prior confirmed fraud never lowers the fraud
+    score) as LightGBM monotone constraints for the fraud model."""
+    num_threads: int = Field(0, ge=0)
+
+
+class RoutingRule(_Strict):
+    name: str
+    when: str
+    """A pandas expression over feature columns, e.g. ``days_since_policy_start < 30 and claimed_amount > 2000``."""
+    route: Literal["siu_referral", "specialist", "standard"]
+
+
+class RoutingConfig(_Strict):
+    siu_capacity: float = Field(0.03, gt=0, lt=1)
+    """Largest share of claims the investigations unit can take."""
+    fast_track_leakage_cap: float = Field(0.004, ge=0, lt=1)
+    """Largest confirmed-fraud rate allowed among fast-tracked claims (validation period)."""
+    fast_track_min_score: float = Field(0.5, ge=0, le=1)
+    """Fast track only claims at least this likely to settle simply."""
+    fast_track_amount_limit: float = Field(5_000, ge=0)
+    large_loss_limit: float = Field(50_000, ge=0)
+    """Claims above this amount, or of high severity, go to specialists."""
+    specialist_severities: tuple[str, ...] = ("high", "severe", "fatal")
+    rules: tuple[RoutingRule, ...] = (
+        RoutingRule(name="early_claim_high_amount",
+                    when="days_since_policy_start < 30 and claimed_amount > 3000", route="siu_referral"),
+    )
+
+
+class PromotionConfig(_Strict):
+    metric: Literal["roc_auc", "average_precision"] = "average_precision"
+    margin: float = Field(0.0, ge=0)
+    """The challenger must beat the champion by at least this much on the same test period."""
+
+
+class TrainingConfig(_Strict):
+    seed: int = 0
+    split: SplitConfig = SplitConfig()
+    lightgbm: LightGBMConfig = LightGBMConfig()
+    routing: RoutingConfig = RoutingConfig()
+    promotion: PromotionConfig = PromotionConfig()
+    calibration: Literal["isotonic", "platt"] = "isotonic"
+    min_positives: int = Field(30, ge=1)
+    """A model is trained only when each period has at least this many positive labels."""
+
+    @model_validator(mode="after")
+    def _fractions(self) -> "TrainingConfig":
+        if self.split.valid_fraction + self.split.test_fraction >= 0.8:
+            raise ValueError("split: valid_fraction + test_fraction must leave at least 20% for training")
+        return self
+
+
+def load_training_config(path: str | Path | None) -> TrainingConfig:
+    """Defaults, overridden by a YAML file; errors name the key."""
+    if path is None:
+        return TrainingConfig()
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"training config {path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"training config {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    try:
+        return TrainingConfig.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        raise ConfigError(f"training config {path}: {where}: {err['msg']}") from None
