@@ -245,7 +245,7 @@ def _links(frame: pd.DataFrame, names: set[str], cols: dict) -> None:
                 continue
             s = frame[col]
             if col == "payee_account" and "payee_type" in frame:
-                s = s.where(frame["payee_type"] != "provider")
+                s = s.mask(frame["payee_type"].eq("provider").fillna(False).astype(bool))
             codes, n = _codes(s)
             links.append(np.where(codes >= 0, codes + offset, pit.NO_KEY))
             offset += n

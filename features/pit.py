@@ -42,19 +42,31 @@ def window_stats(ev_key: np.ndarray, ev_time: np.ndarray, ev_value: np.ndarray |
     comp = ev_key.astype(np.int64) * span + (ev_time - t0)
     order = np.argsort(comp, kind="stable")
     comp, values, ev_time_sorted = comp[order], values[order], ev_time[order]
-    csum = np.concatenate([[0.0], np.cumsum(values)])
+    # running sums restart at each key, so a sum's rounding depends on that key's events only (the
+    # same for a whole table and for one live claim's history)
+    seg_csum = np.concatenate([[0.0], _segment_cumsum(comp // span, values)])
     q_ok = q_key != NO_KEY
     qk = np.where(q_ok, q_key, 0).astype(np.int64)
+    seg = np.searchsorted(comp, qk * span, side="left")
     hi = np.searchsorted(comp, qk * span + (q_time - t0), side="left")
     lo_offset = np.zeros(len(q_time), np.int64) if window is None else np.maximum(q_time - window - t0, 0)
     lo = np.searchsorted(comp, qk * span + lo_offset, side="left")
     count = (hi - lo).astype(np.float64)
-    total = csum[hi] - csum[lo]
+    total = np.where(hi > seg, seg_csum[hi], 0.0) - np.where(lo > seg, seg_csum[lo], 0.0)
     last_idx = hi - 1
+    if len(comp) == 0:  # no events at all (e.g. nothing decided yet): last_idx is -1 everywhere
+        comp, ev_time_sorted = np.zeros(1, np.int64), np.zeros(1, np.int64)
     has_last = (last_idx >= 0) & (comp[np.maximum(last_idx, 0)] // span == qk)
     last = np.where(has_last, ev_time_sorted[np.maximum(last_idx, 0)].astype(np.float64), np.nan)
     nan = np.full(len(q_time), np.nan)
     return np.where(q_ok, count, nan), np.where(q_ok, total, nan), np.where(q_ok, last, nan)
+
+
+def _segment_cumsum(keys: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Inclusive running sum of ``values`` restarting wherever the (sorted) ``keys`` change."""
+    import pandas as pd
+
+    return pd.Series(values).groupby(keys, sort=False).cumsum().to_numpy(dtype=np.float64)
 
 
 def distinct_in_window(ev_key: np.ndarray, ev_time: np.ndarray, ev_member: np.ndarray,

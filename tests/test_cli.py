@@ -139,3 +139,19 @@ def test_wrongly_encoded_csv_gets_one_readable_line(cli, tmp_path):
     result = cli("validate", "--data", path)
     assert result.code == 2
     assert len(result.err_lines) == 1 and "encod" in result.err_lines[0].lower(), result.err
+
+
+def test_features_on_dask_match_the_pandas_table(cli, tmp_path):
+    data, plain, on_dask = tmp_path / "c.parquet", tmp_path / "f.parquet", tmp_path / "fd.parquet"
+    assert cli("generate", "--claims", 3000, "--seed", 2, "--out", data).code == 0
+    assert cli("features", "--data", data, "--out", plain).code == 0
+    result = cli("features", "--data", data, "--out", on_dask, "--dask-workers", 2)
+    assert result.code == 0, result.err
+    a = pd.read_parquet(on_dask).sort_index()
+    b = pd.read_parquet(plain).set_index("claim_id").sort_index()[a.columns]
+    pd.testing.assert_frame_equal(a, b, check_dtype=False, check_names=False, rtol=1e-9)
+
+
+def test_dask_needs_canonical_parquet(cli, tmp_path):
+    result = cli("features", "--source", "vehicle_fraud", "--out", tmp_path / "x.parquet", "--dask-workers", 2)
+    assert result.code == 2 and "--dask-workers" in result.err_lines[0]

@@ -319,3 +319,19 @@ def test_real_sources_lack_what_they_do_not_have(shared_data):
     assert "report_weekday" not in names  # month-level dates: weekdays would be noise
     assert {"reporting_delay_days", "injury_count", "incident_severity"} <= names
     assert len(build_features(injury.frame)) == len(injury.frame)
+
+
+def test_a_keys_sums_do_not_depend_on_other_keys():
+    """Running sums restart per key: a live claim's small history and a huge table agree exactly."""
+    from features import pit
+
+    rng = np.random.default_rng(0)
+    small = rng.uniform(0, 10, 50)
+    times = np.arange(50, dtype=np.int64) * 100
+    one = np.ones(50, np.int64)
+    alone = pit.window_stats(one, times, small, one, times + 1, 1000)[1]
+    big_key = np.r_[np.zeros(5000, np.int64), one]  # the huge key sorts first
+    big_times = np.r_[np.arange(5000, dtype=np.int64), times]
+    big_values = np.r_[rng.uniform(1e11, 1e12, 5000), small]
+    mixed = pit.window_stats(big_key, big_times, big_values, one, times + 1, 1000)[1]
+    assert np.array_equal(alone, mixed)
