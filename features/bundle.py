@@ -21,6 +21,7 @@ import numpy as np
 from features.encoding import FeatureEncoder
 
 FORMAT_VERSION = 1
+TIE_BREAK = 1e-9
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,9 @@ class Calibration:
     def apply(self, p: np.ndarray) -> np.ndarray:
         p = np.asarray(p, dtype=np.float64)
         if self.kind == "isotonic":
-            return np.interp(p, self.x, self.y)
+            # isotonic steps tie many claims; a nudge by the raw score keeps the model's ranking
+            # (for thresholds and ROC) without moving any probability by more than 1e-9
+            return np.clip(np.interp(p, self.x, self.y) + TIE_BREAK * p, 0.0, 1.0)
         if self.kind == "platt":
             q = np.clip(p, 1e-12, 1 - 1e-12)
             z = self.a * np.log(q / (1 - q)) + self.b

@@ -156,6 +156,53 @@ def features(
     typer.echo(f"wrote {len(wanted)} features for {len(table):,} claims to {out} in {time.perf_counter() - t0:.1f} s")
 
 
+@app.command()
+def train(
+    data: Annotated[Optional[str], typer.Option("--data", "-d", help="Claims file (or SQLAlchemy URL for SQL mappings).")] = None,
+    source: SourceOpt = "synthetic",
+    config: ConfigOpt = None,
+    training_config: Annotated[Optional[Path], typer.Option("--training-config", help="YAML overriding training defaults (split, LightGBM, routing, promotion).")] = None,
+) -> None:
+    """Train the fraud and fast-track models on a time-ordered split; register them as challengers."""
+    from training.config import load_training_config
+    from training.pipeline import STAGES, train as run_training
+
+    settings = _settings(config)
+    cfg = load_training_config(training_config)
+    t0 = time.perf_counter()
+    with _Stages(len(STAGES), "validating claims") as bar:
+        result = run_training(data, source, settings, cfg, on_stage=bar.advance)
+    for task, why in result.skipped.items():
+        typer.echo(f"{task} model not trained: {why}")
+    for task, model in result.models.items():
+        m = result.metrics
+        typer.echo(f"{model.name} v{model.version} (challenger): test ROC-AUC {m[f'{task}.test.roc_auc']:.3f}, "
+                   f"average precision {m[f'{task}.test.average_precision']:.3f}, "
+                   f"calibration error {m[f'{task}.test.calibration_error']:.4f}")
+    k = result.policy.expected_kpis
+    typer.echo("routing on the test period: " + ", ".join(f"{key} {value:.1%}" for key, value in k.items()))
+    typer.echo(f"run {result.run_id} in {time.perf_counter() - t0:.0f} s; periods: "
+               + "; ".join(f"{n} {p}" for n, p in result.periods.items()))
+
+
+@app.command()
+def promote(
+    reason: Annotated[str, typer.Option("--reason", help="Why (recorded on the model versions).")] = "retrained",
+    by: Annotated[str, typer.Option("--by", help="Who (recorded on the model versions).")] = os.environ.get("USER", "unknown"),
+    config: ConfigOpt = None,
+    training_config: Annotated[Optional[Path], typer.Option("--training-config", help="YAML with the promotion metric and margin.")] = None,
+) -> None:
+    """Make the challengers champions if they beat the champions on the latest test period."""
+    from training import registry
+    from training.config import load_training_config
+
+    settings = _settings(config)
+    cfg = load_training_config(training_config)
+    registry.configure(settings)
+    rows = registry.promote(cfg.promotion.metric, cfg.promotion.margin, by, reason)
+    typer.echo(registry.format_table(rows))
+
+
 def _features_on_dask(data: str | None, source: str, out: Path, workers: int) -> int:
     """Features for a canonical Parquet file on a loopback LocalCluster (for data beyond one machine)."""
     if source != "synthetic" or not data or not data.endswith(".parquet") or out.suffix != ".parquet":

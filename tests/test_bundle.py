@@ -54,6 +54,9 @@ def test_bundle_round_trips_through_files(trained, tmp_path):
 def test_calibration_kinds():
     iso = Calibration("isotonic", (0.0, 0.5, 1.0), (0.0, 0.2, 1.0))
     assert iso.apply(np.array([0.25, 0.75])).tolist() == pytest.approx([0.1, 0.6])
+    flat = Calibration("isotonic", (0.0, 0.5, 1.0), (0.2, 0.2, 0.2))
+    low, high = flat.apply(np.array([0.1, 0.9]))
+    assert low < high and high - low < 1e-8  # ties broken by the raw score, calibration untouched
     platt = Calibration("platt", a=1.0, b=0.0)
     assert platt.apply(np.array([0.3]))[0] == pytest.approx(0.3)
     assert Calibration.from_dict(iso.to_dict()) == iso

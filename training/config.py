@@ -81,7 +81,8 @@ class RoutingConfig(_Strict):
 class PromotionConfig(_Strict):
     metric: Literal["roc_auc", "average_precision"] = "average_precision"
     margin: float = Field(0.0, ge=0)
-    """The challenger must beat the champion by at least this much on the same test period."""
+    """The challenger must beat the champion by more than this on the same test period (an equal
+    challenger is refused)."""
 
 
 class TrainingConfig(_Strict):
