@@ -52,19 +52,26 @@ def _usable(expr: str, table: pd.DataFrame) -> bool:
 
 
 def _fast_track_pair(cfg, table, fraud, fast, y_fraud, siu, base) -> tuple[float, float]:
+    # what the fast-track thresholds cannot change: referrals, specialist claims, rule blocks, amounts
+    routes, _ = RoutingPolicy(siu, np.inf, None, base.fast_track_amount_limit, base.large_loss_limit,
+                              base.specialist_severities, base.rules).route_table(table, fraud, fast)
+    standard_rule = np.zeros(len(table), bool)
+    for r in base.rules:
+        if r.route == "standard":
+            standard_rule |= RoutingPolicy._rule_mask(r, table)
+    amount = pd.to_numeric(table["claimed_amount"], errors="coerce").to_numpy() if "claimed_amount" in table \
+        else np.full(len(table), np.nan)
+    eligible = (routes == "standard") & ~standard_rule & (amount <= base.fast_track_amount_limit)
     best = (cfg.fast_track_min_score, 0.0, -1.0)  # (threshold, max fraud, fast-track rate)
-    ft_grid = np.unique(np.quantile(fast[fast >= cfg.fast_track_min_score], np.linspace(0, 0.95, 20))) \
-        if (fast >= cfg.fast_track_min_score).any() else np.array([cfg.fast_track_min_score])
-    fr_grid = np.unique(np.quantile(fraud, np.linspace(0.2, 0.99, 20)))
+    above = fast >= cfg.fast_track_min_score
+    ft_grid = np.unique(np.quantile(fast[above], np.linspace(0, 0.95, 25))) if above.any() \
+        else np.array([cfg.fast_track_min_score])
+    fr_grid = np.unique(np.quantile(fraud, np.linspace(0.2, 0.995, 25)))
     for ft in ft_grid:
+        base_ok = eligible & (fast >= ft)
         for fmax in fr_grid:
-            policy = RoutingPolicy(siu, float(ft), float(fmax), base.fast_track_amount_limit, base.large_loss_limit,
-                                   base.specialist_severities, base.rules)
-            routes, _ = policy.route_table(table, fraud, fast)
-            chosen = routes == "fast_track"
-            if not chosen.any():
-                continue
-            if y_fraud[chosen].mean() <= cfg.fast_track_leakage_cap and chosen.mean() > best[2]:
+            chosen = base_ok & (fraud < fmax)
+            if chosen.any() and y_fraud[chosen].mean() <= cfg.fast_track_leakage_cap and chosen.mean() > best[2]:
                 best = (float(ft), float(fmax), float(chosen.mean()))
     if best[2] < 0:  # nothing meets the cap: fast-track nobody rather than leak
         return float(np.inf), 0.0
