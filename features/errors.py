@@ -35,3 +35,11 @@ class ValidationFailed(ClaimScoreError):
         super().__init__(message)
         self.lines = lines
         self.report_path = report_path
+
+
+class HistoryError(ClaimScoreError):
+    """The claim history store cannot be opened or written, or was asked something it cannot do."""
+
+
+class UnknownClaimError(HistoryError):
+    """An outcome was recorded for a claim the history store does not hold."""

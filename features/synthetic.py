@@ -361,6 +361,7 @@ class _Generator:
         # providers: repairers for motor, clinics for injury and medical, contractors for home
         n_prov = max(5, n // 180)
         ptype = rng.choice(3, n_prov, p=[0.5, 0.25, 0.25])  # 0 repairer, 1 clinic, 2 contractor
+        ptype[:3] = (0, 1, 2)  # every kind exists, however small the book
         popularity = rng.pareto(1.6, n_prov) + 1
         corrupt = rng.random(n_prov) < 0.03
         needs = np.select([c["lob"] == 0, (c["lob"] == 1) | (c["incident"] == "medical"), c["lob"] == 2], [0, 1, 2], -1)

@@ -27,6 +27,10 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 
+from pipelines.history_cli import history_app  # noqa: E402  (imports only typer)
+
+app.add_typer(history_app, name="history")
+
 SOURCE_HELP = ("Where the claims come from: synthetic (canonical Parquet/CSV), vehicle_fraud, "
                "aus_bodily_injury, or mapping:FILE.yaml for your own table.")
 SourceOpt = Annotated[str, typer.Option("--source", "-s", help=SOURCE_HELP)]

@@ -132,19 +132,19 @@ def _read_sql(url: str, spec: ReadSpec) -> pd.DataFrame:
         if str(db) not in ("", ":memory:"):
             _check_file(db)
     try:
-        engine = sa.create_engine(_with_installed_driver(sa.engine.make_url(url)))
+        engine = sa.create_engine(with_installed_driver(sa.engine.make_url(url)))
     except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ImportError) as exc:
         raise DataFileError(f"{shown}: cannot open this database ({_first_line(exc)})") from None
     try:
         try:
             conn = engine.connect()
         except sa.exc.SQLAlchemyError as exc:
-            raise DataFileError(f"{shown}: cannot connect ({_db_error(exc)})") from None
+            raise DataFileError(f"{shown}: cannot connect ({db_error(exc)})") from None
         with conn:
             df = pd.read_sql_query(sa.text(spec.query), conn)
     except (sa.exc.SQLAlchemyError, pd.errors.DatabaseError) as exc:
         cause = exc.__cause__ if isinstance(exc, pd.errors.DatabaseError) and exc.__cause__ else exc
-        raise DataFileError(f"{shown}: query failed ({_db_error(cause)}); query: {spec.query}") from None
+        raise DataFileError(f"{shown}: query failed ({db_error(cause)}); query: {spec.query}") from None
     finally:
         engine.dispose()
     if len(df) == 0:
@@ -152,7 +152,7 @@ def _read_sql(url: str, spec: ReadSpec) -> pd.DataFrame:
     return df
 
 
-def _with_installed_driver(url: "sa.engine.URL") -> "sa.engine.URL":
+def with_installed_driver(url: "sa.engine.URL") -> "sa.engine.URL":
     """``postgresql://`` means psycopg 3 to SQLAlchemy 2.1; fall back to psycopg2 when only it is installed."""
     import importlib.util
 
@@ -162,7 +162,7 @@ def _with_installed_driver(url: "sa.engine.URL") -> "sa.engine.URL":
     return url
 
 
-def _db_error(exc: BaseException) -> str:
+def db_error(exc: BaseException) -> str:
     orig = getattr(exc, "orig", None)
     return _first_line(orig if orig is not None else exc)
 

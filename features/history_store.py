@@ -1,0 +1,447 @@
+"""The claim history store: the past claims the online path reads, in one SQL table.
+
+The service asks :meth:`HistoryStore.history_for` for the stored rows that can influence a live
+claim's features, computes the features with :func:`features.build.build_features` (the batch code;
+see :mod:`features.online`) and :meth:`~HistoryStore.append`\\ s the claim after scoring.
+Investigation and settlement outcomes arrive later through :meth:`~HistoryStore.record_outcome`.
+``claimscore history load`` fills the store from a table.
+
+One table, one row per claim, every canonical column (SQLAlchemy Core, no ORM). A SQLite file by
+default (``Settings.history_url``); any SQLAlchemy URL by configuration (tested on PostgreSQL).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Callable, Iterable, Iterator
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from features import catalog, schema
+from features.errors import HistoryError, UnknownClaimError
+from features.sources.readers import db_error, with_installed_driver, describe
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TABLE = "claim_history"
+
+SQLITE_DATETIME_FORMAT = ("%(year)04d-%(month)02d-%(day)02dT%(hour)02d:%(minute)02d:%(second)02d"
+                          ".%(microsecond)06d")
+"""How SQLite holds datetimes: ISO 8601 text, exactly what ``numpy.datetime_as_string(unit="us")``
+writes, so bulk loads format them in C and range queries compare them as text."""
+
+_SQL_TYPES: dict[str, Callable[[], sa.types.TypeEngine]] = {
+    "id": sa.String, "category": sa.String, "float": sa.Double, "int": sa.BigInteger,
+    "bool": sa.Boolean,
+    "datetime": lambda: sa.DateTime().with_variant(sqlite.DATETIME(storage_format=SQLITE_DATETIME_FORMAT), "sqlite"),
+}
+
+ALL_PAST_KEYS = ("claimant_id", "policy_id")
+"""Keys whose history features look at the whole past (claim counts, last claim, prior fraud)."""
+WINDOW_KEYS: tuple[str, ...] = tuple(sorted(
+    {c for f in catalog.FEATURES if f.family in ("history", "link") for c in f.needs
+     if schema.BY_NAME[c].dtype == "id"} - set(ALL_PAST_KEYS)))
+"""Keys whose features look at a trailing window: provider, payee account, phone, address."""
+
+
+def _lookback(key: str) -> pd.Timedelta:
+    """The longest trailing window of the features that read ``key``, from the catalog: a link
+    feature looks back ``LINK_WINDOW_DAYS``, a history feature the ``WINDOWS_DAYS`` window its name
+    ends with; a feature naming no window makes it the longest window of all."""
+    longest = max(*catalog.WINDOWS_DAYS.values(), catalog.LINK_WINDOW_DAYS)
+    days = [catalog.LINK_WINDOW_DAYS if f.family == "link" else
+            next((d for label, d in catalog.WINDOWS_DAYS.items() if f.name.endswith("_" + label)), longest)
+            for f in catalog.FEATURES if f.family in ("history", "link") and key in f.needs]
+    return pd.Timedelta(days=max(days, default=longest))
+
+
+LOOKBACK: dict[str, pd.Timedelta] = {key: _lookback(key) for key in WINDOW_KEYS}
+"""How far back each window key's rows can matter (365 days for every key today)."""
+_TIME_COLUMNS = ("report_date", "investigation_closed_date")
+_MAX_PARAMS = 5_000
+"""Values bound in one IN (...) list; larger sets are split (SQLite allows 32,766 per statement)."""
+
+
+class HistoryStore:
+    """Past claims in a SQL table, read for live claims and appended to after scoring.
+
+    ``url`` is a SQLAlchemy URL (``postgresql://`` uses psycopg2 when psycopg 3 is not installed);
+    ``table`` the table name (created with its indexes if missing).
+    """
+
+    def __init__(self, url: str, table: str = DEFAULT_TABLE):
+        self.shown = describe(url)
+        try:
+            engine_url = with_installed_driver(sa.engine.make_url(url))
+            self.engine = sa.create_engine(engine_url)
+        except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ImportError) as exc:
+            raise HistoryError(f"history store {self.shown}: cannot open this database ({db_error(exc)})") from None
+        if self.engine.dialect.name == "sqlite":
+            sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+        self.table = _claims_table(table, sa.MetaData())
+        try:
+            self.table.metadata.create_all(self.engine)
+            present = {c["name"] for c in sa.inspect(self.engine).get_columns(table)}
+        except sa.exc.SQLAlchemyError as exc:
+            raise HistoryError(f"history store {self.shown}: cannot connect or create table '{table}' "
+                               f"({db_error(exc)})") from None
+        missing = [c for c in schema.COLUMNS if c not in present]
+        if missing:
+            raise HistoryError(f"history store {self.shown}: table '{table}' lacks column(s) "
+                               f"{', '.join(missing)}; load the claims into a new table or database")
+        self._upsert = _upsert_statement(self.table, self.engine.dialect.name)
+        self._driver_sql: str | None = None
+        self._positions: list[str] = []
+        if self.engine.dialect.name == "sqlite":  # bulk path: native values straight to the driver
+            compiled = self._upsert.compile(dialect=self.engine.dialect)
+            self._driver_sql, self._positions = str(compiled), list(compiled.positiontup or [])
+
+    def __repr__(self) -> str:
+        return f"HistoryStore({self.shown!r}, table={self.table.name!r})"
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def drop(self) -> None:
+        """Drop the table and its indexes (tests and re-builds)."""
+        self.table.drop(self.engine, checkfirst=True)
+
+    def __len__(self) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(sa.select(sa.func.count()).select_from(self.table)).scalar_one())
+
+    # --- writing ------------------------------------------------------------------------------
+
+    def load(self, frame: pd.DataFrame, chunk: int = 50_000,
+             progress: Callable[[int], None] | None = None) -> int:
+        """Write a canonical frame in chunks, in one transaction; a stored claim_id is replaced.
+
+        Returns the number of claims written (duplicated claim_ids count once: the last row wins).
+        ``progress`` is called with the number of rows written so far after each chunk. Loading
+        into an empty table builds the indexes once at the end (much faster than row by row).
+        """
+        frame = as_canonical(frame)
+        if frame["claim_id"].duplicated().any():
+            frame = frame.drop_duplicates("claim_id", keep="last")
+        done = 0
+        try:
+            with self.engine.begin() as conn:
+                rebuild = len(frame) > chunk and conn.execute(sa.select(self.table.c.claim_id).limit(1)).first() is None
+                if rebuild:
+                    for index in self.table.indexes:
+                        index.drop(conn)
+                for start in range(0, len(frame), max(chunk, 1)):
+                    part = frame.iloc[start:start + chunk]
+                    self._write(conn, part)
+                    done += len(part)
+                    if progress is not None:
+                        progress(done)
+                if rebuild:
+                    for index in self.table.indexes:
+                        index.create(conn)
+        except sa.exc.SQLAlchemyError as exc:
+            raise HistoryError(f"history store {self.shown}: cannot write claims ({db_error(exc)})") from None
+        return done
+
+    def append(self, frame: pd.DataFrame) -> int:
+        """Add scored claims; a claim re-scored after a material change replaces its stored row."""
+        return self.load(frame)
+
+    def record_outcome(self, claim_id: str, **outcomes: object) -> None:
+        """Record outcomes that arrived later, e.g. ``investigated=True, fraud_confirmed=True,
+        investigation_closed_date="2024-03-01 10:00"``.
+
+        Keywords are the schema's outcome fields (``investigated``, ``investigation_closed_date``,
+        ``fraud_confirmed``, ``settled_amount``, ``settlement_date``, ...); each one given is written
+        (``None`` clears it), the others are left as they are. Features only use an outcome for
+        claims reported after its ``investigation_closed_date``.
+        """
+        unknown = [k for k in outcomes if k not in schema.OUTCOMES]
+        if unknown:
+            raise HistoryError(f"record_outcome: unknown outcome field(s) {', '.join(unknown)} "
+                               f"(outcome fields: {', '.join(schema.OUTCOMES)})")
+        if not outcomes:
+            raise HistoryError("record_outcome: no outcome given")
+        values = {k: _outcome_value(k, v) for k, v in outcomes.items()}
+        stmt = sa.update(self.table).where(self.table.c.claim_id == str(claim_id)).values(**values)
+        try:
+            with self.engine.begin() as conn:
+                updated = conn.execute(stmt).rowcount
+        except sa.exc.SQLAlchemyError as exc:
+            raise HistoryError(f"history store {self.shown}: cannot record outcome ({db_error(exc)})") from None
+        if updated == 0:
+            raise UnknownClaimError(f"history store {self.shown} holds no claim '{claim_id}'")
+
+    def delete(self, claim_ids: Iterable[str]) -> int:
+        """Remove claims (e.g. loaded by mistake); returns how many were stored."""
+        removed = 0
+        try:
+            with self.engine.begin() as conn:
+                for ids in _chunks(sorted({str(c) for c in claim_ids})):
+                    removed += conn.execute(sa.delete(self.table).where(self.table.c.claim_id.in_(ids))).rowcount
+        except sa.exc.SQLAlchemyError as exc:
+            raise HistoryError(f"history store {self.shown}: cannot delete claims ({db_error(exc)})") from None
+        return removed
+
+    def _write(self, conn: sa.Connection, part: pd.DataFrame) -> None:
+        if self._driver_sql is not None:
+            conn.exec_driver_sql(self._driver_sql, _driver_rows(part, self._positions))
+        elif self._upsert is not None:
+            conn.execute(self._upsert, _records(part))
+        else:  # other dialects: replace by delete-then-insert inside the caller's transaction
+            for ids in _chunks(part["claim_id"].tolist()):
+                conn.execute(sa.delete(self.table).where(self.table.c.claim_id.in_(ids)))
+            conn.execute(sa.insert(self.table), _records(part))
+
+    # --- reading ------------------------------------------------------------------------------
+
+    def read_all(self) -> pd.DataFrame:
+        """Every stored claim as a canonical frame, in report-time order (small stores and tests)."""
+        with self.engine.connect() as conn:
+            result = conn.execute(sa.select(self.table).order_by(self.table.c.report_date, self.table.c.claim_id))
+            return _frame(result.fetchall())
+
+    def history_for(self, claims: pd.DataFrame, max_rows: int = 20_000) -> pd.DataFrame:
+        """Every stored row that can influence the features of the live ``claims``, as a canonical
+        frame (the live claims' own claim_ids excluded):
+
+        - rows sharing the claimant or policy reported before the claim (and the claimant's rows
+          decided before it);
+        - rows sharing the provider, payee account, phone or address reported or decided in
+          ``[t - w, t)``, ``w`` the longest window of the features reading that key (from
+          :mod:`features.catalog`: see :data:`LOOKBACK`);
+        - the claimant's linked group as of ``t``: a breadth-first expansion through claimant <->
+          phone / payee account (not providers' accounts) / address over rows reported before ``t``.
+
+        For several live claims the bounds are taken over all of them (``t`` up to the latest
+        report), a superset: :func:`features.build.build_features` only uses strictly earlier rows,
+        so extra rows never change a feature. Rows of the direct keys are always complete; the
+        group expansion stops when the history reaches ``max_rows`` rows, with a warning naming the
+        claim, and ``group_size`` / ``group_prior_fraud`` may then differ from the batch features.
+        """
+        live = as_canonical(claims)
+        if live.empty:
+            return _frame([])
+        t_max = live["report_date"].max().to_pydatetime()
+        # pit counts whole seconds: a row at t - w + 0.4 s counts for a claim at t + 0.6 s
+        first = live["report_date"].min().floor("s")
+        lo = {key: (first - days).to_pydatetime() for key, days in LOOKBACK.items()}
+        live_ids = set(live["claim_id"].dropna())
+        rows: dict[str, tuple] = {}
+        try:
+            with self.engine.connect() as conn:
+                for query in self._direct_queries(live, lo, t_max):
+                    for row in conn.execute(query):
+                        if row[0] not in live_ids:
+                            rows[row[0]] = tuple(row)
+                complete = self._expand_groups(conn, live, t_max, live_ids, rows, max_rows)
+        except sa.exc.SQLAlchemyError as exc:
+            raise HistoryError(f"history store {self.shown}: cannot read history ({db_error(exc)})") from None
+        if not complete:
+            ids = sorted(live_ids)
+            named = f"claim {ids[0]}" + (f" (and {len(ids) - 1} other live claims)" if len(ids) > 1 else "")
+            log.warning("history for %s: linked-group expansion stopped at max_rows=%d history rows; "
+                        "group_size and group_prior_fraud may differ from the batch features", named, max_rows)
+        return _frame(list(rows.values()))
+
+    def _direct_queries(self, live: pd.DataFrame, lo: dict, t_max) -> Iterator[sa.Select]:
+        """Rows sharing a key with a live claim, in the key's time range (OR of indexed branches)."""
+        t = self.table.c
+        before = t.report_date < t_max
+        decided_before = t.investigation_closed_date < t_max
+        when = {"claimant_id": sa.or_(before, decided_before), "policy_id": before}
+        for key in WINDOW_KEYS:
+            when[key] = sa.or_(sa.and_(t.report_date >= lo[key], before),
+                               sa.and_(t.investigation_closed_date >= lo[key], decided_before))
+        branches = [sa.and_(t[col].in_(values), cond)
+                    for col, cond in when.items() for values in _chunks(_values(live[col]))]
+        # one branch per key and IN chunk; SQLite ("MULTI-INDEX OR") and PostgreSQL (bitmap OR)
+        # answer each branch from its key's index
+        for i in range(0, len(branches), len(when)):
+            yield sa.select(self.table).where(sa.or_(*branches[i:i + len(when)]))
+
+    def _expand_groups(self, conn: sa.Connection, live: pd.DataFrame, t_max, live_ids: set[str],
+                       rows: dict[str, tuple], max_rows: int) -> bool:
+        """Add the live claimants' linked groups to ``rows``; False if stopped at ``max_rows``."""
+        nodes = ("claimant_id", *catalog.LINK_IDENTIFIERS)
+        cols = {c.name: i for i, c in enumerate(self.table.columns)}
+        visited: dict[str, set[str]] = {k: set() for k in nodes}
+        frontier: dict[str, set[str]] = {k: set() for k in nodes}
+        for rec in live.loc[live["claimant_id"].notna(), list(nodes) + ["payee_type"]].itertuples(index=False):
+            for col, value in zip(nodes, rec):
+                if _links(col, value, rec.payee_type):
+                    frontier[col].add(value)
+        t = self.table.c
+        reported_before = t.report_date < t_max
+        linkable = sa.and_(reported_before, t.claimant_id.is_not(None))
+        while any(frontier.values()):
+            for col in nodes:
+                visited[col] |= frontier[col]
+            branches = []
+            for col in nodes:
+                for values in _chunks(sorted(frontier[col])):
+                    if col == "claimant_id":  # all its claims: links, and fraud decided before t
+                        cond = sa.or_(reported_before, t.investigation_closed_date < t_max)
+                    elif col == "payee_account":
+                        cond = sa.and_(linkable, sa.or_(t.payee_type.is_(None), t.payee_type != "provider"))
+                    else:
+                        cond = linkable
+                    branches.append(sa.and_(t[col].in_(values), cond))
+            frontier = {k: set() for k in nodes}
+            for i in range(0, len(branches), len(nodes)):
+                budget = max_rows - len(rows)
+                if budget <= 0:
+                    return False
+                # rows already held (or live) come back too: allow for them in the limit
+                limit = budget + len(rows) + len(live_ids) + 1
+                found = conn.execute(sa.select(self.table).where(sa.or_(*branches[i:i + len(nodes)])).limit(limit)).all()
+                new = [r for r in found if r[0] not in rows and r[0] not in live_ids]
+                if len(new) > budget:
+                    for r in new[:budget]:
+                        rows[r[0]] = tuple(r)
+                    return False
+                for r in found:
+                    if r[0] in live_ids:
+                        continue
+                    rows[r[0]] = tuple(r)
+                    if r[cols["claimant_id"]] is None or not r[cols["report_date"]] < t_max:
+                        continue  # not an edge of the graph before t
+                    for col in nodes:
+                        value = r[cols[col]]
+                        if _links(col, value, r[cols["payee_type"]]) and value not in visited[col]:
+                            frontier[col].add(value)
+        return True
+
+
+# --- table and conversions ----------------------------------------------------------------------
+
+def _claims_table(name: str, metadata: sa.MetaData) -> sa.Table:
+    columns = [sa.Column(f.name, _SQL_TYPES[f.dtype](), primary_key=f.name == "claim_id") for f in schema.FIELDS]
+    table = sa.Table(name, metadata, *columns)
+    for col in (*ALL_PAST_KEYS, *WINDOW_KEYS, *_TIME_COLUMNS):
+        sa.Index(f"ix_{name}_{col}", table.c[col])
+    return table
+
+
+def _upsert_statement(table: sa.Table, dialect: str):
+    """INSERT ... ON CONFLICT (claim_id) DO UPDATE for SQLite and PostgreSQL; None elsewhere."""
+    module = {"sqlite": sqlite, "postgresql": postgresql}.get(dialect)
+    if module is None:
+        return None
+    stmt = module.insert(table)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[table.c.claim_id],
+        set_={c.name: stmt.excluded[c.name] for c in table.columns if c.name != "claim_id"})
+    # RETURNING lets SQLAlchemy batch an ON CONFLICT executemany into multi-row VALUES
+    # ("insertmanyvalues"); without it psycopg2 sends one row per round trip (~1,500 rows/s)
+    return stmt.returning(table.c.claim_id) if dialect == "postgresql" else stmt
+
+
+def _sqlite_pragmas(dbapi_conn, _record) -> None:
+    # WAL: the service keeps reading while a load writes; NORMAL sync is safe with WAL
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.close()
+
+
+def as_canonical(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with every canonical column in schema order and canonical dtypes, then its ``x_``
+    extras (kept, never stored). Cheap when the columns present already have their canonical dtypes
+    (missing optional columns are added as nulls); otherwise :func:`features.schema.conform`."""
+    present = [f for f in schema.FIELDS if f.name in frame.columns]
+    if not all(str(frame[f.name].dtype) == f.pandas_dtype for f in present) or \
+            any(f.required and f.name not in frame.columns for f in schema.FIELDS):
+        return schema.conform(frame)
+    if len(present) == len(schema.FIELDS) and list(frame.columns[:len(present)]) == list(schema.COLUMNS):
+        return frame
+    cols = {f.name: frame[f.name] if f.name in frame.columns else schema.null_series(f.pandas_dtype, frame.index)
+            for f in schema.FIELDS}
+    cols |= {c: frame[c] for c in schema.extra_columns(frame.columns)}
+    return pd.DataFrame(cols, index=frame.index)
+
+
+def _records(frame: pd.DataFrame) -> list[dict]:
+    """Rows as dicts of plain Python values (None for missing), for SQLAlchemy's executemany."""
+    names = list(schema.COLUMNS)
+    columns = [_python_values(frame[f.name], f.dtype) for f in schema.FIELDS]
+    return [dict(zip(names, row)) for row in zip(*columns)]
+
+
+def _driver_rows(frame: pd.DataFrame, positions: list[str]) -> list[tuple]:
+    """Rows as tuples of SQLite-native values in the compiled statement's parameter order."""
+    columns = [_python_values(frame[name], schema.BY_NAME[name].dtype, iso_datetimes=True) for name in positions]
+    return list(zip(*columns))
+
+
+def _python_values(s: pd.Series, dtype: str, iso_datetimes: bool = False) -> list:
+    missing = s.isna().to_numpy()
+    if dtype == "datetime" and iso_datetimes:
+        values = np.datetime_as_string(s.to_numpy(dtype="datetime64[us]"), unit="us").astype(object)
+    elif dtype == "datetime":
+        values = np.asarray(s.dt.to_pydatetime(), dtype=object)
+    elif dtype == "float":
+        values = s.to_numpy(dtype=object)
+    elif dtype == "int":
+        values = s.to_numpy(dtype="int64", na_value=0).astype(object)
+    elif dtype == "bool":
+        values = s.to_numpy(dtype=bool, na_value=False).astype(object)
+    else:
+        values = s.to_numpy(dtype=object)
+    if missing.any():
+        values = values.copy()
+        values[missing] = None
+    return values.tolist()
+
+
+def _frame(rows: list) -> pd.DataFrame:
+    """A canonical frame from rows of the table (selected in schema order), typed column by column."""
+    data = list(zip(*rows)) if rows else [()] * len(schema.FIELDS)
+    return pd.DataFrame({f.name: pd.array(values, dtype=f.pandas_dtype) for f, values in zip(schema.FIELDS, data)},
+                        copy=False)
+
+
+def _outcome_value(name: str, value: object) -> object:
+    """One outcome value as the column's Python type, or a HistoryError naming the field."""
+    field = schema.BY_NAME[name]
+    if value is None or value is pd.NA or value is pd.NaT or (isinstance(value, float) and math.isnan(value)):
+        return None
+    try:
+        if field.dtype == "bool":
+            if isinstance(value, (bool, np.bool_)):
+                return bool(value)
+            raise TypeError
+        if field.dtype == "float":
+            if isinstance(value, (bool, np.bool_)):
+                raise TypeError
+            return float(value)  # type: ignore[arg-type]
+        if field.dtype == "datetime":
+            ts = pd.Timestamp(value)  # type: ignore[arg-type]
+            if ts.tz is not None:
+                ts = ts.tz_convert("UTC").tz_localize(None)
+            return ts.to_pydatetime()
+    except (TypeError, ValueError):
+        pass
+    else:
+        return value
+    raise HistoryError(f"record_outcome: {name}={value!r} is not a {field.dtype}")
+
+
+def _values(s: pd.Series) -> list[str]:
+    return sorted(set(s.dropna().tolist()))
+
+
+def _links(col: str, value: object, payee_type: object) -> bool:
+    """Whether ``value`` of ``col`` joins a linked group (as :func:`features.build._links` decides)."""
+    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
+        return False
+    return not (col == "payee_account" and payee_type == "provider")
+
+
+def _chunks(values: list) -> Iterator[list]:
+    for i in range(0, len(values), _MAX_PARAMS):
+        yield values[i:i + _MAX_PARAMS]

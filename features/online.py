@@ -1,0 +1,40 @@
+"""Features of live claims: the batch code run on the claims and the stored history that reaches them.
+
+    store = HistoryStore(settings.history_url)
+    features = online_features(store, claims, model_features, extras)   # score ...
+    store.append(claims)                                                # ... then remember them
+
+:func:`features.build.build_features` computes every row's features from rows reported (and
+outcomes decided) strictly earlier; :meth:`HistoryStore.history_for` returns every stored row that
+can influence the live claims. Running the former on the latter plus the claims gives the same
+numbers as the batch features of a table holding all claims: one implementation, not two.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import pandas as pd
+
+from features.build import build_features
+from features.catalog import Feature
+from features.history_store import HistoryStore, as_canonical
+
+
+def online_features(store: HistoryStore, claims: pd.DataFrame, features: Sequence[Feature | str],
+                    extras: Mapping[str, object] | None = None, *, max_rows: int = 20_000) -> pd.DataFrame:
+    """Features of the live ``claims`` (same index), computed with the stored history.
+
+    ``features`` is the model's recorded feature list: always explicit, since which features a
+    frame can support differs between one claim and a table. Claims given together are treated
+    like rows of one table (a claim sees the others reported strictly before it). The claims'
+    outcome columns, normally empty at scoring, never affect their own features.
+    """
+    if features is None:
+        raise TypeError("online_features needs the model's feature list (features=...)")
+    live = as_canonical(claims)
+    history = store.history_for(live, max_rows=max_rows)
+    frame = pd.concat([history, live], ignore_index=True) if len(history) else live.reset_index(drop=True)
+    out = build_features(frame, features, extras).iloc[len(history):]
+    out.index = claims.index
+    return out
