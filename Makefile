@@ -28,9 +28,16 @@ demo: $(STAMP)
 	@mkdir -p $(DEMO_DIR)
 	$(CS) generate --claims $(DEMO_CLAIMS) --seed 7 --out $(DEMO_DIR)/claims.parquet
 	$(CS) validate --data $(DEMO_DIR)/claims.parquet --source synthetic
+	$(CS) train --data $(DEMO_DIR)/claims.parquet --source synthetic
+	@# a rerun trains the same models again: promotion then refuses (not better), which is fine here
+	-$(CS) promote --by demo --reason "make demo"
+	$(CS) generate --claims 2000 --seed 8 --start 2025-01-01 --years 0.25 --out $(DEMO_DIR)/new_claims.parquet
+	$(CS) score --data $(DEMO_DIR)/new_claims.parquet --source synthetic --out $(DEMO_DIR)/scored.csv
 	@echo
-	@echo "Demo data:        $(DEMO_DIR)/claims.parquet"
-	@echo "Validation report: .claimscore/reports/ (latest validation-*.html)"
+	@echo "Where to look:"
+	@echo "  claims and validation report: $(DEMO_DIR)/claims.parquet, .claimscore/reports/"
+	@echo "  scored new claims (scores, routes, reasons): $(DEMO_DIR)/scored.csv"
+	@echo "  MLflow runs, metrics, plots, model card: $(VENV)/bin/mlflow ui --backend-store-uri sqlite:///.claimscore/mlflow.db --host 127.0.0.1"
 
 test: $(STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider

@@ -55,8 +55,9 @@ class _Stages:
     def __init__(self, total: int, description: str):
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+        console = _console()
         self._progress = Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
-                                  console=_console(), transient=True)
+                                  console=console, transient=True, disable=not console.is_terminal)
         self._task = self._progress.add_task(description, total=total)
 
     def __enter__(self) -> "_Stages":
@@ -205,6 +206,33 @@ def promote(
     registry.configure(settings)
     rows = registry.promote(cfg.promotion.metric, cfg.promotion.margin, by, reason)
     typer.echo(registry.format_table(rows))
+
+
+@app.command()
+def score(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output file: .parquet or .csv.")],
+    data: Annotated[Optional[str], typer.Option("--data", "-d", help="Claims file (or SQLAlchemy URL for SQL mappings).")] = None,
+    source: SourceOpt = "synthetic",
+    config: ConfigOpt = None,
+) -> None:
+    """Score a table with the champion models: scores, route, rules fired and top reasons per claim."""
+    from features.sources import load_claims
+    from serving.scorer import Scorer
+
+    settings = _settings(config)
+    _check_output(out)
+    t0 = time.perf_counter()
+    with _Stages(3, "loading the champion models") as bar:
+        scorer = Scorer.from_registry(settings)
+        bar.advance("reading claims")
+        loaded = load_claims(data, source, settings)
+        bar.advance(f"scoring {len(loaded.frame):,} claims")
+        table = scorer.score_table(loaded.frame, loaded.extras)
+        _write_table(table, out)
+    routes = table["route"].value_counts(normalize=True)
+    typer.echo(f"scored {len(table):,} claims into {out} in {time.perf_counter() - t0:.1f} s with "
+               + ", ".join(f"{scorer.bundles[t].task} v{v}" for t, v in scorer.versions.items()) + "; routes: "
+               + ", ".join(f"{r} {routes.get(r, 0):.1%}" for r in ("fast_track", "standard", "specialist", "siu_referral")))
 
 
 def _features_on_dask(data: str | None, source: str, out: Path, workers: int) -> int:

@@ -160,3 +160,33 @@ def test_a_training_config_typo_is_named(tmp_path):
     path.write_text("lightgbm:\n  num_leafs: 10\n")
     with pytest.raises(ConfigError, match="lightgbm.num_leafs"):
         load_training_config(path)
+
+
+def test_score_command_writes_scores_routes_and_reasons(first, store, tmp_path, monkeypatch, capsys):
+    import json
+
+    from pipelines.cli import main
+
+    monkeypatch.setenv("CLAIMSCORE_HOME", str(store.home))
+    data, out = tmp_path / "new.parquet", tmp_path / "scored.parquet"
+    generate_claims(1_500, seed=23, start="2025-01-01", years=0.5).to_parquet(data)
+    assert main(["score", "--data", str(data), "--out", str(out)]) == 0, capsys.readouterr().err
+    scored = pd.read_parquet(out)
+    assert len(scored) == 1_500 and scored["claim_id"].is_unique
+    assert set(scored["route"]) <= {"fast_track", "standard", "specialist", "siu_referral"}
+    assert scored["fraud_score"].between(0, 1).all() and scored["fast_track_score"].between(0, 1).all()
+    top = scored.sort_values("fraud_score").iloc[-1]
+    reasons = json.loads(top["fraud_reasons"])
+    assert 1 <= len(reasons) <= 3 and all(r["contribution"] > 0 and r["text"] for r in reasons)
+    assert [r["contribution"] for r in reasons] == sorted((r["contribution"] for r in reasons), reverse=True)
+
+
+def test_score_without_a_champion_is_one_line(tmp_path, monkeypatch, capsys):
+    from pipelines.cli import main
+
+    monkeypatch.setenv("CLAIMSCORE_HOME", str(tmp_path / "empty"))
+    data = tmp_path / "c.parquet"
+    generate_claims(100, seed=1).to_parquet(data)
+    assert main(["score", "--data", str(data), "--out", str(tmp_path / "s.csv")]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 1 and "no champion" in err[0]

@@ -1,0 +1,99 @@
+"""Score claims with the registered champions: calibrated scores, a route, the rules that fired and
+the top reasons for each score.
+
+Used by batch scoring (``claimscore score``) and the service. It loads what training registered (model
+bundles and the routing policy they carry) and never imports training code.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Mapping
+
+import numpy as np
+import pandas as pd
+
+from features import catalog
+from features.build import build_features
+from features.bundle import ModelBundle
+from features.routing import RoutingPolicy
+
+TOP_REASONS = 3
+
+
+@dataclass
+class Scorer:
+    bundles: dict[str, ModelBundle]
+    """``fraud`` and/or ``fast_track``."""
+    policy: RoutingPolicy
+    versions: dict[str, str]
+
+    @classmethod
+    def from_registry(cls, settings, alias: str = "champion") -> "Scorer":
+        from training import registry  # the registry client only: where MLflow keeps the models
+
+        registry.configure(settings)
+        bundles, versions = {}, {}
+        for task in registry.MODEL_NAMES:
+            if registry.version_for(task, alias) is not None:
+                bundles[task] = registry.load_bundle(task, alias)
+                versions[task] = registry.version_for(task, alias).version
+        if not bundles:
+            raise registry.RegistryError(f"no {alias} model is registered: run claimscore train and claimscore promote")
+        policy = RoutingPolicy.from_dict(next(iter(bundles.values())).metadata["policy"])
+        return cls(bundles, policy, versions)
+
+    @property
+    def features(self) -> list[str]:
+        names: list[str] = []
+        for b in self.bundles.values():
+            names += [f for f in b.features if f not in names]
+        return names
+
+    def score_table(self, claims: pd.DataFrame, extras: Mapping[str, object] | None = None) -> pd.DataFrame:
+        """One row per claim: scores, route, fired rules and top reasons (JSON lists)."""
+        table = build_features(claims, self.features, extras)
+        out = pd.DataFrame({"claim_id": claims["claim_id"].to_numpy()}, index=claims.index)
+        scores: dict[str, np.ndarray] = {}
+        for task, bundle in self.bundles.items():
+            matrix = bundle.encoder.transform(table)
+            scores[task] = bundle.predict(matrix)
+            out[f"{task}_score"] = scores[task]
+            out[f"{task}_reasons"] = reasons_json(bundle, table, matrix)
+        routes, fired = self.policy.route_table(table, scores.get("fraud"), scores.get("fast_track"))
+        out["route"] = routes
+        out["rules"] = [json.dumps(f) for f in fired]
+        return out
+
+
+def top_reasons(bundle: ModelBundle, table: pd.DataFrame, matrix: np.ndarray, k: int = TOP_REASONS
+                ) -> list[list[dict]]:
+    """The ``k`` features pushing each claim's score up the most (exact TreeSHAP, log-odds)."""
+    contrib = bundle.booster.predict(matrix, pred_contrib=True)[:, :-1]
+    order = np.argsort(-contrib, axis=1, kind="stable")[:, :k]
+    names = bundle.features
+    out = []
+    values = table[list(names)].to_numpy(dtype=object)
+    for i in range(len(matrix)):
+        row = []
+        for j in order[i]:
+            if contrib[i, j] <= 0:
+                break
+            value = values[i, j]
+            value = None if value is None or (isinstance(value, float) and np.isnan(value)) else value
+            feature = catalog.BY_NAME.get(names[j])
+            text = feature.explain(value if value is not None else float("nan")) if feature else f"{names[j]}: {value}"
+            row.append({"feature": names[j], "value": value, "contribution": float(contrib[i, j]), "text": text})
+        out.append(row)
+    return out
+
+
+def reasons_json(bundle: ModelBundle, table: pd.DataFrame, matrix: np.ndarray) -> list[str]:
+    return [json.dumps(r, default=_jsonable) for r in top_reasons(bundle, table, matrix)]
+
+
+def _jsonable(v):
+    if isinstance(v, (np.floating, np.integer)):
+        return v.item()
+    return str(v)
