@@ -70,9 +70,25 @@ def bench_features() -> tuple[dict, str]:
     return r, md
 
 
+def bench_real_data() -> tuple[dict, str]:
+    if not (ROOT.parent / "shared" / "data").is_dir():
+        return {}, "(../shared/data is absent: not measured)\n"
+    r = run_isolated("bench.real_data")
+    md = ("| data set | model | test period | features | | ROC-AUC | average precision | positive rate |\n"
+          "|---|---|---|---:|---|---:|---:|---:|\n")
+    for source, v in r.items():
+        for who in ("claimscore", "baseline"):
+            m = v[who]
+            name = "ClaimScore" if who == "claimscore" else "plain LightGBM"
+            md += (f"| {source} | {v['task']} | {v['periods']['test']} | {v['features']} | {name} | "
+                   f"{m['roc_auc']:.3f} | {m['average_precision']:.3f} | {m['positive_rate']:.3f} |\n")
+    return r, md
+
+
 BENCHMARKS: dict[str, Callable[[], tuple[dict, str]]] = {
     "generator": bench_generator,
     "features": bench_features,
+    "real_data": bench_real_data,
 }
 
 def write_readme(name: str, block: str, command: str) -> None:

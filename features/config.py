@@ -102,4 +102,6 @@ def load_settings(config_file: str | os.PathLike | None = None, env: dict[str, s
         env_value = env.get(ENV_PREFIX + key.upper())
         if env_value:
             values[key] = _coerce(key, env_value, f"environment {ENV_PREFIX + key.upper()}")
+    if "mlflow_tracking_uri" not in values and env.get("MLFLOW_TRACKING_URI"):
+        values["mlflow_tracking_uri"] = env["MLFLOW_TRACKING_URI"]  # MLflow's own variable (e.g. `mlflow run`)
     return Settings(**values).resolved()  # type: ignore[arg-type]

@@ -167,6 +167,7 @@ def train(
     source: SourceOpt = "synthetic",
     config: ConfigOpt = None,
     training_config: Annotated[Optional[Path], typer.Option("--training-config", help="YAML overriding training defaults (split, LightGBM, routing, promotion).")] = None,
+    tune: Annotated[int, typer.Option("--tune", min=0, help="Trials of random search over LightGBM settings, judged on the validation period.")] = 0,
 ) -> None:
     """Train the fraud and fast-track models on a time-ordered split; register them as challengers."""
     from training.config import load_training_config
@@ -176,7 +177,7 @@ def train(
     cfg = load_training_config(training_config)
     t0 = time.perf_counter()
     with _Stages(len(STAGES), "validating claims") as bar:
-        result = run_training(data, source, settings, cfg, on_stage=bar.advance)
+        result = run_training(data, source, settings, cfg, on_stage=bar.advance, tune_trials=tune)
     for task, why in result.skipped.items():
         typer.echo(f"{task} model not trained: {why}")
     for task, model in result.models.items():
@@ -233,6 +234,56 @@ def score(
     typer.echo(f"scored {len(table):,} claims into {out} in {time.perf_counter() - t0:.1f} s with "
                + ", ".join(f"{scorer.bundles[t].task} v{v}" for t, v in scorer.versions.items()) + "; routes: "
                + ", ".join(f"{r} {routes.get(r, 0):.1%}" for r in ("fast_track", "standard", "specialist", "siu_referral")))
+
+
+@app.command()
+def evaluate(
+    data: Annotated[Optional[str], typer.Option("--data", "-d", help="Labelled claims file (or SQLAlchemy URL for SQL mappings).")] = None,
+    source: SourceOpt = "synthetic",
+    since: Annotated[Optional[str], typer.Option(help="Only claims reported on or after this date (YYYY-MM-DD).")] = None,
+    config: ConfigOpt = None,
+    training_config: Annotated[Optional[Path], typer.Option("--training-config", help="YAML with the SIU capacity used for precision and recall at capacity.")] = None,
+) -> None:
+    """Evaluate the champion models on labelled claims; logs an evaluation run to MLflow."""
+    import numpy as np
+    import pandas as pd
+
+    from features.schema import LABELS
+    from features.sources import load_claims
+    from serving.scorer import Scorer
+    from training import registry
+    from training.config import load_training_config
+    from training.evaluate import binary_metrics
+
+    settings = _settings(config)
+    cfg = load_training_config(training_config)
+    scorer = Scorer.from_registry(settings)
+    loaded = load_claims(data, source, settings)
+    frame = loaded.frame
+    if since:
+        try:
+            frame = frame[frame["report_date"] >= pd.Timestamp(since)]
+        except ValueError:
+            raise typer.BadParameter(f"'{since}' is not a date", param_hint="--since") from None
+    scored = scorer.score_table(frame, loaded.extras)
+    metrics: dict[str, float] = {}
+    for task in scorer.bundles:
+        y = frame[LABELS[task]].astype("float64").to_numpy()
+        lab = ~np.isnan(y)
+        if lab.sum() == 0:
+            typer.echo(f"{task}: no labelled claims to evaluate on")
+            continue
+        m = binary_metrics(y[lab], scored[f"{task}_score"].to_numpy()[lab], cfg.routing.siu_capacity)
+        metrics.update({f"{task}.{k}": v for k, v in m.items()})
+        typer.echo(f"{task} v{scorer.versions[task]} on {int(lab.sum()):,} labelled claims: ROC-AUC {m['roc_auc']:.3f}, "
+                   f"average precision {m['average_precision']:.3f}, calibration error {m['calibration_error']:.4f}, "
+                   f"recall at {cfg.routing.siu_capacity:.0%} capacity {m['recall_at_capacity']:.1%}")
+    import mlflow
+
+    with registry.start_run(settings, run_name="evaluation"):
+        mlflow.set_tags({"kind": "evaluation", "source": source, "since": since or "all"})
+        mlflow.log_params({f"{t}_version": v for t, v in scorer.versions.items()} | {"claims": len(frame)})
+        mlflow.log_metrics({k: float(v) for k, v in metrics.items() if np.isfinite(v)})
 
 
 def _features_on_dask(data: str | None, source: str, out: Path, workers: int) -> int:

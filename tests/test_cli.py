@@ -155,3 +155,22 @@ def test_features_on_dask_match_the_pandas_table(cli, tmp_path):
 def test_dask_needs_canonical_parquet(cli, tmp_path):
     result = cli("features", "--source", "vehicle_fraud", "--out", tmp_path / "x.parquet", "--dask-workers", 2)
     assert result.code == 2 and "--dask-workers" in result.err_lines[0]
+
+
+def test_mlproject_runs_offline_with_the_local_environment(tmp_path):
+    import os
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    data = tmp_path / "c.parquet"
+    from features.synthetic import generate_claims
+
+    generate_claims(2_000, seed=5).to_parquet(data)
+    bin_dir = Path(sys.executable).parent
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "CLAIMSCORE_HOME": str(tmp_path / "state"),
+           "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'state' / 'mlflow.db'}"}
+    done = subprocess.run([str(bin_dir / "mlflow"), "run", str(repo), "--env-manager", "local", "-e", "validate",
+                           "-P", f"data={data}", "--experiment-name", "claimscore"],
+                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "valid: 2,000 claims" in done.stdout

@@ -190,3 +190,12 @@ def test_score_without_a_champion_is_one_line(tmp_path, monkeypatch, capsys):
     assert main(["score", "--data", str(data), "--out", str(tmp_path / "s.csv")]) == 2
     err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert len(err) == 1 and "no champion" in err[0]
+
+
+def test_tuning_keeps_the_best_trial_on_validation(claims_file, store):
+    result = train(str(claims_file), "synthetic", store, TrainingConfig(), tune_trials=2)
+    for task in ("fraud", "fast_track"):
+        trials = result.bundles[task].metadata["tuning"]
+        assert len(trials) == 3 and trials[1]["num_leaves"] != trials[2]["num_leaves"]  # defaults + 2 draws
+        best = max(t["validation_score"] for t in trials)
+        assert result.metrics[f"{task}.valid.average_precision"] == pytest.approx(best)

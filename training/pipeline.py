@@ -27,6 +27,7 @@ from training.evaluate import binary_metrics, lift_table, slice_metrics
 from training.fit import fit_model
 from training.routing import choose_policy, routing_kpis
 from training.split import TimeSplit, time_split
+from training.tune import tune
 
 STAGES = ("validate", "features", "fraud model", "fast-track model", "routing", "log to MLflow")
 
@@ -49,7 +50,7 @@ def fingerprint(frame: pd.DataFrame) -> str:
 
 
 def train(data: str | None, source: str, settings: Settings, cfg: TrainingConfig,
-          on_stage: Callable[[str], None] = lambda _: None) -> TrainResult:
+          on_stage: Callable[[str], None] = lambda _: None, tune_trials: int = 0) -> TrainResult:
     loaded = load_claims(data, source, settings)
     frame = loaded.frame
     check = validate_claims(frame, loaded.type_problems, report_dir=settings.reports_dir,
@@ -70,9 +71,20 @@ def train(data: str | None, source: str, settings: Settings, cfg: TrainingConfig
             skipped[task] = f"{label}: {reason}"
         else:
             lab = ~np.isnan(y)
-            bundle = fit_model(task, label, feats, table[split.train & lab], y[split.train & lab],
-                               table[split.valid & lab], y[split.valid & lab], cfg,
-                               {"source": source, "periods": periods, "features": [f.name for f in feats]})
+            tr, va = split.train & lab, split.valid & lab
+
+            def fit(c: TrainingConfig, task=task, label=label, y=y, tr=tr, va=va) -> ModelBundle:
+                return fit_model(task, label, feats, table[tr], y[tr], table[va], y[va], c,
+                                 {"source": source, "periods": periods, "features": [f.name for f in feats]})
+
+            if tune_trials:
+                def on_validation(b: ModelBundle, y=y, va=va) -> float:
+                    return binary_metrics(y[va], b.predict(b.encoder.transform(table[va])), 0.03)["average_precision"]
+
+                bundle, trials = tune(tune_trials, cfg, fit, on_validation)
+                tables[f"{task}_tuning.csv"] = pd.DataFrame(trials)
+            else:
+                bundle = fit(cfg)
             encoded = bundle.encoder.transform(table)
             p = bundle.predict(encoded)
             scores[task] = p
@@ -148,9 +160,8 @@ def _log_run(settings, cfg, source, data, frame, table, split, feats, bundles, s
     from training.card import model_card
     from training.plots import write_plots
 
-    experiment = registry.configure(settings)
     models = {}
-    with mlflow.start_run(experiment_id=experiment) as run, tempfile.TemporaryDirectory() as tmp:
+    with registry.start_run(settings) as run, tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         for task, bundle in bundles.items():
             y = frame[bundle.label].astype("float64").to_numpy()

@@ -50,6 +50,17 @@ def configure(settings: Settings) -> str:
     return mlflow.create_experiment(EXPERIMENT, artifact_location=Path(settings.artifacts_dir).resolve().as_uri())
 
 
+def start_run(settings: Settings, **kwargs):
+    """An MLflow run in the ClaimScore experiment; inside ``mlflow run`` (MLFLOW_RUN_ID set), the
+    project's own run."""
+    import mlflow
+
+    experiment = configure(settings)
+    if os.environ.get("MLFLOW_RUN_ID"):
+        return mlflow.start_run(run_id=os.environ["MLFLOW_RUN_ID"], **kwargs)
+    return mlflow.start_run(experiment_id=experiment, **kwargs)
+
+
 @dataclass(frozen=True)
 class RegisteredModel:
     task: str
