@@ -102,6 +102,8 @@ def load_settings(config_file: str | os.PathLike | None = None, env: dict[str, s
         env_value = env.get(ENV_PREFIX + key.upper())
         if env_value:
             values[key] = _coerce(key, env_value, f"environment {ENV_PREFIX + key.upper()}")
-    if "mlflow_tracking_uri" not in values and env.get("MLFLOW_TRACKING_URI"):
-        values["mlflow_tracking_uri"] = env["MLFLOW_TRACKING_URI"]  # MLflow's own variable (e.g. `mlflow run`)
+    if "mlflow_tracking_uri" not in values and env.get("MLFLOW_RUN_ID") and env.get("MLFLOW_TRACKING_URI"):
+        # inside `mlflow run`: use the project run's store. (Not otherwise: mlflow.set_tracking_uri
+        # writes this variable into the process environment, so it may be stale.)
+        values["mlflow_tracking_uri"] = env["MLFLOW_TRACKING_URI"]
     return Settings(**values).resolved()  # type: ignore[arg-type]

@@ -90,3 +90,10 @@ def test_settings_name_an_unknown_key(tmp_path):
     cfg.write_text('home = [1]\n')
     with pytest.raises(ConfigError, match="'home' must be a string"):
         load_settings(cfg, env={})
+
+
+def test_mlflow_tracking_uri_is_taken_from_an_mlflow_project_run_only(tmp_path):
+    stale = {"MLFLOW_TRACKING_URI": "sqlite:///elsewhere.db", "CLAIMSCORE_HOME": str(tmp_path)}
+    assert load_settings(env=stale).mlflow_tracking_uri == f"sqlite:///{tmp_path / 'mlflow.db'}"
+    in_project = {**stale, "MLFLOW_RUN_ID": "abc"}
+    assert load_settings(env=in_project).mlflow_tracking_uri == "sqlite:///elsewhere.db"
