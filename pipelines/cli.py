@@ -31,6 +31,44 @@ from pipelines.history_cli import history_app  # noqa: E402  (imports only typer
 
 app.add_typer(history_app, name="history")
 
+keys_app = typer.Typer(help="API keys for the scoring service (shown once; only hashes are kept).",
+                       no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+
+@keys_app.command("create")
+def keys_create(
+    role: Annotated[str, typer.Option("--role", help="scorer (claim systems), investigator or admin.")],
+    name: Annotated[str, typer.Option("--name", help="Who or what the key is for.")] = "",
+    config: ConfigOpt = None,
+) -> None:
+    """Create a key and print it once."""
+    from serving.keys import KeyStore
+
+    key, record = KeyStore(_settings(config).home / "keys.json").create(role, name)
+    typer.echo(key)
+    typer.echo(f"key {record.key_id} for role {record.role} created; it is not shown again", err=True)
+
+
+@keys_app.command("list")
+def keys_list(config: ConfigOpt = None) -> None:
+    """List keys (ids, roles, names; never the keys)."""
+    from serving.keys import KeyStore
+
+    for r in KeyStore(_settings(config).home / "keys.json").list():
+        typer.echo(f"{r.key_id}  {r.role:<12}  {r.created_at}  {'revoked' if r.revoked else 'active '}  {r.name}")
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key id shown by 'claimscore keys list'.")],
+                config: ConfigOpt = None) -> None:
+    """Revoke a key."""
+    from serving.keys import KeyStore
+
+    record = KeyStore(_settings(config).home / "keys.json").revoke(key_id)
+    typer.echo(f"key {record.key_id} revoked")
+
+
 SOURCE_HELP = ("Where the claims come from: synthetic (canonical Parquet/CSV), vehicle_fraud, "
                "aus_bodily_injury, or mapping:FILE.yaml for your own table.")
 SourceOpt = Annotated[str, typer.Option("--source", "-s", help=SOURCE_HELP)]
