@@ -1,0 +1,142 @@
+"""The durable decision log: every answer the service gave, written before the answer leaves.
+
+Per decision: the claim id, a hash of the input, the features, the scores, the route, the rules
+fired, the reasons, the model and policy versions, who asked (key id) and when. ``write`` returns only
+after the transaction has committed, so a decision that was answered survives the process being
+killed right after. SQLite by default (WAL journal, ``synchronous=FULL``), any SQLAlchemy URL (e.g.
+PostgreSQL) by configuration. Several decisions are written in one transaction when they arrive
+together (``write`` takes a list), which keeps the cost per decision low under load.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Sequence
+
+import sqlalchemy as sa
+
+from features.errors import ClaimScoreError
+from features.sources.readers import db_error, describe, with_installed_driver
+
+TABLE = "decisions"
+
+
+class DecisionLogError(ClaimScoreError):
+    """The decision log cannot be opened or written."""
+
+
+@dataclass
+class Decision:
+    claim_id: str
+    input_hash: str
+    route: str
+    scores: dict[str, float]
+    features: dict[str, Any] = field(default_factory=dict)
+    rules: list[str] = field(default_factory=list)
+    reasons: dict[str, list] = field(default_factory=dict)
+    versions: dict[str, str] = field(default_factory=dict)
+    key_id: str = ""
+    decided_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="microseconds"))
+
+
+def input_hash(payload: bytes | str | dict) -> str:
+    """SHA-256 of the request as received (canonical JSON for a dict)."""
+    if isinstance(payload, dict):
+        payload = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+    if isinstance(payload, str):
+        payload = payload.encode("utf-8")
+    return hashlib.sha256(payload).hexdigest()
+
+
+class DecisionLog:
+    def __init__(self, url: str):
+        self.shown = describe(url)
+        try:
+            self.engine = sa.create_engine(with_installed_driver(sa.engine.make_url(url)))
+        except Exception as exc:  # noqa: BLE001 - any driver error becomes one readable line
+            raise DecisionLogError(f"decision log {self.shown}: cannot open ({db_error(exc)})") from None
+        if self.engine.dialect.name == "sqlite":
+            sa.event.listen(self.engine, "connect", _sqlite_durable)
+        meta = sa.MetaData()
+        self.table = sa.Table(
+            TABLE, meta,
+            sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+            sa.Column("claim_id", sa.String(128), nullable=False, index=True),
+            sa.Column("input_hash", sa.String(64), nullable=False),
+            sa.Column("decided_at", sa.String(40), nullable=False, index=True),
+            sa.Column("route", sa.String(32), nullable=False),
+            sa.Column("scores", sa.Text, nullable=False),
+            sa.Column("rules", sa.Text, nullable=False),
+            sa.Column("reasons", sa.Text, nullable=False),
+            sa.Column("features", sa.Text, nullable=False),
+            sa.Column("versions", sa.Text, nullable=False),
+            sa.Column("key_id", sa.String(32), nullable=False),
+        )
+        try:
+            meta.create_all(self.engine)
+        except sa.exc.SQLAlchemyError as exc:
+            raise DecisionLogError(f"decision log {self.shown}: cannot create its table ({db_error(exc)})") from None
+
+    def write(self, decisions: Sequence[Decision]) -> list[int]:
+        """Write decisions in one committed transaction; their ids, in order."""
+        rows = [_row(d) for d in decisions]
+        if not rows:
+            return []
+        try:
+            with self.engine.begin() as conn:
+                ids = []
+                for row in rows:  # one statement per row keeps ids portable across databases
+                    ids.append(conn.execute(self.table.insert().values(**row)).inserted_primary_key[0])
+            return ids
+        except sa.exc.SQLAlchemyError as exc:
+            raise DecisionLogError(f"decision log {self.shown}: cannot write ({db_error(exc)})") from None
+
+    def read(self, claim_id: str | None = None, limit: int | None = None) -> list[dict]:
+        query = sa.select(self.table).order_by(self.table.c.id)
+        if claim_id is not None:
+            query = query.where(self.table.c.claim_id == claim_id)
+        if limit:
+            query = query.limit(limit)
+        with self.engine.connect() as conn:
+            return [_decode(dict(r._mapping)) for r in conn.execute(query)]
+
+    def count(self) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(sa.select(sa.func.count()).select_from(self.table)).scalar_one())
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+_JSON = ("scores", "rules", "reasons", "features", "versions")
+
+
+def _row(d: Decision) -> dict:
+    row = {"claim_id": d.claim_id, "input_hash": d.input_hash, "decided_at": d.decided_at, "route": d.route,
+           "key_id": d.key_id}
+    for name in _JSON:
+        row[name] = json.dumps(getattr(d, name), default=_plain, allow_nan=True)
+    return row
+
+
+def _decode(row: dict) -> dict:
+    for name in _JSON:
+        row[name] = json.loads(row[name])
+    return row
+
+
+def _plain(v: Any) -> Any:
+    if hasattr(v, "item"):
+        return v.item()
+    return str(v)
+
+
+def _sqlite_durable(dbapi_conn, _record) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=FULL")
+    cur.execute("PRAGMA busy_timeout=10000")
+    cur.close()
