@@ -1,0 +1,152 @@
+"""Scoring requests, derived from the canonical schema: what is known at first notice of loss.
+
+:func:`parse_claim` turns a JSON object into a one-row canonical frame, or raises
+:class:`RequestError` listing every bad field and why (the service answers 4xx with that list).
+Outcome fields (investigation result, settlement...) are refused: they are not known when a claim
+is scored. Unknown category values are accepted: the model treats them as it treats unseen values.
+Source extras (``x_`` fields) are accepted as numbers or text.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Optional
+
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, create_model, model_validator
+
+from features import schema
+from features.errors import ClaimScoreError
+
+ID_MAX = 128
+TEXT_MAX = 64
+EXTRA_MAX = 100
+MAX_BATCH = 1_000
+
+
+class RequestError(ClaimScoreError):
+    """A request the service cannot score; ``problems`` lists ``{"field", "problem"}`` entries."""
+
+    exit_code = 2
+
+    def __init__(self, problems: list[dict[str, str]], status: int = 422):
+        self.problems = problems
+        self.status = status
+        super().__init__("; ".join(f"{p['field']}: {p['problem']}" for p in problems))
+
+
+def _annotation(f: schema.Field) -> Any:
+    if f.dtype == "id":
+        return Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=ID_MAX)]
+    if f.dtype == "category":
+        return Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=TEXT_MAX)]
+    if f.dtype == "float":
+        return Annotated[float, Field(ge=f.min, le=f.max, allow_inf_nan=False)]
+    if f.dtype == "int":
+        return Annotated[int, Field(ge=f.min, le=f.max)]
+    if f.dtype == "bool":
+        return bool
+    if f.dtype == "datetime":
+        return datetime  # also reads "YYYY-MM-DD"
+    raise AssertionError(f.dtype)
+
+
+def _field(f: schema.Field) -> tuple[Any, Any]:
+    ann = _annotation(f)
+    desc = f.description + (f" One of: {', '.join(f.allowed)} (other values are scored as unseen)."
+                            if f.allowed else "")
+    if f.required:
+        return ann, Field(..., description=desc)
+    return Optional[ann], Field(None, description=desc)
+
+
+class _Base(BaseModel):
+    model_config = ConfigDict(extra="allow", str_strip_whitespace=True)
+
+    @model_validator(mode="after")
+    def _extras_and_order(self) -> "_Base":
+        problems = []
+        for name, value in (self.model_extra or {}).items():
+            if name in schema.BY_NAME:
+                problems.append((name, "is an outcome, not known when a claim is scored"))
+            elif not name.startswith(schema.EXTRA_PREFIX):
+                problems.append((name, "is not a field of a claim (see the OpenAPI document)"))
+            elif not (value is None or isinstance(value, (int, float, str)) and not isinstance(value, bool)):
+                problems.append((name, "must be a number or text"))
+            elif isinstance(value, str) and len(value) > TEXT_MAX:
+                problems.append((name, f"must be at most {TEXT_MAX} characters"))
+        if len(self.model_extra or {}) > EXTRA_MAX:
+            problems.append(("x_*", f"at most {EXTRA_MAX} extra fields"))
+        for earlier, later in schema.DATE_ORDER:
+            a, b = getattr(self, earlier, None), getattr(self, later, None)
+            if a is not None and b is not None and pd.Timestamp(a) > pd.Timestamp(b):
+                problems.append((later, f"must be on or after {earlier}"))
+        if problems:
+            raise ValueError(_PROBLEMS + repr(problems))
+        return self
+
+
+_PROBLEMS = "problems:"
+
+ClaimRequest: type[BaseModel] = create_model(  # type: ignore[call-overload]
+    "ClaimRequest", __base__=_Base,
+    **{f.name: _field(f) for f in schema.FIELDS if f.stage == "notice"},
+)
+ClaimRequest.__doc__ = "A claim as known at first notice of loss (the canonical schema's notice fields)."
+
+
+def parse_claim(payload: Any) -> pd.DataFrame:
+    """A one-row canonical frame for a JSON object, or :class:`RequestError` naming each bad field."""
+    return parse_claims([payload], prefix="")
+
+
+def parse_claims(payloads: Any, prefix: str = "claims") -> pd.DataFrame:
+    """Canonical frame for a list of JSON objects; field names in errors are ``claims[i].field``."""
+    if not isinstance(payloads, list):
+        raise RequestError([{"field": prefix or "body", "problem": "must be a list of claims"}])
+    if not payloads:
+        raise RequestError([{"field": prefix or "body", "problem": "must hold at least one claim"}])
+    if len(payloads) > MAX_BATCH:
+        raise RequestError([{"field": prefix, "problem": f"at most {MAX_BATCH} claims per request"}], status=413)
+    rows, problems = [], []
+    for i, payload in enumerate(payloads):
+        where = f"{prefix}[{i}]." if prefix else ""
+        if not isinstance(payload, dict):
+            problems.append({"field": where.rstrip(".") or "body", "problem": "must be a JSON object"})
+            continue
+        try:
+            claim = ClaimRequest.model_validate(payload)
+        except ValidationError as exc:
+            problems += [{"field": where + p["field"], "problem": p["problem"]} for p in _problems(exc)]
+            continue
+        rows.append(claim.model_dump(exclude_none=False))
+    ids = [r["claim_id"] for r in rows]
+    if len(set(ids)) != len(ids):
+        problems.append({"field": f"{prefix}.claim_id" if prefix else "claim_id", "problem": "must be unique in a batch"})
+    if problems:
+        raise RequestError(problems)
+    return schema.conform(pd.DataFrame(rows))
+
+
+def _problems(exc: ValidationError) -> list[dict[str, str]]:
+    out = []
+    for err in exc.errors(include_url=False, include_input=False):
+        msg = str(err.get("msg", ""))
+        if _PROBLEMS in msg:
+            import ast
+
+            for name, problem in ast.literal_eval(msg.split(_PROBLEMS, 1)[1].strip()):
+                out.append({"field": name, "problem": problem})
+            continue
+        loc = [str(p) for p in err["loc"] if not str(p).startswith(("function-", "constrained-"))]
+        name = loc[0] if loc else "body"
+        entry = {"field": name, "problem": _plain(err["type"], msg)}
+        if entry not in out:
+            out.append(entry)
+    return out
+
+
+def _plain(kind: str, msg: str) -> str:
+    if kind == "missing":
+        return "is required"
+    return msg[0].lower() + msg[1:] if msg else kind
