@@ -16,7 +16,7 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from features import catalog, pit
+from features import catalog, pit, schema
 from features.catalog import Feature
 
 NS_PER_S = 1_000_000_000
@@ -148,11 +148,12 @@ def _notice(frame: pd.DataFrame, names: set[str], cols: dict) -> None:
         cols["report_weekday"] = frame["report_date"].dt.weekday.to_numpy(dtype="float64", na_value=np.nan)
     if "incident_weekday" in names:
         cols["incident_weekday"] = frame["incident_date"].dt.weekday.to_numpy(dtype="float64", na_value=np.nan)
-    for name in ("claimed_amount", "sum_insured", "deductible", "annual_premium", "number_of_parties",
-                 "injury_count", "police_report", "witness_present", "vehicle_age_years", "claimant_age",
-                 "claimant_tenure_years"):
-        if name in names:
-            cols[name] = _num(frame, name)
+    for name in names & _PASSTHROUGH:  # numeric features that are canonical columns as they are
+        cols[name] = _num(frame, name)
+
+
+_PASSTHROUGH = {f.name for f in catalog.FEATURES
+                if f.family == "notice" and f.kind == "numeric" and f.name in schema.BY_NAME}
 
 
 # --- history ------------------------------------------------------------------------------------
