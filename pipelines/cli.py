@@ -73,6 +73,9 @@ SOURCE_HELP = ("Where the claims come from: synthetic (canonical Parquet/CSV), v
                "aus_bodily_injury, or mapping:FILE.yaml for your own table.")
 SourceOpt = Annotated[str, typer.Option("--source", "-s", help=SOURCE_HELP)]
 ConfigOpt = Annotated[Optional[Path], typer.Option("--config", help="Config file (TOML); default ./claimscore.toml or $CLAIMSCORE_CONFIG.")]
+OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Output file: .parquet or .csv.")]
+DataOpt = Annotated[Optional[str], typer.Option("--data", "-d", help="Claims file (or a SQLAlchemy URL for SQL mappings). The built-in real sources default to ../shared/data.")]
+TrainingConfigOpt = Annotated[Optional[Path], typer.Option("--training-config", help="YAML overriding training defaults: split, LightGBM, routing constraints, promotion metric and margin (training/config.py).")]
 
 
 def _settings(config: Path | None):
@@ -111,7 +114,7 @@ class _Stages:
 
 @app.command()
 def generate(
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output file: .parquet or .csv.")],
+    out: OutOpt,
     claims: Annotated[int, typer.Option("--claims", "-n", min=1, help="Number of claims.")] = 100_000,
     seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same claims.")] = 0,
     start: Annotated[str, typer.Option(help="First report date (YYYY-MM-DD).")] = "2021-01-01",
@@ -141,7 +144,7 @@ def generate(
 
 @app.command()
 def validate(
-    data: Annotated[Optional[str], typer.Option("--data", "-d", help="Claims file (or SQLAlchemy URL for SQL mappings). Built-in real sources default to ../shared/data.")] = None,
+    data: DataOpt = None,
     source: SourceOpt = "synthetic",
     config: ConfigOpt = None,
 ) -> None:
@@ -168,8 +171,8 @@ def validate(
 
 @app.command()
 def features(
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output file: .parquet or .csv.")],
-    data: Annotated[Optional[str], typer.Option("--data", "-d", help="Claims file (or SQLAlchemy URL for SQL mappings).")] = None,
+    out: OutOpt,
+    data: DataOpt = None,
     source: SourceOpt = "synthetic",
     config: ConfigOpt = None,
     dask_workers: Annotated[int, typer.Option(min=0, help="Build on a local Dask cluster with this many worker processes (canonical Parquet input only; writes a Parquet folder). 0: in-process pandas.")] = 0,
@@ -201,10 +204,10 @@ def features(
 
 @app.command()
 def train(
-    data: Annotated[Optional[str], typer.Option("--data", "-d", help="Claims file (or SQLAlchemy URL for SQL mappings).")] = None,
+    data: DataOpt = None,
     source: SourceOpt = "synthetic",
     config: ConfigOpt = None,
-    training_config: Annotated[Optional[Path], typer.Option("--training-config", help="YAML overriding training defaults (split, LightGBM, routing, promotion).")] = None,
+    training_config: TrainingConfigOpt = None,
     tune: Annotated[int, typer.Option("--tune", min=0, help="Trials of random search over LightGBM settings, judged on the validation period.")] = 0,
 ) -> None:
     """Train the fraud and fast-track models on a time-ordered split; register them as challengers."""
@@ -234,7 +237,7 @@ def promote(
     reason: Annotated[str, typer.Option("--reason", help="Why (recorded on the model versions).")] = "retrained",
     by: Annotated[str, typer.Option("--by", help="Who (recorded on the model versions).")] = os.environ.get("USER", "unknown"),
     config: ConfigOpt = None,
-    training_config: Annotated[Optional[Path], typer.Option("--training-config", help="YAML with the promotion metric and margin.")] = None,
+    training_config: TrainingConfigOpt = None,
 ) -> None:
     """Make the challengers champions if they beat the champions on the latest test period."""
     from training import registry
@@ -249,8 +252,8 @@ def promote(
 
 @app.command()
 def score(
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output file: .parquet or .csv.")],
-    data: Annotated[Optional[str], typer.Option("--data", "-d", help="Claims file (or SQLAlchemy URL for SQL mappings).")] = None,
+    out: OutOpt,
+    data: DataOpt = None,
     source: SourceOpt = "synthetic",
     config: ConfigOpt = None,
 ) -> None:
@@ -276,11 +279,11 @@ def score(
 
 @app.command()
 def evaluate(
-    data: Annotated[Optional[str], typer.Option("--data", "-d", help="Labelled claims file (or SQLAlchemy URL for SQL mappings).")] = None,
+    data: DataOpt = None,
     source: SourceOpt = "synthetic",
     since: Annotated[Optional[str], typer.Option(help="Only claims reported on or after this date (YYYY-MM-DD).")] = None,
     config: ConfigOpt = None,
-    training_config: Annotated[Optional[Path], typer.Option("--training-config", help="YAML with the SIU capacity used for precision and recall at capacity.")] = None,
+    training_config: TrainingConfigOpt = None,
 ) -> None:
     """Evaluate the champion models on labelled claims; logs an evaluation run to MLflow."""
     import numpy as np
