@@ -54,17 +54,32 @@ class Scorer:
     def score_table(self, claims: pd.DataFrame, extras: Mapping[str, object] | None = None) -> pd.DataFrame:
         """One row per claim: scores, route, fired rules and top reasons (JSON lists)."""
         table = build_features(claims, self.features, extras)
+        result = self.score_features(table)
         out = pd.DataFrame({"claim_id": claims["claim_id"].to_numpy()}, index=claims.index)
-        scores: dict[str, np.ndarray] = {}
+        for task in self.bundles:
+            out[f"{task}_score"] = result.scores[task]
+            out[f"{task}_reasons"] = [json.dumps(r, default=_jsonable) for r in result.reasons[task]]
+        out["route"] = result.routes
+        out["rules"] = [json.dumps(f) for f in result.rules]
+        return out
+
+    def score_features(self, table: pd.DataFrame) -> "Scored":
+        """Scores, reasons and routes for a feature table (the batch and the live path share this)."""
+        scores, reasons = {}, {}
         for task, bundle in self.bundles.items():
             matrix = bundle.encoder.transform(table)
             scores[task] = bundle.predict(matrix)
-            out[f"{task}_score"] = scores[task]
-            out[f"{task}_reasons"] = reasons_json(bundle, table, matrix)
+            reasons[task] = top_reasons(bundle, table, matrix)
         routes, fired = self.policy.route_table(table, scores.get("fraud"), scores.get("fast_track"))
-        out["route"] = routes
-        out["rules"] = [json.dumps(f) for f in fired]
-        return out
+        return Scored(scores, reasons, routes, fired)
+
+
+@dataclass
+class Scored:
+    scores: dict[str, np.ndarray]
+    reasons: dict[str, list[list[dict]]]
+    routes: np.ndarray
+    rules: list[list[str]]
 
 
 def top_reasons(bundle: ModelBundle, table: pd.DataFrame, matrix: np.ndarray, k: int = TOP_REASONS
@@ -87,10 +102,6 @@ def top_reasons(bundle: ModelBundle, table: pd.DataFrame, matrix: np.ndarray, k:
             row.append({"feature": names[j], "value": value, "contribution": float(contrib[i, j]), "text": text})
         out.append(row)
     return out
-
-
-def reasons_json(bundle: ModelBundle, table: pd.DataFrame, matrix: np.ndarray) -> list[str]:
-    return [json.dumps(r, default=_jsonable) for r in top_reasons(bundle, table, matrix)]
 
 
 def _jsonable(v):
