@@ -327,6 +327,31 @@ def evaluate(
         mlflow.log_metrics({k: float(v) for k, v in metrics.items() if np.isfinite(v)})
 
 
+@app.command()
+def serve(
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 3000,
+    host: Annotated[str, typer.Option(help="Address to bind (loopback unless told otherwise).")] = "127.0.0.1",
+    config: ConfigOpt = None,
+) -> None:
+    """Serve the champion models over HTTP (BentoML): /score, /score_batch, /explain, /model."""
+    import shutil
+
+    from training import registry
+
+    settings = _settings(config)
+    registry.configure(settings)
+    if not any(registry.version_for(t, registry.CHAMPION) for t in registry.MODEL_NAMES):
+        raise registry.RegistryError("no champion model to serve: run claimscore train and claimscore promote first")
+    bentoml = shutil.which("bentoml") or str(Path(sys.executable).with_name("bentoml"))
+    os.environ.setdefault("BENTOML_HOME", str(settings.home / "bentoml"))
+    os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
+    os.environ["CLAIMSCORE_HOME"] = str(settings.home)
+    if config:
+        os.environ["CLAIMSCORE_CONFIG"] = str(Path(config).resolve())
+    typer.echo(f"serving on http://{host}:{port} (API description at /, keys: claimscore keys create)", err=True)
+    os.execv(bentoml, [bentoml, "serve", "serving.service:ClaimScore", "--host", host, "--port", str(port)])
+
+
 def _features_on_dask(data: str | None, source: str, out: Path, workers: int) -> int:
     """Features for a canonical Parquet file on a loopback LocalCluster (for data beyond one machine)."""
     if source != "synthetic" or not data or not data.endswith(".parquet") or out.suffix != ".parquet":

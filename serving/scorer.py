@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Mapping
 
 import numpy as np
@@ -45,6 +46,14 @@ class Scorer:
         return cls(bundles, policy, versions)
 
     @property
+    def extras(self) -> dict[str, SimpleNamespace]:
+        """The source's extra attributes the models use (type and description, from training)."""
+        out = {}
+        for b in self.bundles.values():
+            out.update({k: SimpleNamespace(**v) for k, v in b.metadata.get("extras", {}).items()})
+        return out
+
+    @property
     def features(self) -> list[str]:
         names: list[str] = []
         for b in self.bundles.values():
@@ -53,7 +62,7 @@ class Scorer:
 
     def score_table(self, claims: pd.DataFrame, extras: Mapping[str, object] | None = None) -> pd.DataFrame:
         """One row per claim: scores, route, fired rules and top reasons (JSON lists)."""
-        table = build_features(claims, self.features, extras)
+        table = build_features(claims, self.features, extras or self.extras)
         result = self.score_features(table)
         out = pd.DataFrame({"claim_id": claims["claim_id"].to_numpy()}, index=claims.index)
         for task in self.bundles:

@@ -75,7 +75,9 @@ def train(data: str | None, source: str, settings: Settings, cfg: TrainingConfig
 
             def fit(c: TrainingConfig, task=task, label=label, y=y, tr=tr, va=va) -> ModelBundle:
                 return fit_model(task, label, feats, table[tr], y[tr], table[va], y[va], c,
-                                 {"source": source, "periods": periods, "features": [f.name for f in feats]})
+                                 {"source": source, "periods": periods, "features": [f.name for f in feats],
+                                  "extras": {k: {"type": v.type, "description": v.description}
+                                             for k, v in loaded.extras.items()}})
 
             if tune_trials:
                 def on_validation(b: ModelBundle, y=y, va=va) -> float:

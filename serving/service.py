@@ -1,0 +1,46 @@
+"""The ClaimScore BentoML service: ``bentoml serve serving.service:ClaimScore`` (or ``claimscore serve``).
+
+Loads the champion models and their routing policy from the MLflow registry at start-up, mounts the
+HTTP API (``serving/api.py``) and adds BentoML's health, readiness and Prometheus metrics, plus route
+counts and score histograms. Every path but health, readiness and the API description needs a key.
+"""
+
+from __future__ import annotations
+
+import bentoml
+
+from serving import api
+from serving.state import ServiceState
+
+ROUTES_TOTAL = bentoml.metrics.Counter(name="claimscore_routes", documentation="Claims answered, by route",
+                                       labelnames=["route"])
+SCORES = bentoml.metrics.Histogram(name="claimscore_score", documentation="Scores answered, by model",
+                                   labelnames=["model"],
+                                   buckets=(0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9, 1.0))
+
+
+def _observe(answers: list[dict]) -> None:
+    for a in answers:
+        ROUTES_TOTAL.labels(route=a["route"]).inc()
+        for model in ("fraud", "fast_track"):
+            if a.get(f"{model}_score") is not None:
+                SCORES.labels(model=model).observe(a[f"{model}_score"])
+
+
+@bentoml.service(name="claimscore", traffic={"timeout": 60})
+@bentoml.asgi_app(api.app, path="/")
+class ClaimScore:
+    def __init__(self) -> None:
+        state = ServiceState.load()
+        score = state.score
+
+        def observed(*args, **kwargs):
+            answers = score(*args, **kwargs)
+            _observe(answers)
+            return answers
+
+        state.score = observed  # type: ignore[method-assign]
+        api.STATE = state
+
+
+ClaimScore.add_asgi_middleware(api.AuthMiddleware, keys_path=api.keys_path())

@@ -1,0 +1,223 @@
+"""The scoring service over HTTP: a real BentoML server on a free port on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from features.config import Settings
+from features.synthetic import generate_claims
+from serving.decision_log import DecisionLog
+from serving.keys import KeyStore
+from tests.test_request import BAD, GOOD
+from training import registry
+from training.config import TrainingConfig
+from training.pipeline import train
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    def __init__(self, home: Path):
+        self.home, self.port = home, _free_port()
+        env = {**os.environ, "CLAIMSCORE_HOME": str(home), "BENTOML_HOME": str(home / "bentoml"),
+               "BENTOML_DO_NOT_TRACK": "true", "MLFLOW_DISABLE_TELEMETRY": "true"}
+        env.pop("MLFLOW_TRACKING_URI", None)
+        self.proc = subprocess.Popen([sys.executable, "-c", "import sys; from pipelines.cli import main; sys.exit(main())",
+                                      "serve", "--port", str(self.port)], env=env, stdout=subprocess.DEVNULL,
+                                     stderr=open(home / "server.log", "w"), start_new_session=True)
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("server exited: " + (home / "server.log").read_text()[-2000:])
+            try:
+                if self.call("GET", "/readyz")[0] == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.25)
+        raise RuntimeError("server not ready in 90 s")
+
+    def call(self, method: str, path: str, body: bytes | str | dict | None = None, key: str | None = None):
+        if isinstance(body, dict) or isinstance(body, list):
+            body = json.dumps(body)
+        if isinstance(body, str):
+            body = body.encode()
+        req = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", data=body, method=method,
+                                     headers={"Content-Type": "application/json",
+                                              **({"Authorization": f"Bearer {key}"} if key else {})})
+        try:
+            with urllib.request.urlopen(req, timeout=60) as r:
+                return r.status, _decode(r.read())
+        except urllib.error.HTTPError as e:
+            return e.code, _decode(e.read())
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+
+def _decode(raw: bytes):
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw.decode(errors="replace")
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory):
+    home = tmp_path_factory.mktemp("service")
+    settings = Settings(home=home).resolved().ensure_dirs()
+    data = home / "claims.parquet"
+    generate_claims(50_000, seed=17).to_parquet(data)
+    train(str(data), "synthetic", settings, TrainingConfig())
+    registry.configure(settings)
+    registry.promote("average_precision", 0.0, "tests", "service tests")
+    return home
+
+
+@pytest.fixture(scope="module")
+def keys(home):
+    store = KeyStore(home / "keys.json")
+    return {role: store.create(role)[0] for role in ("scorer", "investigator", "admin")}
+
+
+@pytest.fixture(scope="module")
+def server(home, keys):
+    srv = Server(home)
+    yield srv
+    srv.kill()
+
+
+ANSWER_FIELDS = {"claim_id", "fraud_score", "fast_track_score", "route", "rules", "reasons", "model_versions",
+                 "policy_version", "scored_at"}
+
+
+def test_a_valid_claim_scores_with_every_field(server, keys):
+    status, body = server.call("POST", "/score", GOOD, keys["scorer"])
+    assert status == 200, body
+    assert ANSWER_FIELDS <= set(body)
+    assert 0 <= body["fraud_score"] <= 1 and 0 <= body["fast_track_score"] <= 1
+    assert body["route"] in {"fast_track", "standard", "specialist", "siu_referral"}
+    for model in ("fraud", "fast_track"):
+        for reason in body["reasons"][model]:
+            assert {"feature", "value", "contribution", "text"} <= set(reason) and reason["contribution"] > 0
+
+
+def test_the_same_claim_gives_the_same_answer(server, keys):
+    claim = {**GOOD, "claim_id": "SAME-1"}
+    first = server.call("POST", "/score", claim, keys["scorer"])[1]
+    second = server.call("POST", "/score", claim, keys["scorer"])[1]
+    first.pop("scored_at"), second.pop("scored_at")
+    assert first == second
+
+
+def test_the_batch_endpoint_matches_single_calls(server, keys):
+    claims = [{**GOOD, "claim_id": f"B-{i}", "claimed_amount": 1000.0 * (i + 1), "claimant_id": f"K-B{i}"}
+              for i in range(4)]
+    singles = [server.call("POST", "/score", c, keys["scorer"])[1] for c in claims]
+    status, batch = server.call("POST", "/score_batch", {"claims": claims}, keys["scorer"])
+    assert status == 200
+    for one, many in zip(singles, batch["results"]):
+        for field in ("claim_id", "fraud_score", "fast_track_score", "route", "rules", "reasons"):
+            assert one[field] == many[field], field
+
+
+def test_contributions_add_up_to_the_raw_score(server, keys):
+    status, body = server.call("POST", "/explain", {**GOOD, "claim_id": "EX-1"}, keys["investigator"])
+    assert status == 200, body
+    for model in body["models"].values():
+        total = model["base_value"] + sum(c["contribution"] for c in model["contributions"])
+        assert abs(total - model["raw_score"]) < 1e-6
+        assert len(model["contributions"]) == len({c["feature"] for c in model["contributions"]})
+
+
+def test_model_endpoint_describes_versions_and_thresholds(server, keys):
+    status, body = server.call("GET", "/model", key=keys["scorer"])
+    assert status == 200
+    assert set(body["models"]) == {"fraud", "fast_track"}
+    assert body["policy"]["siu_threshold"] is not None and body["models"]["fraud"]["periods"]["test"]
+
+
+RAW_BAD = [
+    ("not json", b"{claim", "body"),
+    ("empty body", b"", "body"),
+    ("json array", json.dumps([GOOD]).encode(), "body"),
+    ("json string", b'"claim"', "body"),
+    ("oversized", json.dumps({**GOOD, "x_pad": "p" * 70_000}).encode(), "body"),
+]
+
+
+@pytest.mark.parametrize("name, payload, field, _words", BAD, ids=[b[0] for b in BAD])
+def test_each_kind_of_bad_request_gets_a_4xx_naming_the_field(server, keys, name, payload, field, _words):
+    status, body = server.call("POST", "/score", payload, keys["scorer"])
+    assert 400 <= status < 500, body
+    assert field in [e["field"] for e in body["errors"]], body
+
+
+@pytest.mark.parametrize("name, payload, field", RAW_BAD, ids=[b[0] for b in RAW_BAD])
+def test_malformed_bodies_get_a_4xx_naming_the_body(server, keys, name, payload, field):
+    status, body = server.call("POST", "/score", payload, keys["scorer"])
+    assert 400 <= status < 500 and body["errors"][0]["field"] == field, body
+
+
+def test_the_server_keeps_serving_after_bad_requests(server, keys):
+    for _, payload, _, _ in BAD[:10]:
+        server.call("POST", "/score", payload, keys["scorer"])
+    assert server.call("POST", "/score", {**GOOD, "claim_id": "AFTER-1"}, keys["scorer"])[0] == 200
+
+
+@pytest.mark.parametrize("key", [None, "wrong", "cs_not-a-real-key"])
+def test_missing_or_wrong_keys_get_401(server, key):
+    status, body = server.call("POST", "/score", GOOD, key)
+    assert status == 401 and body["errors"][0]["field"] == "Authorization"
+
+
+def test_a_key_without_the_role_gets_403(server, keys):
+    assert server.call("POST", "/score", GOOD, keys["investigator"])[0] == 403
+    assert server.call("POST", "/explain", GOOD, keys["scorer"])[0] == 403
+    assert server.call("GET", "/healthz")[0] == 200  # health needs no key
+
+
+def test_metrics_need_a_key_and_count_routes(server, keys):
+    assert server.call("GET", "/metrics")[0] == 401
+    status, text = server.call("GET", "/metrics", key=keys["admin"])
+    assert status == 200 and "claimscore_routes" in text and "claimscore_score" in text
+
+
+def test_killing_the_server_right_after_answers_loses_no_decision(home, keys):
+    srv = Server(home)
+    answered = []
+    try:
+        for i in range(25):
+            status, body = srv.call("POST", "/score", {**GOOD, "claim_id": f"KILL-{i}"}, keys["scorer"])
+            assert status == 200
+            answered.append(body["claim_id"])
+    finally:
+        srv.kill()
+    logged = {row["claim_id"] for row in DecisionLog(f"sqlite:///{home / 'decisions.db'}").read()}
+    assert set(answered) <= logged
+
+
+def test_serve_without_a_champion_exits_with_one_line(tmp_path):
+    env = {**os.environ, "CLAIMSCORE_HOME": str(tmp_path)}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    done = subprocess.run([sys.executable, "-c", "import sys; from pipelines.cli import main; sys.exit(main())",
+                           "serve", "--port", str(_free_port())], env=env, capture_output=True, text=True, timeout=120)
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert done.returncode == 2 and len(lines) == 1 and "no champion" in lines[0]
