@@ -7,13 +7,14 @@ CS := $(VENV)/bin/claimscore
 STAMP := $(VENV)/.installed
 DEMO_DIR := .claimscore/demo
 DEMO_CLAIMS ?= 200000
+DEMO_PORT ?= 3000
 
 export MLFLOW_DISABLE_TELEMETRY := true
 export BENTOML_DO_NOT_TRACK := true
 export GX_ANALYTICS_ENABLED := false
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test bench clean stop
 
 install: $(STAMP)
 
@@ -33,11 +34,20 @@ demo: $(STAMP)
 	-$(CS) promote --by demo --reason "make demo"
 	$(CS) generate --claims 2000 --seed 8 --start 2025-01-01 --years 0.25 --out $(DEMO_DIR)/new_claims.parquet
 	$(CS) score --data $(DEMO_DIR)/new_claims.parquet --source synthetic --out $(DEMO_DIR)/scored.csv
+	-@test -f $(DEMO_DIR)/server.pid && kill $$(cat $(DEMO_DIR)/server.pid) 2>/dev/null; sleep 1
+	$(CS) history load --data $(DEMO_DIR)/claims.parquet --source synthetic
+	@KEY=$$($(CS) keys create --role scorer --name demo) && \
+	  ($(CS) serve --port $(DEMO_PORT) > $(DEMO_DIR)/server.log 2>&1 & echo $$! > $(DEMO_DIR)/server.pid) && \
+	  $(PY) -m pipelines.demo --port $(DEMO_PORT) --claims $(DEMO_DIR)/new_claims.parquet --key $$KEY
 	@echo
 	@echo "Where to look:"
 	@echo "  claims and validation report: $(DEMO_DIR)/claims.parquet, .claimscore/reports/"
 	@echo "  scored new claims (scores, routes, reasons): $(DEMO_DIR)/scored.csv"
 	@echo "  MLflow runs, metrics, plots, model card: $(VENV)/bin/mlflow ui --backend-store-uri sqlite:///.claimscore/mlflow.db --host 127.0.0.1"
+	@echo "  the scoring service: http://127.0.0.1:$(DEMO_PORT)/ (log: $(DEMO_DIR)/server.log; stop: make stop)"
+
+stop:
+	-@test -f $(DEMO_DIR)/server.pid && kill $$(cat $(DEMO_DIR)/server.pid) 2>/dev/null && rm -f $(DEMO_DIR)/server.pid && echo "service stopped"
 
 test: $(STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider

@@ -1,0 +1,78 @@
+"""The end of ``make demo``: wait for the local service, score a few claims over HTTP, show how.
+
+    python -m pipelines.demo --port 3000 --claims FILE.parquet --key KEY
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import urllib.error
+import urllib.request
+
+import pandas as pd
+
+from features.schema import NOTICE
+
+
+def _post(url: str, body: dict, key: str) -> tuple[int, dict]:
+    req = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
+                                 headers={"Content-Type": "application/json", "Authorization": f"Bearer {key}"})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def claim_json(row: pd.Series) -> dict:
+    out = {}
+    for name in NOTICE:
+        value = row.get(name)
+        if value is None or (not isinstance(value, str) and pd.isna(value)):
+            continue
+        out[name] = value.isoformat() if isinstance(value, pd.Timestamp) else (value.item() if hasattr(value, "item") else value)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--port", type=int, default=3000)
+    p.add_argument("--claims", required=True)
+    p.add_argument("--key", required=True)
+    p.add_argument("--n", type=int, default=5)
+    args = p.parse_args(argv)
+    base = f"http://127.0.0.1:{args.port}"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            with urllib.request.urlopen(f"{base}/readyz", timeout=2):
+                break
+        except OSError:
+            if time.monotonic() > deadline:
+                print(f"error: the service did not become ready on {base} (see .claimscore/demo/server.log)", file=sys.stderr)
+                return 1
+            time.sleep(0.5)
+    claims = pd.read_parquet(args.claims).head(args.n)
+    print(f"\nScored over HTTP by {base}/score:")
+    print(f"  {'claim':<12} {'fraud':>7} {'fast track':>10}  {'route':<13} top fraud reason")
+    for _, row in claims.iterrows():
+        status, body = _post(f"{base}/score", claim_json(row), args.key)
+        if status != 200:
+            print(f"  {row['claim_id']}: HTTP {status} {body}")
+            continue
+        reason = (body["reasons"].get("fraud") or [{"text": "-"}])[0]["text"]
+        print(f"  {body['claim_id']:<12} {body['fraud_score']:>7.3f} {body['fast_track_score']:>10.3f}  "
+              f"{body['route']:<13} {reason}")
+    example = json.dumps(claim_json(claims.iloc[0]))
+    print(f"\nThe service keeps running on {base} (stop it with: make stop). Your scorer key: {args.key}")
+    print(f"  curl -s -X POST {base}/score -H 'Authorization: Bearer {args.key}' "
+          f"-H 'Content-Type: application/json' -d '{example}'")
+    print(f"  API description: {base}/   model: curl -s {base}/model -H 'Authorization: Bearer {args.key}'")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
