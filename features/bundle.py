@@ -14,11 +14,14 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 
 from features.encoding import FeatureEncoder
+
+if TYPE_CHECKING:
+    from features.explain import Explainer
 
 FORMAT_VERSION = 1
 TIE_BREAK = 1e-9
@@ -69,10 +72,21 @@ class ModelBundle:
     encoder: FeatureEncoder
     calibration: Calibration = field(default_factory=Calibration)
     metadata: dict = field(default_factory=dict)
+    _explainer: Any = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def features(self) -> tuple[str, ...]:
         return self.encoder.features
+
+    @property
+    def explainer(self) -> "Explainer":
+        """Exact SHAP values for this booster (:mod:`features.explain`): built on first use (a few
+        hundred ms), then kept, so a service pays for it once per loaded model."""
+        if self._explainer is None:
+            from features.explain import Explainer
+
+            self._explainer = Explainer.for_booster(self.booster)
+        return self._explainer
 
     def predict_raw(self, matrix: np.ndarray) -> np.ndarray:
         """The booster's own probability for each row of an encoded matrix."""

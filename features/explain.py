@@ -1,45 +1,56 @@
-"""Exact SHAP contributions for the project's LightGBM models, many times faster than TreeSHAP.
+"""Exact SHAP contributions for the project's LightGBM models, much faster than TreeSHAP.
 
 The values are LightGBM's own ``pred_contrib`` (= ``shap.TreeExplainer`` with
 ``feature_perturbation="tree_path_dependent"``) to ~1e-13, and contributions plus
 :attr:`Explainer.expected_value` add up to the raw score (log-odds).
 
-How (the idea of Linear TreeSHAP, Yu et al. 2022, with Gauss-Legendre quadrature). For a leaf ``l``
-with value ``v`` whose path tests the distinct features ``F``, TreeSHAP gives feature ``i`` in ``F``::
+How (the idea of Linear TreeSHAP, Yu et al. 2022, with Gauss-Legendre quadrature). For a leaf with
+value ``v`` whose path tests the distinct features ``F``, TreeSHAP gives each feature ``i`` in ``F``::
 
     phi_i += v * (o_i - z_i) * integral_0^1 prod_{j in F, j != i} (t * o_j + (1 - t) * z_j) dt
 
 where ``z_j`` is the share of training rows that pass the path's tests on ``j`` (a product of
 ``count(child) / count(parent)``) and ``o_j`` is 1 if the claim passes them, else 0. The integrand is
-a polynomial of degree ``|F| - 1``, so ``M = ceil(D / 2)`` Gauss-Legendre nodes integrate it exactly
-(``D`` = most distinct features on any path). Evaluated at those nodes the product becomes a vector
-of ``M`` numbers per tree node: multiplied by one factor per edge on the way down, summed over the
-children on the way back up, and each edge adds its feature's share (divided by its own factor,
-whose reciprocal depends only on the tree, so it is precomputed). A claim costs ``O(nodes x M)``
-multiply-adds per tree, in vector instructions, instead of TreeSHAP's ``O(leaves x depth^2)`` with
-its recursion; the result is exact up to floating-point rounding (no approximation is involved).
+a polynomial of degree ``|F| - 1``, so ``M = ceil(D / 2)`` Gauss-Legendre nodes integrate it exactly,
+``D`` being the most distinct features on any path of the tree. Evaluated at those nodes, a tree is
+walked once down (each node's vector of path products = its parent's times one factor) and once up
+(sums over children); each edge then adds its feature's share: the sum below it divided by the
+edge's own factor, whose reciprocal depends only on the tree (precomputed). Leaves below a re-test
+of the same feature count at the re-test. A claim costs ``O(nodes x M)`` multiply-adds per tree
+instead of TreeSHAP's ``O(leaves x depth^2)`` recursion, and nothing is approximated: the results
+differ from LightGBM's only by floating-point rounding.
 
-Precomputed once per model (:meth:`Explainer.for_booster`, a few hundred ms), with ``M`` rounded up
-to a multiple of 4 (``Mp``), ``S`` splits, ``2S + T`` nodes over ``T`` trees, ``R`` edges that
-re-test a feature already tested above them, ``B`` such re-tests seen from the edge above::
+Two kernels: one claim at a time (the service; a claim is split by trees over two threads), and
+blocks of claims with the claims in the innermost loops, which the compiler vectorises (batch
+scoring; large batches are split by rows over every core). Measured in ``bench/explain.py``.
 
-    memory_bytes = (2S + T) * (8 * Mp + 48) + S * 56 + R * 16 * Mp + B * 8 + 4 * category_words
+Memory, precomputed once per model by :meth:`Explainer.for_booster` (0.5-2 s): with ``T`` trees,
+``S`` splits, ``N = 2S + T`` nodes, ``L_t`` = ``ceil(D_t / 2)`` rounded up to a multiple of 8 (8 for
+trees with at most 16 distinct features per path), ``B`` re-tests of a feature listed under the
+edge above them and ``W`` 32-bit words of category sets::
 
-linear in the number of nodes (no ``2^depth`` term): about 130 bytes per node for trees of up to 16
-distinct features per path, ~2 MB for 300 trees of 31 leaves. Bounded by ``max_memory_mb``; outside
-the bounds (more than one output, linear trees, random-forest averaging, or over ``max_memory_mb``)
-it falls back to ``booster.predict(pred_contrib=True)`` with a warning that names the bound.
+    memory_bytes ~= sum_t N_t * (72 + 24 * L_t) + 50 * S + 64 * T + 8 * B + 4 * W
+
+(plus a few hundred bytes of quadrature tables): linear in the number of nodes, no ``2^depth``
+term. About 270 bytes per node: 4.0 MB for the fraud model (250 trees of 31 leaves), 16.5 MB for
+500 trees of 63 leaves. Bounded by ``max_memory_mb``; outside the bounds (more than one output,
+linear trees, random-forest averaging, or larger than ``max_memory_mb``) it falls back to
+``booster.predict(pred_contrib=True)``, with a warning that names the bound.
 
 Split semantics are LightGBM's (``include/LightGBM/tree.h``), read from ``booster.dump_model()``:
-numeric ``x <= threshold`` goes left; NaN counts as 0 unless ``missing_type`` is ``NaN``; with
-``missing_type`` ``Zero`` (|x| <= 1e-35) or ``NaN`` the missing value follows ``default_left``.
-Categorical splits send the listed categories left (LightGBM's ``cat_threshold`` bitset); NaN,
-negative and huge codes go right (x86-64 behaviour of LightGBM's cast to int); codes are truncated
-to integers as LightGBM does.
+LightGBM's predictor first reads any |x| <= 1e-35 as 0; numeric ``x <= threshold`` goes left (the
+thresholds come from the model text, which keeps infinite ones); NaN counts as 0 unless
+``missing_type`` is ``NaN``; with ``missing_type`` ``Zero`` (x = 0) or ``NaN`` (x = NaN) the missing
+value follows ``default_left``.
+Categorical splits send the listed categories (LightGBM's ``cat_threshold`` bitset) left; NaN,
+negative and huge codes go right (the x86-64 behaviour of LightGBM's cast to int); codes are
+truncated to integers as LightGBM does. :meth:`Explainer.leaf_indices` checks all of it against
+``booster.predict(pred_leaf=True)``.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
@@ -49,16 +60,17 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
-from numba import njit
+
+from features.explain_kernels import LANES, explain_block, explain_rows, route
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_MEMORY_MB = 256.0
 """Default bound on the precomputed arrays of one model."""
-LANES = 4
-"""Quadrature nodes are processed in groups of this many (one vector register)."""
-ROW_KERNEL_MAX_ROWS = 8
+ROW_KERNEL_MAX_ROWS = 2
 """Up to this many rows are explained one at a time (lowest latency); more go through the batch kernel."""
+SPLIT_MIN_TREES = 64
+"""A single claim is split over two threads by trees from this many trees (below, the hand-off costs more)."""
 BLOCK_ROWS = 64
 """Rows explained together, tree by tree, by the batch kernel (vectorised across rows)."""
 PARALLEL_MIN_ROWS = 1_000
@@ -74,12 +86,15 @@ class UnsupportedModel(ValueError):
 
 @dataclass(frozen=True)
 class _Model:
-    """A booster flattened for the kernels. Per tree, nodes are numbered splits first (preorder), then
-    leaves; "slot" is that number, offset by ``t_slot`` in the per-node arrays."""
+    """A booster flattened for the kernels (the layout is described in :mod:`features.explain_kernels`)."""
 
     t_split: np.ndarray   # per tree: offset of its splits in the sp_* arrays
     t_nsplit: np.ndarray  # per tree: splits (leaves = splits + 1)
     t_slot: np.ndarray    # per tree: offset of its nodes in the nd_* arrays
+    t_m: np.ndarray       # per tree: quadrature nodes, ceil(most distinct features on a path / 2)
+    t_lanes: np.ndarray   # per tree: t_m padded to a multiple of LANES with nodes of weight 0
+    t_w: np.ndarray       # per tree: offset of its nodes' vectors in f_pass / f_fail / w_in
+    t_q: np.ndarray       # per tree: offset of its quadrature nodes in q_wout
     sp_feat: np.ndarray   # per split: feature column
     sp_thr: np.ndarray    # per split: numeric threshold
     sp_kind: np.ndarray   # per split: _KIND_*
@@ -89,30 +104,37 @@ class _Model:
     sp_left: np.ndarray   # per split: slot of its left child
     sp_right: np.ndarray  # per split: slot of its right child
     cat_bits: np.ndarray
-    nd_parent: np.ndarray  # per node: slot of its parent split (-1 for a root)
+    nd_parent: np.ndarray  # per node: slot of its parent split
     nd_side: np.ndarray    # per node: 1 for a right child
     nd_feat: np.ndarray    # per node: the feature its parent split tests
-    nd_z: np.ndarray       # per node: z of that feature on the path down to it
-    nd_prev: np.ndarray    # per node: slot of the nearest edge above testing the same feature, or -1
-    nd_rep: np.ndarray     # per node with a prev: its row in rep11 / rep10 / rep00, else -1
-    nd_value: np.ndarray   # per leaf node: leaf output
-    nd_block: np.ndarray   # per node: offset in ``block`` of the splits below it on the same feature
-    block: np.ndarray      # (slots) the nearest splits below a node that test its feature again
-    w_in: np.ndarray       # per node, per quadrature node: weight of its feature's share if the claim passes
-    rep11: np.ndarray      # per re-test, per quadrature node: factor ratio, passes both tests
-    rep10: np.ndarray      # ... passed the earlier test, fails this one
-    rep00: np.ndarray      # ... failed the earlier test (a scalar ratio)
-    t_nodes: np.ndarray    # quadrature nodes on [0, 1], shape (Mp,)
-    one_minus_t: np.ndarray
-    w_out: np.ndarray      # weight of a feature's share if the claim fails: w / (1 - t)
+    nd_prev: np.ndarray    # per node: slot of the nearest edge above testing the same feature (0, the root: none)
+    nd_c: np.ndarray       # per node: its factor when an earlier test of the feature failed (times a leaf's value)
+    nd_block: np.ndarray   # per node: offset in ``block`` of the splits below it re-testing its feature
+    block: np.ndarray      # slots: the nearest splits below a node that test its feature again
+    f_pass: np.ndarray     # per node and quadrature node: factor when the claim passes (times a leaf's value)
+    f_fail: np.ndarray     # ... when it fails this test, having passed the earlier ones
+    w_in: np.ndarray       # ... weight of the node's share when the claim passes every test of the feature
+    q_wout: np.ndarray     # per quadrature node: weight of a share when the claim fails, w / (1 - t)
     max_slots: int
+    max_lanes: int
+    t_index: np.ndarray    # per tree: its index in the booster (one-leaf trees are left out above)
+    nd_leaf: np.ndarray    # per leaf node: LightGBM's leaf index (-1 for splits)
 
     @property
     def nbytes(self) -> int:
         return sum(getattr(self, f.name).nbytes for f in fields(self) if isinstance(getattr(self, f.name), np.ndarray))
 
     def args(self) -> tuple:
-        return tuple(getattr(self, f.name) for f in fields(self))
+        """The kernels' arguments (everything up to ``max_lanes``)."""
+        names = [f.name for f in fields(self)]
+        return tuple(getattr(self, n) for n in names[:names.index("max_lanes") + 1])
+
+    def halves(self) -> tuple[tuple, tuple]:
+        """The kernels' arguments for the first and the second half of the trees (views, no copies)."""
+        args, half = self.args(), len(self.t_split) // 2
+        per_tree = [f.name for f in fields(self)].index("sp_feat")  # the t_* arrays come first
+        return (tuple(a[:half] for a in args[:per_tree]) + args[per_tree:],
+                tuple(a[half:] for a in args[:per_tree]) + args[per_tree:])
 
 
 class Explainer:
@@ -123,12 +145,15 @@ class Explainer:
     """
 
     def __init__(self, booster: Any, n_features: int, expected_value: float, model: _Model | None,
-                 fallback_reason: str | None = None):
+                 fallback_reason: str | None = None, n_trees: int = 0):
         self.booster = booster
         self.n_features = n_features
+        self.n_trees = n_trees
         self.expected_value = expected_value
         """Raw score (log-odds) of the average training row: contributions add up to raw score minus this."""
         self._model = model
+        self._args = model.args() if model is not None else ()
+        self._halves = model.halves() if model is not None and len(model.t_split) >= SPLIT_MIN_TREES else None
         self.fallback_reason = fallback_reason
         """Why LightGBM's ``pred_contrib`` is used instead (``None``: the fast path is in use)."""
 
@@ -138,15 +163,15 @@ class Explainer:
         if not max_memory_mb > 0:
             raise ValueError(f"max_memory_mb must be positive, got {max_memory_mb}")
         dump = booster.dump_model()
-        n_features = int(dump["max_feature_idx"]) + 1
+        n_features, n_trees = int(dump["max_feature_idx"]) + 1, len(dump["tree_info"])
         try:
-            trees, expected = _parse(dump)
-            model = _flatten(trees, int(max_memory_mb * 2**20))
+            trees, expected = _parse(dump, _thresholds(booster.model_to_string()))
+            model = _flatten(trees, max_memory_mb)
         except UnsupportedModel as exc:
             log.warning("fast SHAP explainer not used, falling back to LightGBM pred_contrib: %s", exc)
-            return cls(booster, n_features, _pred_contrib_bias(booster, n_features), None, str(exc))
-        _compile(model, n_features)
-        return cls(booster, n_features, expected, model)
+            return cls(booster, n_features, _pred_contrib_bias(booster, n_features), None, str(exc), n_trees)
+        _warm_up(model, n_features)
+        return cls(booster, n_features, expected, model, None, n_trees)
 
     @property
     def memory_bytes(self) -> int:
@@ -160,7 +185,9 @@ class Explainer:
     def contributions(self, matrix: np.ndarray, n_threads: int | None = None) -> np.ndarray:
         """SHAP values (log-odds), shape ``(rows, features)``, of an encoded float64 matrix.
 
-        ``n_threads``: threads for large batches (default: every core available to the process).
+        ``n_threads``: threads to use (default: every core available to the process). A claim or two
+        is split by trees over two threads (for models of at least ``SPLIT_MIN_TREES`` trees); larger
+        batches by rows.
         """
         x = np.asarray(matrix, dtype=np.float64)
         if x.ndim != 2 or x.shape[1] != self.n_features:
@@ -169,26 +196,67 @@ class Explainer:
             return self.booster.predict(x, pred_contrib=True)[:, :-1]
         x = np.ascontiguousarray(x)
         out = np.zeros((len(x), self.n_features))
-        args = self._model.args()
+        threads = n_threads or _cores()
         if len(x) <= ROW_KERNEL_MAX_ROWS:
-            _explain_rows(x, out, *args)
-            return out
-        threads = min(n_threads or _cores(), max(1, len(x) // (PARALLEL_MIN_ROWS // 2)))
+            if threads < 2 or self._halves is None:
+                explain_rows(x, out, *self._args)
+                return out
+            first, second = self._halves
+            other = np.zeros_like(out)
+            done = _pool().submit(explain_rows, x, other, *second)
+            explain_rows(x, out, *first)
+            done.result()
+            return out + other
+        threads = min(threads, max(1, len(x) // (PARALLEL_MIN_ROWS // 2)))
+        args = self._args
         if threads <= 1:
-            _explain_block(x, out, BLOCK_ROWS, *args)
+            explain_block(x, out, BLOCK_ROWS, *args)
             return out
         bounds = np.linspace(0, len(x), threads * 4 + 1).astype(int)
-        with ThreadPoolExecutor(threads) as pool:
-            list(pool.map(lambda ab: _explain_block(x[ab[0]:ab[1]], out[ab[0]:ab[1]], BLOCK_ROWS, *args),
-                          zip(bounds[:-1], bounds[1:])))
+        parts = [_pool().submit(explain_block, x[a:b], out[a:b], BLOCK_ROWS, *args)
+                 for a, b in zip(bounds[:-1], bounds[1:])]
+        for part in parts:
+            part.result()
+        return out
+
+    def leaf_indices(self, matrix: np.ndarray) -> np.ndarray:
+        """The leaf each row reaches in each tree, numbered as ``booster.predict(pred_leaf=True)`` does:
+        the explainer's reading of the splits, to check against LightGBM's."""
+        if self._model is None:
+            return self.booster.predict(np.asarray(matrix, dtype=np.float64), pred_leaf=True)
+        x = np.ascontiguousarray(np.asarray(matrix, dtype=np.float64))
+        out = np.zeros((len(x), self.n_trees), dtype=np.int64)
+        m = self._model
+        route(x, out, m.t_split, m.t_nsplit, m.t_slot, m.sp_feat, m.sp_thr, m.sp_kind, m.sp_dleft, m.sp_cat,
+               m.sp_ncat, m.sp_left, m.sp_right, m.cat_bits, m.t_index, m.nd_leaf)
         return out
 
 
+_POOL: list[ThreadPoolExecutor] = []
+_POOL_LOCK = threading.Lock()
+
+
+def _pool() -> ThreadPoolExecutor:
+    """One pool of worker threads per process, for every explainer (the kernels release the GIL)."""
+    with _POOL_LOCK:
+        if not _POOL:
+            _POOL.append(ThreadPoolExecutor(max(2, _cores()), thread_name_prefix="explain"))
+        return _POOL[0]
+
+
+@functools.cache
 def _cores() -> int:
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not Linux
         return os.cpu_count() or 1
+
+
+def _warm_up(model: _Model, n_features: int) -> None:
+    """Compile both kernels (or load them from numba's disk cache) now rather than on the first claim."""
+    x, out = np.zeros((0, n_features)), np.zeros((0, n_features))
+    explain_rows(x, out, *model.args())
+    explain_block(x, out, BLOCK_ROWS, *model.args())
 
 
 def _pred_contrib_bias(booster: Any, n_features: int) -> float:
@@ -200,30 +268,47 @@ def _pred_contrib_bias(booster: Any, n_features: int) -> float:
 @dataclass
 class _Tree:
     splits: list[dict]  # preorder: feature, kind, threshold, default_left, cats, left/right slots
-    nodes: list[dict]   # by slot (splits, then leaves): parent, side, feature, z, prev, zprev, value
+    nodes: list[dict]   # by slot (splits, then leaves): parent, side, feature, z, prev, zprev, value, leaf
     block: dict[int, list[int]]  # slot -> nearest splits below it testing its feature again
     depth: int          # most distinct features on a path
+    index: int = 0      # position in the booster
 
 
-def _parse(dump: dict) -> tuple[list[_Tree], float]:
+def _thresholds(model_text: str) -> list[list[float]]:
+    """Each tree's split thresholds from the model text, by split index. ``dump_model`` writes an
+    infinite threshold as +-1e300 (LightGBM's AvoidInf); the text keeps ``inf``, so x = inf splits
+    as LightGBM splits it."""
+    out = []
+    for line in model_text.splitlines():
+        if line.startswith("Tree="):
+            out.append([])
+        elif line.startswith("threshold=") and out:
+            out[-1] = [float(v) for v in line[len("threshold="):].split()]
+        elif line.startswith("end of trees"):
+            break
+    return out
+
+
+def _parse(dump: dict, thresholds: list[list[float]]) -> tuple[list[_Tree], float]:
     if dump.get("num_tree_per_iteration", 1) != 1 or dump.get("num_class", 1) != 1:
         raise UnsupportedModel(f"num_class={dump.get('num_class')}: only single-output models (binary, "
                                "regression) are supported")
     if dump.get("average_output"):
         raise UnsupportedModel("random-forest boosting (average_output) is not supported")
     trees, expected = [], 0.0
-    for info in dump["tree_info"]:
+    for index, info in enumerate(dump["tree_info"]):
         root = info["tree_structure"]
         if "leaf_value" in root:  # a one-leaf tree is a constant: all of it is in the expected value
             expected += float(root["leaf_value"])
             continue
-        tree, ev = _parse_tree(root)
+        tree, ev = _parse_tree(root, thresholds[index])
+        tree.index = index
         trees.append(tree)
         expected += ev
     return trees, expected
 
 
-def _parse_tree(root: dict) -> tuple[_Tree, float]:
+def _parse_tree(root: dict, thresholds: list[float]) -> tuple[_Tree, float]:
     """Splits in preorder, then every node's edge data; and the tree's expected value (LightGBM's
     ``ExpectedValue``: leaf outputs weighted by their share of the training rows)."""
     splits: list[dict] = []
@@ -240,7 +325,7 @@ def _parse_tree(root: dict) -> tuple[_Tree, float]:
                 raise UnsupportedModel("linear trees (linear_tree=true) are not supported")
             value = float(node["leaf_value"])
             expected += (node["leaf_count"] / total) * value
-            edge["value"] = value
+            edge["value"], edge["leaf"] = value, int(node["leaf_index"])
             leaves.append(edge)
             depth = max(depth, len(path))
             continue
@@ -251,7 +336,7 @@ def _parse_tree(root: dict) -> tuple[_Tree, float]:
             split["cats"] = [int(c) for c in str(node["threshold"]).split("||") if c != ""]
         elif node["decision_type"] == "<=":
             split["kind"] = _MISSING_KIND[node.get("missing_type", "None")]
-            split["threshold"] = float(node["threshold"])
+            split["threshold"] = thresholds[node["split_index"]]
         else:
             raise UnsupportedModel(f"decision type {node['decision_type']!r} is not supported")
         index = len(splits)
@@ -278,311 +363,94 @@ def _parse_tree(root: dict) -> tuple[_Tree, float]:
     for split in splits:
         split["left"] = split["right"] = -1
     nodes: list[dict] = [{"parent": -1, "side": 0, "feature": -1, "z": 1.0, "prev": -1, "zprev": 1.0,
-                          "value": 0.0}] + [None] * (2 * n)
+                          "value": 0.0, "leaf": -1}] + [None] * (2 * n)
     for rec in [s["edge"] for s in splits if s["edge"] is not None] + leaves:
         slot = slot_of[id(rec)]
         splits[rec["parent"]]["right" if rec["side"] else "left"] = slot
         nodes[slot] = {**rec, "prev": slot_of[id(rec["prev"])] if rec["prev"] is not None else -1,
-                       "value": rec.get("value", 0.0)}
+                       "value": rec.get("value", 0.0), "leaf": rec.get("leaf", -1)}
     blocks = {slot_of[key]: below for key, below in block.items()}
     return _Tree(splits, nodes, blocks, depth), expected
 
 
-def _quadrature(depth: int) -> tuple[np.ndarray, np.ndarray]:
-    """Gauss-Legendre nodes and weights on [0, 1], exact for polynomials of degree < 2 * count,
-    with count = ceil(depth / 2) rounded up to whole vector lanes."""
-    count = LANES * max(1, math.ceil(math.ceil(depth / 2) / LANES))
+def _quadrature(count: int) -> tuple[np.ndarray, np.ndarray]:
+    """``count`` Gauss-Legendre nodes and weights on [0, 1] (exact for polynomials of degree
+    < 2 * count), padded to whole vector lanes with nodes of weight 0 (they add exactly nothing)."""
     x, w = np.polynomial.legendre.leggauss(count)
-    return (x + 1.0) / 2.0, w / 2.0
+    pad = _lanes(count) - count
+    return np.r_[(x + 1.0) / 2.0, np.full(pad, 0.5)], np.r_[w / 2.0, np.zeros(pad)]
 
 
-def _flatten(trees: list[_Tree], budget: int) -> _Model:
-    depth = max((t.depth for t in trees), default=1)
-    t_nodes, weights = _quadrature(depth)
-    mp = len(t_nodes)
+def _lanes(count: int) -> int:
+    return LANES * math.ceil(count / LANES)
+
+
+def _flatten(trees: list[_Tree], max_memory_mb: float) -> _Model:
+    t_m = np.array([max(1, math.ceil(t.depth / 2)) for t in trees], dtype=np.int64)
+    t_lanes = np.array([_lanes(m) for m in t_m], dtype=np.int64)
     n_splits = sum(len(t.splits) for t in trees)
-    n_slots = 2 * n_splits + len(trees)
-    n_rep = sum(1 for t in trees for nd in t.nodes if nd["prev"] >= 0)
+    slots = np.array([len(t.nodes) for t in trees], dtype=np.int64)
+    n_slots = int(slots.sum())
     n_block = sum(len(b) for t in trees for b in t.block.values())
     cat_words = sum(max(s["cats"], default=-1) // 32 + 1 for t in trees for s in t.splits if s["kind"] == _KIND_CAT)
-    need = n_slots * (8 * mp + 48) + n_splits * 56 + n_rep * 16 * mp + n_block * 8 + 4 * cat_words
-    if need > budget:
-        raise UnsupportedModel(f"its arrays would take {need / 2**20:.1f} MB, over max_memory_mb="
-                               f"{budget / 2**20:g} ({n_slots:,} nodes, {mp} quadrature nodes for paths "
-                               f"of up to {depth} features)")
+    need = 24 * int((slots * t_lanes).sum()) + 72 * n_slots + 50 * n_splits + 64 * len(trees) + 8 * n_block \
+        + 4 * cat_words
+    if need > max_memory_mb * 2**20:
+        raise UnsupportedModel(f"its arrays would take {need / 2**20:.1f} MB, over max_memory_mb={max_memory_mb:g} "
+                               f"({n_slots:,} nodes, up to {int(t_m.max())} quadrature nodes per tree)")
 
+
+    counts = sorted(set(t_m.tolist())) or [1]
+    starts = dict(zip(counts, np.cumsum([0] + [_lanes(m) for m in counts])[:-1].tolist()))
+    q_t, q_w = (np.concatenate(v) for v in zip(*(_quadrature(m) for m in counts)))
+    q_1mt = 1.0 - q_t
     i64 = lambda n, fill=0: np.full(n, fill, np.int64)  # noqa: E731
-    t_split, t_nsplit, t_slot = i64(len(trees)), i64(len(trees)), i64(len(trees))
+    t_split, t_nsplit, t_slot, t_w = i64(len(trees)), i64(len(trees)), i64(len(trees)), i64(len(trees))
+    t_q = np.array([starts[m] for m in t_m.tolist()], dtype=np.int64)
     sp_feat, sp_thr, sp_kind = i64(n_splits), np.zeros(n_splits), np.zeros(n_splits, np.int8)
     sp_dleft, sp_cat, sp_ncat = np.zeros(n_splits, np.bool_), i64(n_splits), i64(n_splits)
     sp_left, sp_right = i64(n_splits), i64(n_splits)
-    nd_parent, nd_side, nd_feat, nd_prev, nd_rep = i64(n_slots, -1), i64(n_slots), i64(n_slots, -1), \
-        i64(n_slots, -1), i64(n_slots, -1)
-    nd_z, nd_zprev, nd_value = np.ones(n_slots), np.ones(n_slots), np.zeros(n_slots)
-    nd_block = i64(n_slots + 1)
+    nd_parent, nd_side, nd_feat, nd_prev = i64(n_slots), i64(n_slots), i64(n_slots), i64(n_slots)
+    nd_block, nd_leaf, nd_c = i64(n_slots + 1), i64(n_slots, -1), np.zeros(n_slots)
+    f_pass, f_fail, w_in = (np.zeros(int((slots * t_lanes).sum())) for _ in range(3))
     block, cat_bits = [], []
-    si = so = 0
+    si = so = wo = 0
     for t, tree in enumerate(trees):
-        t_split[t], t_nsplit[t], t_slot[t] = si, len(tree.splits), so
-        for s in tree.splits:
-            sp_feat[si], sp_thr[si], sp_kind[si], sp_dleft[si] = s["feature"], s["threshold"], s["kind"], s["default_left"]
-            sp_left[si], sp_right[si] = s["left"], s["right"]
-            if s["kind"] == _KIND_CAT:
-                words = [0] * (max(s["cats"], default=-1) // 32 + 1)
-                for c in s["cats"]:
+        m, q0 = int(t_lanes[t]), int(t_q[t])
+        tq, one_minus, wq = q_t[q0:q0 + m], q_1mt[q0:q0 + m], q_w[q0:q0 + m]
+        t_split[t], t_nsplit[t], t_slot[t], t_w[t] = si, len(tree.splits), so, wo
+        for sp in tree.splits:
+            sp_feat[si], sp_thr[si], sp_kind[si], sp_dleft[si] = sp["feature"], sp["threshold"], sp["kind"], \
+                sp["default_left"]
+            sp_left[si], sp_right[si] = sp["left"], sp["right"]
+            if sp["kind"] == _KIND_CAT:
+                words = [0] * (max(sp["cats"], default=-1) // 32 + 1)
+                for c in sp["cats"]:
                     words[c // 32] |= 1 << (c % 32)
                 sp_cat[si], sp_ncat[si] = len(cat_bits), len(words)
                 cat_bits += words
             si += 1
         for slot, nd in enumerate(tree.nodes):
-            g = so + slot
-            nd_parent[g], nd_side[g], nd_feat[g], nd_prev[g] = nd["parent"], nd["side"], nd["feature"], nd["prev"]
-            nd_z[g], nd_zprev[g], nd_value[g] = nd["z"], nd["zprev"], nd["value"]
-            nd_block[g] = len(block)
+            g, o = so + slot, wo + slot * m
+            z, value = nd["z"], nd["value"] if slot >= len(tree.splits) else 1.0
+            nd_parent[g], nd_side[g], nd_feat[g] = max(nd["parent"], 0), nd["side"], max(nd["feature"], 0)
+            nd_prev[g], nd_leaf[g], nd_block[g] = max(nd["prev"], 0), nd["leaf"], len(block)
             block += tree.block.get(slot, [])
+            passed = tq + one_minus * z                      # t + (1 - t) z: this edge's factor if passed
+            w_in[o:o + m] = (1.0 - z) * wq / passed
+            if nd["prev"] < 0:                               # the path's first test of this feature
+                f_pass[o:o + m], f_fail[o:o + m] = passed * value, one_minus * z * value
+            else:                                            # a re-test: replace the earlier test's factor
+                zp = nd["zprev"]
+                passed_before = tq + one_minus * zp
+                f_pass[o:o + m] = passed / passed_before * value
+                f_fail[o:o + m] = one_minus * z / passed_before * value
+                nd_c[g] = (z / zp if zp > 0 else 0.0) * value
         so += len(tree.nodes)
+        wo += len(tree.nodes) * m
     nd_block[n_slots] = len(block)
-    rows = np.flatnonzero(nd_prev >= 0)
-    nd_rep[rows] = np.arange(len(rows))
-    one_minus_t = 1.0 - t_nodes
-    passed = t_nodes[None, :] + one_minus_t[None, :] * nd_z[:, None]     # t + (1 - t) z
-    w_in = (1.0 - nd_z)[:, None] * weights[None, :] / passed
-    prev_passed = t_nodes[None, :] + one_minus_t[None, :] * nd_zprev[rows, None]
-    rep11 = passed[rows] / prev_passed
-    rep10 = one_minus_t[None, :] * nd_z[rows, None] / prev_passed
-    with np.errstate(divide="ignore", invalid="ignore"):
-        rep00 = np.where(nd_zprev[rows] > 0, nd_z[rows] / nd_zprev[rows], 0.0)
-    return _Model(t_split, t_nsplit, t_slot, sp_feat, sp_thr, sp_kind, sp_dleft, sp_cat, sp_ncat, sp_left,
-                  sp_right, np.array(cat_bits, dtype=np.uint32), nd_parent, nd_side, nd_feat, nd_z, nd_prev,
-                  nd_rep, nd_value, nd_block, np.array(block, dtype=np.int64), np.ascontiguousarray(w_in),
-                  np.ascontiguousarray(rep11), np.ascontiguousarray(rep10), rep00, t_nodes, one_minus_t,
-                  weights / one_minus_t, int(2 * t_nsplit.max() + 1) if len(trees) else 1)
-
-
-# --- kernels ------------------------------------------------------------------------------------------
-
-_COMPILE_LOCK = threading.Lock()
-
-
-def _compile(model: _Model, n_features: int) -> None:
-    """Compile (or load from numba's disk cache) both kernels for this model's array types.
-
-    The one-row kernel works on small fixed groups of quadrature nodes, which LLVM vectorises only
-    with its SLP vectoriser; numba leaves that off by default (``NUMBA_SLP_VECTORIZE``), so it is
-    switched on while this kernel compiles. Without it the results are the same, only slower."""
-    from numba.core import config
-
-    x, out = np.zeros((1, n_features)), np.zeros((1, n_features))
-    with _COMPILE_LOCK:
-        if not _explain_rows.signatures:
-            old = config.SLP_VECTORIZE
-            config.SLP_VECTORIZE = 1
-            try:
-                _explain_rows(x[:0], out[:0], *model.args())
-            finally:
-                config.SLP_VECTORIZE = old
-        _explain_block(x[:0], out[:0], BLOCK_ROWS, *model.args())
-
-
-@njit(inline="always")
-def _goes_right(fval, kind, threshold, default_left, cat_off, cat_len, cat_bits):
-    if kind == 3:  # categorical: listed codes go left; NaN, negative, huge and unlisted codes go right
-        if np.isnan(fval) or fval <= -1.0 or fval >= 2147483648.0:
-            return True
-        code = int(fval)
-        word = code >> 5
-        if word >= cat_len:
-            return True
-        return ((cat_bits[cat_off + word] >> np.uint32(code & 31)) & np.uint32(1)) == 0
-    if np.isnan(fval):
-        if kind == 2:
-            return not default_left
-        fval = 0.0
-    if kind == 1 and -1.0000000180025095e-35 <= fval <= 1.0000000180025095e-35:
-        return not default_left
-    return not fval <= threshold
-
-
-@njit(cache=True, nogil=True)
-def _explain_rows(x, out, t_split, t_nsplit, t_slot, sp_feat, sp_thr, sp_kind, sp_dleft, sp_cat, sp_ncat,
-                  sp_left, sp_right, cat_bits, nd_parent, nd_side, nd_feat, nd_z, nd_prev, nd_rep, nd_value,
-                  nd_block, block, w_in, rep11, rep10, rep00, t_nodes, one_minus_t, w_out, max_slots):
-    """Add each row's SHAP values to ``out``, one row at a time (quadrature nodes in vector lanes).
-
-    Per tree: every split's direction; top down, each node's product vector ``q`` (and whether the
-    claim passes every test of the node's feature so far); leaves times their value; bottom up, sums
-    over children; then each edge adds its feature's share, less the parts below re-tests."""
-    groups = t_nodes.shape[0] // LANES
-    nf = out.shape[1]
-    right = np.empty(max_slots, np.int64)
-    passes = np.empty(max_slots, np.int64)
-    q = np.empty((max_slots, groups * LANES))
-    acc = np.empty((nf, groups * LANES))
-    for r in range(x.shape[0]):
-        acc[:, :] = 0.0
-        for t in range(len(t_split)):
-            s0 = t_split[t]
-            ns = t_nsplit[t]
-            g0 = t_slot[t]
-            for k in range(ns):
-                g = s0 + k
-                right[k] = _goes_right(x[r, sp_feat[g]], sp_kind[g], sp_thr[g], sp_dleft[g], sp_cat[g], sp_ncat[g],
-                                       cat_bits)
-            for m in range(groups * LANES):
-                q[0, m] = 1.0
-            for sl in range(1, 2 * ns + 1):
-                g = g0 + sl
-                p = nd_parent[g]
-                hot = 1 if right[p] == nd_side[g] else 0
-                prev = nd_prev[g]
-                if prev < 0:
-                    passes[sl] = hot
-                    h = np.float64(hot)
-                    z = nd_z[g]
-                    for c in range(groups):
-                        for m in range(c * LANES, c * LANES + LANES):
-                            q[sl, m] = q[p, m] * (t_nodes[m] * h + one_minus_t[m] * z)
-                else:
-                    before = passes[prev]
-                    passes[sl] = hot * before
-                    i = nd_rep[g]
-                    if hot * before:
-                        for c in range(groups):
-                            for m in range(c * LANES, c * LANES + LANES):
-                                q[sl, m] = q[p, m] * rep11[i, m]
-                    elif before:
-                        for c in range(groups):
-                            for m in range(c * LANES, c * LANES + LANES):
-                                q[sl, m] = q[p, m] * rep10[i, m]
-                    else:
-                        ratio = rep00[i]
-                        for c in range(groups):
-                            for m in range(c * LANES, c * LANES + LANES):
-                                q[sl, m] = q[p, m] * ratio
-            for sl in range(ns, 2 * ns + 1):
-                v = nd_value[g0 + sl]
-                for c in range(groups):
-                    for m in range(c * LANES, c * LANES + LANES):
-                        q[sl, m] = q[sl, m] * v
-            for k in range(ns - 1, -1, -1):
-                a = sp_left[s0 + k]
-                b = sp_right[s0 + k]
-                for c in range(groups):
-                    for m in range(c * LANES, c * LANES + LANES):
-                        q[k, m] = q[a, m] + q[b, m]
-            for sl in range(1, 2 * ns + 1):
-                g = g0 + sl
-                f = nd_feat[g]
-                for j in range(nd_block[g], nd_block[g + 1]):  # leaves below a re-test count there
-                    u = block[j]
-                    for c in range(groups):
-                        for m in range(c * LANES, c * LANES + LANES):
-                            q[sl, m] -= q[u, m]
-                if passes[sl]:
-                    for c in range(groups):
-                        for m in range(c * LANES, c * LANES + LANES):
-                            acc[f, m] += w_in[g, m] * q[sl, m]
-                else:
-                    for c in range(groups):
-                        for m in range(c * LANES, c * LANES + LANES):
-                            acc[f, m] -= w_out[m] * q[sl, m]
-        for f in range(nf):
-            s = 0.0
-            for m in range(groups * LANES):
-                s += acc[f, m]
-            out[r, f] += s
-
-
-@njit(cache=True, nogil=True)
-def _explain_block(x, out, block_rows, t_split, t_nsplit, t_slot, sp_feat, sp_thr, sp_kind, sp_dleft, sp_cat,
-                   sp_ncat, sp_left, sp_right, cat_bits, nd_parent, nd_side, nd_feat, nd_z, nd_prev, nd_rep,
-                   nd_value, nd_block, block, w_in, rep11, rep10, rep00, t_nodes, one_minus_t, w_out, max_slots):
-    """The same computation as :func:`_explain_rows` for blocks of rows, tree by tree, with the rows
-    in the innermost loops (vectorised across rows; a tree's arrays stay in cache for the block)."""
-    n, nf = x.shape
-    mq = t_nodes.shape[0]
-    xt = np.empty((nf, block_rows))
-    acc = np.empty((nf, mq, block_rows))
-    right = np.empty((max_slots, block_rows))
-    passes = np.empty((max_slots, block_rows))
-    q = np.empty((max_slots, mq, block_rows))
-    for start in range(0, n, block_rows):
-        nb = min(block_rows, n - start)
-        for f in range(nf):
-            for r in range(nb):
-                xt[f, r] = x[start + r, f]
-        acc[:, :, :] = 0.0
-        for t in range(len(t_split)):
-            s0 = t_split[t]
-            ns = t_nsplit[t]
-            g0 = t_slot[t]
-            for k in range(ns):
-                g = s0 + k
-                kind = sp_kind[g]
-                fi = sp_feat[g]
-                thr = sp_thr[g]
-                if kind == 0:
-                    for r in range(nb):
-                        v = xt[fi, r]
-                        v = 0.0 if np.isnan(v) else v
-                        right[k, r] = 0.0 if v <= thr else 1.0
-                else:
-                    for r in range(nb):
-                        right[k, r] = 1.0 if _goes_right(xt[fi, r], kind, thr, sp_dleft[g], sp_cat[g], sp_ncat[g],
-                                                         cat_bits) else 0.0
-            for m in range(mq):
-                for r in range(nb):
-                    q[0, m, r] = 1.0
-            for sl in range(1, 2 * ns + 1):
-                g = g0 + sl
-                p = nd_parent[g]
-                side = np.float64(nd_side[g])
-                prev = nd_prev[g]
-                if prev < 0:
-                    for r in range(nb):
-                        passes[sl, r] = 1.0 - abs(right[p, r] - side)
-                    z = nd_z[g]
-                    for m in range(mq):
-                        a = t_nodes[m]
-                        b = one_minus_t[m] * z
-                        for r in range(nb):
-                            q[sl, m, r] = q[p, m, r] * (a * passes[sl, r] + b)
-                else:
-                    for r in range(nb):
-                        passes[sl, r] = (1.0 - abs(right[p, r] - side)) * passes[prev, r]
-                    i = nd_rep[g]
-                    ratio = rep00[i]
-                    for m in range(mq):
-                        both = rep11[i, m]
-                        first = rep10[i, m]
-                        for r in range(nb):
-                            factor = both if passes[sl, r] > 0.5 else (first if passes[prev, r] > 0.5 else ratio)
-                            q[sl, m, r] = q[p, m, r] * factor
-            for sl in range(ns, 2 * ns + 1):
-                v = nd_value[g0 + sl]
-                for m in range(mq):
-                    for r in range(nb):
-                        q[sl, m, r] = q[sl, m, r] * v
-            for k in range(ns - 1, -1, -1):
-                a_ = sp_left[s0 + k]
-                b_ = sp_right[s0 + k]
-                for m in range(mq):
-                    for r in range(nb):
-                        q[k, m, r] = q[a_, m, r] + q[b_, m, r]
-            for sl in range(1, 2 * ns + 1):
-                g = g0 + sl
-                f = nd_feat[g]
-                for j in range(nd_block[g], nd_block[g + 1]):
-                    u = block[j]
-                    for m in range(mq):
-                        for r in range(nb):
-                            q[sl, m, r] -= q[u, m, r]
-                for m in range(mq):
-                    wi = w_in[g, m]
-                    wo = -w_out[m]
-                    for r in range(nb):
-                        acc[f, m, r] += (wi if passes[sl, r] > 0.5 else wo) * q[sl, m, r]
-        for f in range(nf):
-            for m in range(mq):
-                for r in range(nb):
-                    out[start + r, f] += acc[f, m, r]
+    return _Model(t_split, t_nsplit, t_slot, t_m, t_lanes, t_w, t_q, sp_feat, sp_thr, sp_kind, sp_dleft, sp_cat,
+                  sp_ncat, sp_left, sp_right, np.array(cat_bits, dtype=np.uint32), nd_parent, nd_side, nd_feat,
+                  nd_prev, nd_c, nd_block, np.array(block, dtype=np.int64), f_pass, f_fail, w_in, q_w / q_1mt,
+                  int(slots.max()) if len(trees) else 1, int(t_lanes.max()) if len(trees) else LANES,
+                  np.array([t.index for t in trees], dtype=np.int64), nd_leaf)

@@ -94,7 +94,7 @@ class Scored:
 def top_reasons(bundle: ModelBundle, table: pd.DataFrame, matrix: np.ndarray, k: int = TOP_REASONS
                 ) -> list[list[dict]]:
     """The ``k`` features pushing each claim's score up the most (exact TreeSHAP, log-odds)."""
-    contrib = bundle.booster.predict(matrix, pred_contrib=True)[:, :-1]
+    contrib = bundle.explainer.contributions(matrix)
     order = np.argsort(-contrib, axis=1, kind="stable")[:, :k]
     names = bundle.features
     out = []

@@ -61,7 +61,7 @@ def _shap_summary(folder: Path, task: str, bundle, matrix: np.ndarray, plt) -> P
     """Mean absolute SHAP value per feature on a sample of test claims (exact TreeSHAP)."""
     rng = np.random.default_rng(0)
     sample = matrix[rng.choice(len(matrix), min(SHAP_SAMPLE, len(matrix)), replace=False)]
-    contrib = bundle.booster.predict(sample, pred_contrib=True)[:, :-1]
+    contrib = bundle.explainer.contributions(sample)
     mean_abs = np.abs(contrib).mean(axis=0)
     top = np.argsort(mean_abs)[::-1][:20][::-1]
     fig, ax = plt.subplots(figsize=(8, 7))

@@ -1,0 +1,293 @@
+"""Compiled kernels of :mod:`features.explain` (numba): split directions, and the quadrature form of
+path-dependent TreeSHAP for one claim at a time and for blocks of claims.
+
+Arrays, as :class:`features.explain._Model` lays them out. Per tree, nodes are numbered splits first
+(preorder), then leaves ("slot"; the node's row in the ``nd_*`` arrays is the tree's ``t_slot`` plus
+the slot). Per node and quadrature node (``t_lanes`` of them, at ``t_w + slot * t_lanes``):
+
+- ``f_pass`` / ``f_fail``: the factor the node's edge multiplies the path product by when the claim
+  passes / fails the edge's test (having passed the earlier tests of the same feature), times the
+  leaf value for a leaf;
+- ``w_in``: the weight of the node's share for its feature when the claim passes every test of it;
+and per node ``nd_c``: the factor when an earlier test of the feature already failed (a ratio of
+zero fractions, times the leaf value). ``q_wout`` is the weight of a share when the claim fails.
+
+The one-claim kernel moves 8 quadrature nodes at a time with explicit vector instructions (the
+``_v_*`` intrinsics below, a few lines of LLVM IR each) and no data-dependent branches; the block
+kernel puts claims in its innermost loops, which the compiler vectorises on its own.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from llvmlite import ir
+from numba import njit, types
+from numba.extending import intrinsic
+
+LANES = 8
+"""Quadrature nodes per vector instruction in the one-claim kernel (a tree's count is padded to a
+multiple of it with nodes of weight 0)."""
+
+ZERO = 1.0000000180025095e-35
+"""LightGBM's kZeroThreshold (1e-35f): its predictor reads any |x| <= this as exactly 0."""
+
+_VEC = ir.VectorType(ir.DoubleType(), LANES)
+
+
+# --- split directions -------------------------------------------------------------------------------
+
+@njit(inline="always")
+def goes_right(fval, kind, threshold, default_left, cat_off, cat_len, cat_bits):
+    """LightGBM's ``Tree::Decision`` for a value as its predictor sees it (``include/LightGBM/tree.h``)."""
+    if -ZERO <= fval <= ZERO:
+        fval = 0.0
+    if kind == 3:  # categorical: listed codes go left; NaN, negative, huge and unlisted codes go right
+        if np.isnan(fval) or fval <= -1.0 or fval >= 2147483648.0:
+            return True
+        code = int(fval)
+        word = code >> 5
+        if word >= cat_len:
+            return True
+        return ((cat_bits[cat_off + word] >> np.uint32(code & 31)) & np.uint32(1)) == 0
+    if np.isnan(fval):
+        if kind == 2:  # missing_type NaN
+            return not default_left
+        fval = 0.0
+    if kind == 1 and fval == 0.0:  # missing_type Zero
+        return not default_left
+    return not fval <= threshold
+
+
+@njit(cache=True)
+def route(x, out, t_split, t_nsplit, t_slot, sp_feat, sp_thr, sp_kind, sp_dleft, sp_cat, sp_ncat, sp_left, sp_right,
+          cat_bits, t_index, nd_leaf):
+    """The LightGBM leaf index each row reaches in each tree."""
+    for r in range(x.shape[0]):
+        for t in range(len(t_split)):
+            s0 = t_split[t]
+            slot = 0
+            while slot < t_nsplit[t]:
+                g = s0 + slot
+                if goes_right(x[r, sp_feat[g]], sp_kind[g], sp_thr[g], sp_dleft[g], sp_cat[g], sp_ncat[g], cat_bits):
+                    slot = sp_right[g]
+                else:
+                    slot = sp_left[g]
+            out[r, t_index[t]] = nd_leaf[t_slot[t] + slot]
+
+
+# --- 8-wide vector steps (LLVM IR) ------------------------------------------------------------------
+
+def _at(context, builder, arrty, arr, offset):
+    """A vector pointer to ``arr[offset:offset + LANES]``."""
+    ary = context.make_array(arrty)(context, builder, arr)
+    return builder.bitcast(builder.gep(ary.data, [offset]), _VEC.as_pointer())
+
+
+def _splat(builder, x):
+    v = builder.insert_element(ir.Constant(_VEC, ir.Undefined), x, ir.Constant(ir.IntType(32), 0))
+    return builder.shuffle_vector(v, v, ir.Constant(ir.VectorType(ir.IntType(32), LANES), [0] * LANES))
+
+
+@intrinsic
+def _v_down(typingctx, q, dst, src, fa, fb, fo, ka, kb, kc):
+    """q[dst:+8] = q[src:+8] * (ka * fa[fo:+8] + kb * fb[fo:+8] + kc)"""
+    sig = types.void(q, types.intp, types.intp, fa, fb, types.intp, types.float64, types.float64, types.float64)
+
+    def codegen(context, builder, signature, args):
+        q_, dst_, src_, fa_, fb_, fo_, ka_, kb_, kc_ = args
+        ts = signature.args
+        parent = builder.load(_at(context, builder, ts[0], q_, src_), align=8)
+        a = builder.fmul(builder.load(_at(context, builder, ts[3], fa_, fo_), align=8), _splat(builder, ka_))
+        b = builder.fmul(builder.load(_at(context, builder, ts[4], fb_, fo_), align=8), _splat(builder, kb_))
+        factor = builder.fadd(builder.fadd(a, b), _splat(builder, kc_))
+        builder.store(builder.fmul(parent, factor), _at(context, builder, ts[0], q_, dst_), align=8)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic
+def _v_sum(typingctx, q, dst, a, b):
+    """q[dst:+8] = q[a:+8] + q[b:+8]"""
+    sig = types.void(q, types.intp, types.intp, types.intp)
+
+    def codegen(context, builder, signature, args):
+        q_, dst_, a_, b_ = args
+        t = signature.args[0]
+        total = builder.fadd(builder.load(_at(context, builder, t, q_, a_), align=8),
+                             builder.load(_at(context, builder, t, q_, b_), align=8))
+        builder.store(total, _at(context, builder, t, q_, dst_), align=8)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic
+def _v_share(typingctx, acc, ao, w1, w1o, w0, w0o, q, qo, k1, k0):
+    """acc[ao:+8] += (k1 * w1[w1o:+8] + k0 * w0[w0o:+8]) * q[qo:+8]"""
+    sig = types.void(acc, types.intp, w1, types.intp, w0, types.intp, q, types.intp, types.float64, types.float64)
+
+    def codegen(context, builder, signature, args):
+        acc_, ao_, w1_, w1o_, w0_, w0o_, q_, qo_, k1_, k0_ = args
+        ts = signature.args
+        target = _at(context, builder, ts[0], acc_, ao_)
+        w1v = builder.load(_at(context, builder, ts[2], w1_, w1o_), align=8)
+        w0v = builder.load(_at(context, builder, ts[4], w0_, w0o_), align=8)
+        w = builder.fadd(builder.fmul(w1v, _splat(builder, k1_)), builder.fmul(w0v, _splat(builder, k0_)))
+        share = builder.fmul(w, builder.load(_at(context, builder, ts[6], q_, qo_), align=8))
+        builder.store(builder.fadd(builder.load(target, align=8), share), target, align=8)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+# --- SHAP -------------------------------------------------------------------------------------------
+
+@njit(cache=True, nogil=True)
+def explain_rows(x, out, t_split, t_nsplit, t_slot, t_m, t_lanes, t_w, t_q, sp_feat, sp_thr, sp_kind, sp_dleft,
+                 sp_cat, sp_ncat, sp_left, sp_right, cat_bits, nd_parent, nd_side, nd_feat, nd_prev, nd_c, nd_block,
+                 block, f_pass, f_fail, w_in, q_wout, max_slots, max_lanes):
+    """Add each row's SHAP values to ``out``, one row at a time (the lowest latency for one claim).
+
+    Per tree: every split's direction; top down, each node's vector ``q`` of path products at the
+    quadrature nodes and whether the claim passes every test of the node's feature so far; bottom
+    up, sums over children, and each edge adds its feature's share, less the leaves below a re-test
+    of that feature (they count at the re-test). Choices are made by multiplying by 0 or 1."""
+    nf = out.shape[1]
+    ml = max_lanes
+    right = np.empty(max_slots, np.int64)
+    passes = np.empty(max_slots)
+    q = np.empty(max_slots * ml)
+    acc = np.empty(nf * ml)
+    for r in range(x.shape[0]):
+        acc[:] = 0.0
+        for t in range(len(t_split)):
+            s0 = t_split[t]
+            ns = t_nsplit[t]
+            g0 = t_slot[t]
+            lanes = t_lanes[t]
+            wo = t_w[t]
+            qo = t_q[t]
+            for k in range(ns):
+                g = s0 + k
+                right[k] = goes_right(x[r, sp_feat[g]], sp_kind[g], sp_thr[g], sp_dleft[g], sp_cat[g], sp_ncat[g],
+                                      cat_bits)
+            for m in range(lanes):
+                q[m] = 1.0
+            passes[0] = 1.0  # the root: also the "earlier test" of a feature's first test
+            for sl in range(1, 2 * ns + 1):
+                g = g0 + sl
+                p = nd_parent[g]
+                before = passes[nd_prev[g]]
+                now = before if right[p] == nd_side[g] else 0.0
+                passes[sl] = now
+                kc = (1.0 - before) * nd_c[g]
+                for c in range(0, lanes, LANES):
+                    _v_down(q, sl * ml + c, p * ml + c, f_pass, f_fail, wo + sl * lanes + c, now, before - now, kc)
+            for sl in range(2 * ns, 0, -1):  # reverse preorder: children before their parent
+                g = g0 + sl
+                if sl < ns:
+                    a = sp_left[s0 + sl] * ml
+                    b = sp_right[s0 + sl] * ml
+                    for c in range(0, lanes, LANES):
+                        _v_sum(q, sl * ml + c, a + c, b + c)
+                f = nd_feat[g] * ml
+                now = passes[sl]
+                for c in range(0, lanes, LANES):
+                    _v_share(acc, f + c, w_in, wo + sl * lanes + c, q_wout, qo + c, q, sl * ml + c, now, now - 1.0)
+                for j in range(nd_block[g], nd_block[g + 1]):
+                    below = block[j] * ml
+                    for c in range(0, lanes, LANES):
+                        _v_share(acc, f + c, w_in, wo + sl * lanes + c, q_wout, qo + c, q, below + c, -now, 1.0 - now)
+        for f in range(nf):
+            total = 0.0
+            for m in range(ml):
+                total += acc[f * ml + m]
+            out[r, f] += total
+
+
+@njit(cache=True, nogil=True)
+def explain_block(x, out, block_rows, t_split, t_nsplit, t_slot, t_m, t_lanes, t_w, t_q, sp_feat, sp_thr, sp_kind,
+                  sp_dleft, sp_cat, sp_ncat, sp_left, sp_right, cat_bits, nd_parent, nd_side, nd_feat, nd_prev, nd_c,
+                  nd_block, block, f_pass, f_fail, w_in, q_wout, max_slots, max_lanes):
+    """The computation of :func:`explain_rows` for blocks of rows, tree by tree, with the rows in the
+    innermost loops (vectorised by the compiler; a tree's arrays stay in cache for the block). Only
+    a tree's own quadrature nodes are visited, not the padding."""
+    n, nf = x.shape
+    xt = np.empty((nf, block_rows))
+    acc = np.empty((nf, block_rows))
+    right = np.empty((max_slots, block_rows))
+    passes = np.empty((max_slots, block_rows))
+    q = np.empty((max_slots, max_lanes, block_rows))
+    for start in range(0, n, block_rows):
+        nb = min(block_rows, n - start)
+        for f in range(nf):
+            for r in range(nb):
+                xt[f, r] = x[start + r, f]
+                acc[f, r] = 0.0
+        for t in range(len(t_split)):
+            s0 = t_split[t]
+            ns = t_nsplit[t]
+            g0 = t_slot[t]
+            mq = t_m[t]
+            lanes = t_lanes[t]
+            wo = t_w[t]
+            qo = t_q[t]
+            for k in range(ns):
+                g = s0 + k
+                kind = sp_kind[g]
+                fi = sp_feat[g]
+                thr = sp_thr[g]
+                if kind == 0:  # numeric, NaN read as 0: the common case, vectorised
+                    for r in range(nb):
+                        v = xt[fi, r]
+                        v = 0.0 if np.isnan(v) or -ZERO <= v <= ZERO else v
+                        right[k, r] = 0.0 if v <= thr else 1.0
+                else:
+                    for r in range(nb):
+                        right[k, r] = 1.0 if goes_right(xt[fi, r], kind, thr, sp_dleft[g], sp_cat[g], sp_ncat[g],
+                                                        cat_bits) else 0.0
+            for m in range(mq):
+                for r in range(nb):
+                    q[0, m, r] = 1.0
+            for r in range(nb):
+                passes[0, r] = 1.0
+            for sl in range(1, 2 * ns + 1):
+                g = g0 + sl
+                p = nd_parent[g]
+                prev = nd_prev[g]
+                side = np.float64(nd_side[g])
+                for r in range(nb):
+                    passes[sl, r] = (1.0 - abs(right[p, r] - side)) * passes[prev, r]
+                c = nd_c[g]
+                w = wo + sl * lanes
+                for m in range(mq):
+                    fa = f_pass[w + m]
+                    fb = f_fail[w + m]
+                    for r in range(nb):
+                        now = passes[sl, r]
+                        before = passes[prev, r]
+                        q[sl, m, r] = q[p, m, r] * (now * fa + (before - now) * fb + (1.0 - before) * c)
+            for k in range(ns - 1, -1, -1):
+                a_ = sp_left[s0 + k]
+                b_ = sp_right[s0 + k]
+                for m in range(mq):
+                    for r in range(nb):
+                        q[k, m, r] = q[a_, m, r] + q[b_, m, r]
+            for sl in range(1, 2 * ns + 1):
+                g = g0 + sl
+                f = nd_feat[g]
+                for j in range(nd_block[g], nd_block[g + 1]):  # in place: the blocks lie below, read first
+                    u = block[j]
+                    for m in range(mq):
+                        for r in range(nb):
+                            q[sl, m, r] -= q[u, m, r]
+                w = wo + sl * lanes
+                for m in range(mq):
+                    wi = w_in[w + m]
+                    wf = -q_wout[qo + m]
+                    for r in range(nb):
+                        acc[f, r] += (wi if passes[sl, r] > 0.5 else wf) * q[sl, m, r]
+        for f in range(nf):
+            for r in range(nb):
+                out[start + r, f] += acc[f, r]
