@@ -18,6 +18,7 @@ import pandas as pd
 
 from features import catalog, pit, schema
 from features.catalog import Feature
+from features.columns import Columns, Reader
 
 NS_PER_S = 1_000_000_000
 DAY_S = 86_400
@@ -79,47 +80,70 @@ def resolve(features: Iterable[Feature | str], extras: Mapping[str, object] | No
     return out
 
 
-def build_features(frame: pd.DataFrame, features: Sequence[Feature | str] | None = None,
-                   extras: Mapping[str, object] | None = None) -> pd.DataFrame:
-    """Features for every row of a canonical ``frame`` (same index), in the order asked for.
+def build_features(frame: pd.DataFrame | Columns, features: Sequence[Feature | str] | None = None,
+                   extras: Mapping[str, object] | None = None) -> pd.DataFrame | Columns:
+    """Features for every row of a canonical ``frame``, in the order asked for.
 
-    Numeric features are float64 (NaN when unknown); categorical ones are strings.
+    ``frame`` is a DataFrame (the answer is a DataFrame with the same index) or a
+    :data:`features.columns.Columns` dict (the answer is a dict of arrays: the live path, with no
+    pandas per claim; ``features`` must then be given). Numeric features are float64 (NaN when
+    unknown); categorical ones are strings (missing: NaN in a DataFrame, ``None`` in arrays).
     """
-    wanted = available_features(frame, extras) if features is None else resolve(features, extras)
+    data = Reader(frame)
+    if features is None and not data.is_frame:
+        raise TypeError("build_features on arrays needs the model's feature list (features=...)")
+    wanted = available_features(frame, extras) if features is None else resolve(features, extras)  # type: ignore[arg-type]
     names = {f.name for f in wanted}
-    cols: dict[str, np.ndarray | pd.Series] = {}
-    _notice(frame, names, cols)
+    cols: dict[str, np.ndarray] = {}
+    _notice(data, names, cols)
     if names & _HISTORY:
-        _history(frame, names, cols)
+        _history(data, names, cols)
     if names & _LINK:
-        _links(frame, names, cols)
+        _links(data, names, cols)
     out = {}
     for f in wanted:
         if f.name in cols:
             value = cols[f.name]
         elif f.family == "extra" or f.kind == "categorical":
-            value = frame[f.name]
+            value = data.get(f.name)
         else:  # pragma: no cover - every catalog feature is computed above
             raise KeyError(f.name)
-        if f.kind == "categorical":
-            out[f.name] = pd.Series(value, index=frame.index).astype("str")
+        if data.is_frame:
+            series = pd.Series(value, index=frame.index)  # type: ignore[union-attr]
+            out[f.name] = series.astype("str") if f.kind == "categorical" else \
+                pd.to_numeric(series, errors="coerce").astype("float64")
+        elif f.kind == "categorical":
+            out[f.name] = np.array([None if _missing(v) else str(v) for v in value], dtype=object)
         else:
-            out[f.name] = pd.to_numeric(pd.Series(value, index=frame.index), errors="coerce").astype("float64")
-    return pd.DataFrame(out, index=frame.index)
+            out[f.name] = value if value.dtype == np.float64 else np.array([_float(v) for v in value])
+    return pd.DataFrame(out, index=frame.index) if data.is_frame else out  # type: ignore[union-attr]
+
+
+def _missing(v: object) -> bool:
+    return v is None or v is pd.NA or (isinstance(v, float) and np.isnan(v))
+
+
+def _float(v: object) -> float:
+    """A value as a number, NaN where it is not one (as ``pd.to_numeric(errors="coerce")``)."""
+    if _missing(v) or isinstance(v, bool):
+        return float(v) if isinstance(v, bool) else np.nan
+    try:
+        return float(v)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return np.nan
 
 
 # --- notice -------------------------------------------------------------------------------------
 
-def _days(later: pd.Series, earlier: pd.Series) -> np.ndarray:
-    return ((later - earlier).dt.total_seconds() / DAY_S).to_numpy(dtype="float64", na_value=np.nan)
+_SECOND = np.timedelta64(1, "s")
 
 
-def _num(frame: pd.DataFrame, col: str) -> np.ndarray:
-    return frame[col].astype("float64").to_numpy(na_value=np.nan) if col in frame else np.full(len(frame), np.nan)
+def _days(later: np.ndarray, earlier: np.ndarray) -> np.ndarray:
+    return (later - earlier) / _SECOND / DAY_S
 
 
-def _notice(frame: pd.DataFrame, names: set[str], cols: dict) -> None:
-    amount = _num(frame, "claimed_amount")
+def _notice(data: Reader, names: set[str], cols: dict) -> None:
+    amount = data.get("claimed_amount")
     pairs = {
         "days_since_policy_start": ("incident_date", "policy_start_date"),
         "days_to_policy_end": ("policy_end_date", "incident_date"),
@@ -128,28 +152,29 @@ def _notice(frame: pd.DataFrame, names: set[str], cols: dict) -> None:
     }
     for name, (later, earlier) in pairs.items():
         if name in names:
-            cols[name] = _days(frame[later], frame[earlier])
+            cols[name] = _days(data.get(later), data.get(earlier))
     with np.errstate(divide="ignore", invalid="ignore"):
         if "amount_to_sum_insured" in names:
-            si = _num(frame, "sum_insured")
+            si = data.get("sum_insured")
             cols["amount_to_sum_insured"] = np.where(si > 0, amount / si, np.nan)
         if "amount_to_deductible" in names:
-            cols["amount_to_deductible"] = amount / np.maximum(_num(frame, "deductible"), 1.0)
+            cols["amount_to_deductible"] = amount / np.maximum(data.get("deductible"), 1.0)
     if "gap_below_authority_limit" in names:
-        gap = np.full(len(frame), np.nan)
+        gap = np.full(data.n, np.nan)
         for limit in sorted(catalog.AUTHORITY_LIMITS, reverse=True):  # the nearest limit above wins
             below = amount < limit
             gap[below] = (limit - amount[below]) / limit
         cols["gap_below_authority_limit"] = gap
     if "report_hour" in names:
-        r = frame["report_date"]
-        cols["report_hour"] = (r.dt.hour + r.dt.minute / 60).to_numpy(dtype="float64", na_value=np.nan)
-    if "report_weekday" in names:
-        cols["report_weekday"] = frame["report_date"].dt.weekday.to_numpy(dtype="float64", na_value=np.nan)
-    if "incident_weekday" in names:
-        cols["incident_weekday"] = frame["incident_date"].dt.weekday.to_numpy(dtype="float64", na_value=np.nan)
+        r = data.get("report_date")
+        minutes = (r - r.astype("datetime64[D]")) / np.timedelta64(1, "m")
+        cols["report_hour"] = np.floor(minutes / 60) + np.floor(minutes % 60) / 60
+    for name, col in (("report_weekday", "report_date"), ("incident_weekday", "incident_date")):
+        if name in names:  # Monday = 0; 1970-01-01 was a Thursday
+            days = data.get(col).astype("datetime64[D]")
+            cols[name] = np.where(np.isnat(days), np.nan, (days.astype(np.int64) + 3) % 7)
     for name in names & _PASSTHROUGH:  # numeric features that are canonical columns as they are
-        cols[name] = _num(frame, name)
+        cols[name] = data.get(name)
 
 
 _PASSTHROUGH = {f.name for f in catalog.FEATURES
@@ -160,40 +185,46 @@ _PASSTHROUGH = {f.name for f in catalog.FEATURES
 
 _HISTORY = {f.name for f in catalog.FEATURES if f.family == "history"}
 _LINK = {f.name for f in catalog.FEATURES if f.family == "link"}
+_NEVER = np.iinfo(np.int64).max // 4
+"""The time of something that never happened (after every claim)."""
 
 
-def _seconds(s: pd.Series) -> np.ndarray:
-    """Datetimes as int64 seconds; NaT as the largest int64 (never before anything)."""
-    ns = s.astype("datetime64[ns]").to_numpy()
+def _seconds(values: np.ndarray) -> np.ndarray:
+    """Datetimes as int64 seconds; NaT as a time after every claim (never before anything)."""
+    ns = values.astype("datetime64[ns]")
     out = ns.astype("int64") // NS_PER_S
-    out[np.isnat(ns)] = np.iinfo(np.int64).max // 4
+    out[np.isnat(ns)] = _NEVER
     return out
 
 
-def _codes(s: pd.Series) -> tuple[np.ndarray, int]:
-    codes, uniques = pd.factorize(s, use_na_sentinel=True)
-    return codes.astype(np.int64), len(uniques)
+def _codes(values, drop: np.ndarray | None = None) -> tuple[np.ndarray, int]:
+    """Integer codes of an identifier column (``NO_KEY`` where missing or ``drop``), and how many."""
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    codes = codes.astype(np.int64)
+    if drop is not None:
+        codes[drop] = pit.NO_KEY
+    return codes, len(uniques)
 
 
-def _decisions(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _decisions(data: Reader) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Rows with a decided investigation: mask, decision time, investigated (1), fraud (0/1)."""
-    if "investigation_closed_date" not in frame:
-        n = len(frame)
+    if "investigation_closed_date" not in data:
+        n = data.n
         return np.zeros(n, bool), np.zeros(n, np.int64), np.zeros(n), np.zeros(n)
-    decided = frame["investigation_closed_date"].notna().to_numpy()
-    inv = frame["investigated"].astype("float64").fillna(0).to_numpy() if "investigated" in frame else np.zeros(len(frame))
-    fraud = frame["fraud_confirmed"].astype("float64").fillna(0).to_numpy() if "fraud_confirmed" in frame else np.zeros(len(frame))
-    return decided, _seconds(frame["investigation_closed_date"]), inv, fraud
+    closed = data.get("investigation_closed_date")
+    inv = np.nan_to_num(data.get("investigated"))
+    fraud = np.nan_to_num(data.get("fraud_confirmed"))
+    return ~np.isnat(closed), _seconds(closed), inv, fraud
 
 
-def _history(frame: pd.DataFrame, names: set[str], cols: dict) -> None:
-    t = _seconds(frame["report_date"])
-    amount = np.nan_to_num(_num(frame, "claimed_amount"))
-    decided, dtime, inv, fraud = _decisions(frame)
+def _history(data: Reader, names: set[str], cols: dict) -> None:
+    t = _seconds(data.get("report_date"))
+    amount = np.nan_to_num(data.get("claimed_amount"))
+    decided, dtime, inv, fraud = _decisions(data)
     w = {k: v * DAY_S for k, v in catalog.WINDOWS_DAYS.items()}
 
     if names & {n for n in _HISTORY if n.startswith("claimant_")}:
-        key, _ = _codes(frame["claimant_id"])
+        key, _ = _codes(data.keys("claimant_id"))
         for label in ("90d", "365d", "3y"):
             name = f"claimant_claims_{label}"
             if name in names:
@@ -208,12 +239,12 @@ def _history(frame: pd.DataFrame, names: set[str], cols: dict) -> None:
             cols["claimant_prior_investigations"] = pit.window_stats(dk, dtime, inv, key, t, None)[1]
             cols["claimant_prior_fraud"] = pit.window_stats(dk, dtime, fraud, key, t, None)[1]
     if "policy_prior_claims" in names:
-        key, _ = _codes(frame["policy_id"])
+        key, _ = _codes(data.keys("policy_id"))
         cols["policy_prior_claims"] = pit.window_stats(key, t, None, key, t, None)[0]
     for prefix, col in (("provider", "provider_id"), ("payee", "payee_account")):
         if not any(n.startswith(prefix + "_") and n in _HISTORY for n in names):
             continue
-        key, _ = _codes(frame[col])
+        key, _ = _codes(data.keys(col))
         claims = pit.window_stats(key, t, None, key, t, w["365d"])[0]
         cols[f"{prefix}_claims_365d"] = claims
         dk = np.where(decided, key, pit.NO_KEY)
@@ -227,14 +258,14 @@ def _history(frame: pd.DataFrame, names: set[str], cols: dict) -> None:
 
 # --- links --------------------------------------------------------------------------------------
 
-def _links(frame: pd.DataFrame, names: set[str], cols: dict) -> None:
-    t = _seconds(frame["report_date"])
-    member, n_members = _codes(frame["claimant_id"])
+def _links(data: Reader, names: set[str], cols: dict) -> None:
+    t = _seconds(data.get("report_date"))
+    member, n_members = _codes(data.keys("claimant_id"))
     window = catalog.LINK_WINDOW_DAYS * DAY_S
     for name, col in (("phone_claimants_365d", "phone"), ("account_claimants_365d", "payee_account"),
                       ("address_claimants_365d", "address"), ("provider_claimants_365d", "provider_id")):
         if name in names:
-            key, _ = _codes(frame[col])
+            key, _ = _codes(data.keys(col))
             cols[name] = pit.distinct_in_window(key, t, member, key, t, member, window, max(n_members, 1))
     if names & {"group_size", "group_prior_fraud"}:
         # node codes: claimants first, then each identifier kind in its own range; accounts of
@@ -242,16 +273,14 @@ def _links(frame: pd.DataFrame, names: set[str], cols: dict) -> None:
         offset = n_members
         links = []
         for col in catalog.LINK_IDENTIFIERS:
-            if col not in frame or not frame[col].notna().any():
+            if not data.provided(col):
                 continue
-            s = frame[col]
-            if col == "payee_account" and "payee_type" in frame:
-                s = s.mask(frame["payee_type"].eq("provider").fillna(False).astype(bool))
-            codes, n = _codes(s)
+            drop = data.get("payee_type") == "provider" if col == "payee_account" else None
+            codes, n = _codes(data.keys(col), drop)
             links.append(np.where(codes >= 0, codes + offset, pit.NO_KEY))
             offset += n
-        link_arr = np.stack(links, axis=1) if links else np.full((len(frame), 1), pit.NO_KEY)
-        decided, dtime, _, fraud = _decisions(frame)
-        size, group_fraud = pit.linked_groups(t, member, link_arr, np.where(decided, dtime, np.iinfo(np.int64).max // 4),
+        link_arr = np.stack(links, axis=1) if links else np.full((data.n, 1), pit.NO_KEY)
+        decided, dtime, _, fraud = _decisions(data)
+        size, group_fraud = pit.linked_groups(t, member, link_arr, np.where(decided, dtime, _NEVER),
                                               decided & (fraud > 0), max(offset, 1))
         cols["group_size"], cols["group_prior_fraud"] = size, group_fraud

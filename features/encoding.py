@@ -41,11 +41,14 @@ class FeatureEncoder:
     def categorical_indices(self) -> list[int]:
         return [i for i, name in enumerate(self.features) if name in self.categories]
 
-    def transform(self, table: pd.DataFrame) -> np.ndarray:
-        """The model matrix (rows of ``table``, columns in the encoder's order)."""
-        missing = [name for name in self.features if name not in table.columns]
+    def transform(self, table: pd.DataFrame | Mapping[str, np.ndarray]) -> np.ndarray:
+        """The model matrix (rows of ``table``, columns in the encoder's order). ``table`` may be a
+        dict of arrays, as :func:`features.build.build_features` answers for the live path."""
+        missing = [name for name in self.features if name not in table]
         if missing:
             raise KeyError(f"feature table lacks {', '.join(missing)}")
+        if not isinstance(table, pd.DataFrame):
+            return self._transform_arrays(table)
         out = np.empty((len(table), len(self.features)), dtype=np.float64)
         for j, name in enumerate(self.features):
             col = table[name]
@@ -56,23 +59,17 @@ class FeatureEncoder:
                 out[:, j] = pd.to_numeric(col, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
         return out
 
-    def encode_row(self, values: Mapping[str, Any]) -> np.ndarray:
-        """One claim's feature values (a dict) as a 1 x n matrix, without pandas: the serving hot path."""
-        row = np.empty((1, len(self.features)), dtype=np.float64)
+    def _transform_arrays(self, table: Mapping[str, np.ndarray]) -> np.ndarray:
+        n = len(table[self.features[0]]) if self.features else 0
+        out = np.empty((n, len(self.features)), dtype=np.float64)
+        lookup = self._lookup()
         for j, name in enumerate(self.features):
-            v = values.get(name)
             if name in self.categories:
-                row[0, j] = self._code(name, v)
+                codes = lookup[name]
+                out[:, j] = [np.nan if v is None else codes.get(v, np.nan) for v in table[name]]
             else:
-                row[0, j] = np.nan if v is None else float(v)
-        return row
-
-    def _code(self, name: str, value: Any) -> float:
-        lookup = self._lookup().get(name)
-        if value is None or lookup is None:
-            return np.nan
-        code = lookup.get(str(value))
-        return np.nan if code is None else float(code)
+                out[:, j] = table[name]
+        return out
 
     def _lookup(self) -> dict[str, dict[str, int]]:
         cached = self.__dict__.get("_lookup_cache")

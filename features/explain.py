@@ -182,12 +182,17 @@ class Explainer:
     def uses_fallback(self) -> bool:
         return self._model is None
 
-    def contributions(self, matrix: np.ndarray, n_threads: int | None = None) -> np.ndarray:
+    def contributions(self, matrix: np.ndarray, n_threads: int | None = None, stable: bool = False) -> np.ndarray:
         """SHAP values (log-odds), shape ``(rows, features)``, of an encoded float64 matrix.
 
         ``n_threads``: threads to use (default: every core available to the process). A claim or two
         is split by trees over two threads (for models of at least ``SPLIT_MIN_TREES`` trees); larger
         batches by rows.
+
+        ``stable``: every row's values are the same to the last bit whatever other rows come with it
+        (the block kernel for every size; the one-claim kernel sums in another order and differs by
+        ~1e-15). The service asks for this, so a claim's reasons never depend on which other claims
+        it happened to be scored with.
         """
         x = np.asarray(matrix, dtype=np.float64)
         if x.ndim != 2 or x.shape[1] != self.n_features:
@@ -197,7 +202,7 @@ class Explainer:
         x = np.ascontiguousarray(x)
         out = np.zeros((len(x), self.n_features))
         threads = n_threads or _cores()
-        if len(x) <= ROW_KERNEL_MAX_ROWS:
+        if len(x) <= ROW_KERNEL_MAX_ROWS and not stable:
             if threads < 2 or self._halves is None:
                 explain_rows(x, out, *self._args)
                 return out

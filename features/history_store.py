@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import logging
 import math
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Callable, Iterable, Iterator
 
 import numpy as np
@@ -21,7 +23,8 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from features import catalog, schema
+from features import catalog, columns, schema
+from features.columns import Columns
 from features.errors import HistoryError, UnknownClaimError
 from features.sources.readers import db_error, with_installed_driver, describe
 
@@ -147,9 +150,17 @@ class HistoryStore:
             raise HistoryError(f"history store {self.shown}: cannot write claims ({db_error(exc)})") from None
         return done
 
-    def append(self, frame: pd.DataFrame) -> int:
-        """Add scored claims; a claim re-scored after a material change replaces its stored row."""
-        return self.load(frame)
+    def append(self, frame: pd.DataFrame | Columns) -> int:
+        """Add scored claims; a claim re-scored after a material change replaces its stored row.
+        ``frame`` may be :data:`features.columns.Columns` with every canonical column (the service)."""
+        if isinstance(frame, pd.DataFrame):
+            return self.load(frame)
+        try:
+            with self.engine.begin() as conn:
+                self._write(conn, frame)
+        except sa.exc.SQLAlchemyError as exc:
+            raise HistoryError(f"history store {self.shown}: cannot write claims ({db_error(exc)})") from None
+        return columns.length(frame)
 
     def record_outcome(self, claim_id: str, **outcomes: object) -> None:
         """Record outcomes that arrived later, e.g. ``investigated=True, fraud_confirmed=True,
@@ -187,13 +198,13 @@ class HistoryStore:
             raise HistoryError(f"history store {self.shown}: cannot delete claims ({db_error(exc)})") from None
         return removed
 
-    def _write(self, conn: sa.Connection, part: pd.DataFrame) -> None:
+    def _write(self, conn: sa.Connection, part: pd.DataFrame | Columns) -> None:
         if self._driver_sql is not None:
             conn.exec_driver_sql(self._driver_sql, _driver_rows(part, self._positions))
         elif self._upsert is not None:
             conn.execute(self._upsert, _records(part))
         else:  # other dialects: replace by delete-then-insert inside the caller's transaction
-            for ids in _chunks(part["claim_id"].tolist()):
+            for ids in _chunks(list(part["claim_id"])):
                 conn.execute(sa.delete(self.table).where(self.table.c.claim_id.in_(ids)))
             conn.execute(sa.insert(self.table), _records(part))
 
@@ -226,29 +237,37 @@ class HistoryStore:
         live = as_canonical(claims)
         if live.empty:
             return _frame([])
-        t_max = live["report_date"].max().to_pydatetime()
+        return _frame(self._history_rows(_Live.of_frame(live), max_rows))
+
+    def history_columns(self, live: Columns, max_rows: int = 20_000) -> Columns:
+        """:meth:`history_for` for live claims given as :data:`features.columns.Columns` (the
+        service's path: no DataFrame), answered as columns."""
+        rows = self._history_rows(_Live.of_columns(live), max_rows) if columns.length(live) else []
+        return columns.from_rows(rows, schema.COLUMNS)
+
+    def _history_rows(self, live: "_Live", max_rows: int) -> list[tuple]:
+        t_max = live.t_max
         # pit counts whole seconds: a row at t - w + 0.4 s counts for a claim at t + 0.6 s
-        first = live["report_date"].min().floor("s")
+        first = live.first.floor("s")
         lo = {key: (first - days).to_pydatetime() for key, days in LOOKBACK.items()}
-        live_ids = set(live["claim_id"].dropna())
         rows: dict[str, tuple] = {}
         try:
             with self.engine.connect() as conn:
                 for query in self._direct_queries(live, lo, t_max):
                     for row in conn.execute(query):
-                        if row[0] not in live_ids:
+                        if row[0] not in live.ids:
                             rows[row[0]] = tuple(row)
-                complete = self._expand_groups(conn, live, t_max, live_ids, rows, max_rows)
+                complete = self._expand_groups(conn, live, t_max, rows, max_rows)
         except sa.exc.SQLAlchemyError as exc:
             raise HistoryError(f"history store {self.shown}: cannot read history ({db_error(exc)})") from None
         if not complete:
-            ids = sorted(live_ids)
+            ids = sorted(live.ids)
             named = f"claim {ids[0]}" + (f" (and {len(ids) - 1} other live claims)" if len(ids) > 1 else "")
             log.warning("history for %s: linked-group expansion stopped at max_rows=%d history rows; "
                         "group_size and group_prior_fraud may differ from the batch features", named, max_rows)
-        return _frame(list(rows.values()))
+        return list(rows.values())
 
-    def _direct_queries(self, live: pd.DataFrame, lo: dict, t_max) -> Iterator[sa.Select]:
+    def _direct_queries(self, live: "_Live", lo: dict, t_max) -> Iterator[sa.Select]:
         """Rows sharing a key with a live claim, in the key's time range (OR of indexed branches)."""
         t = self.table.c
         before = t.report_date < t_max
@@ -258,22 +277,23 @@ class HistoryStore:
             when[key] = sa.or_(sa.and_(t.report_date >= lo[key], before),
                                sa.and_(t.investigation_closed_date >= lo[key], decided_before))
         branches = [sa.and_(t[col].in_(values), cond)
-                    for col, cond in when.items() for values in _chunks(_values(live[col]))]
+                    for col, cond in when.items() for values in _chunks(live.values[col])]
         # one branch per key and IN chunk; SQLite ("MULTI-INDEX OR") and PostgreSQL (bitmap OR)
         # answer each branch from its key's index
         for i in range(0, len(branches), len(when)):
             yield sa.select(self.table).where(sa.or_(*branches[i:i + len(when)]))
 
-    def _expand_groups(self, conn: sa.Connection, live: pd.DataFrame, t_max, live_ids: set[str],
-                       rows: dict[str, tuple], max_rows: int) -> bool:
+    def _expand_groups(self, conn: sa.Connection, live: "_Live", t_max, rows: dict[str, tuple],
+                       max_rows: int) -> bool:
         """Add the live claimants' linked groups to ``rows``; False if stopped at ``max_rows``."""
         nodes = ("claimant_id", *catalog.LINK_IDENTIFIERS)
         cols = {c.name: i for i, c in enumerate(self.table.columns)}
         visited: dict[str, set[str]] = {k: set() for k in nodes}
         frontier: dict[str, set[str]] = {k: set() for k in nodes}
-        for rec in live.loc[live["claimant_id"].notna(), list(nodes) + ["payee_type"]].itertuples(index=False):
+        live_ids = live.ids
+        for rec in live.nodes:
             for col, value in zip(nodes, rec):
-                if _links(col, value, rec.payee_type):
+                if _links(col, value, rec[-1]):
                     frontier[col].add(value)
         t = self.table.c
         reported_before = t.report_date < t_max
@@ -315,6 +335,38 @@ class HistoryStore:
                         if _links(col, value, r[cols["payee_type"]]) and value not in visited[col]:
                             frontier[col].add(value)
         return True
+
+
+@dataclass(frozen=True)
+class _Live:
+    """What the history queries need of the live claims."""
+
+    ids: set[str]
+    first: pd.Timestamp
+    t_max: datetime
+    values: dict[str, list]
+    """Key column -> its distinct non-null values among the live claims."""
+    nodes: list[tuple]
+    """Per live claim with a claimant: (claimant_id, *LINK_IDENTIFIERS, payee_type)."""
+
+    @classmethod
+    def of_frame(cls, live: pd.DataFrame) -> "_Live":
+        nodes = ["claimant_id", *catalog.LINK_IDENTIFIERS, "payee_type"]
+        return cls(set(live["claim_id"].dropna()), live["report_date"].min(),
+                   live["report_date"].max().to_pydatetime(),
+                   {c: _values(live[c]) for c in (*ALL_PAST_KEYS, *WINDOW_KEYS)},
+                   list(live.loc[live["claimant_id"].notna(), nodes].itertuples(index=False, name=None)))
+
+    @classmethod
+    def of_columns(cls, live: Columns) -> "_Live":
+        nodes = ["claimant_id", *catalog.LINK_IDENTIFIERS, "payee_type"]
+        report = live["report_date"]
+        missing = columns.missing(len(report), object)
+        cols = [live.get(c, missing) for c in nodes]
+        return cls({c for c in live["claim_id"] if c is not None}, pd.Timestamp(report.min()),
+                   pd.Timestamp(report.max()).to_pydatetime(),
+                   {c: sorted({v for v in live.get(c, missing) if v is not None}) for c in (*ALL_PAST_KEYS, *WINDOW_KEYS)},
+                   [rec for rec in zip(*cols) if rec[0] is not None])
 
 
 # --- table and conversions ----------------------------------------------------------------------
@@ -365,20 +417,22 @@ def as_canonical(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(cols, index=frame.index)
 
 
-def _records(frame: pd.DataFrame) -> list[dict]:
+def _records(frame: pd.DataFrame | Columns) -> list[dict]:
     """Rows as dicts of plain Python values (None for missing), for SQLAlchemy's executemany."""
     names = list(schema.COLUMNS)
-    columns = [_python_values(frame[f.name], f.dtype) for f in schema.FIELDS]
-    return [dict(zip(names, row)) for row in zip(*columns)]
+    values = [_python_values(frame[f.name], f.dtype) for f in schema.FIELDS]
+    return [dict(zip(names, row)) for row in zip(*values)]
 
 
-def _driver_rows(frame: pd.DataFrame, positions: list[str]) -> list[tuple]:
+def _driver_rows(frame: pd.DataFrame | Columns, positions: list[str]) -> list[tuple]:
     """Rows as tuples of SQLite-native values in the compiled statement's parameter order."""
-    columns = [_python_values(frame[name], schema.BY_NAME[name].dtype, iso_datetimes=True) for name in positions]
-    return list(zip(*columns))
+    values = [_python_values(frame[name], schema.BY_NAME[name].dtype, iso_datetimes=True) for name in positions]
+    return list(zip(*values))
 
 
-def _python_values(s: pd.Series, dtype: str, iso_datetimes: bool = False) -> list:
+def _python_values(s: pd.Series | np.ndarray, dtype: str, iso_datetimes: bool = False) -> list:
+    if isinstance(s, np.ndarray):
+        return _array_values(s, dtype, iso_datetimes)
     missing = s.isna().to_numpy()
     if dtype == "datetime" and iso_datetimes:
         values = np.datetime_as_string(s.to_numpy(dtype="datetime64[us]"), unit="us").astype(object)
@@ -395,6 +449,22 @@ def _python_values(s: pd.Series, dtype: str, iso_datetimes: bool = False) -> lis
     if missing.any():
         values = values.copy()
         values[missing] = None
+    return values.tolist()
+
+
+def _array_values(a: np.ndarray, dtype: str, iso_datetimes: bool) -> list:
+    """:func:`_python_values` of a column in the array types of :mod:`features.columns`."""
+    if dtype == "datetime":
+        us = a.astype("datetime64[us]")
+        missing = np.isnat(us)
+        values = np.datetime_as_string(us, unit="us").astype(object) if iso_datetimes else us.astype(object)
+    elif dtype in ("float", "int", "bool"):
+        missing = np.isnan(a)
+        clean = np.where(missing, 0.0, a)
+        values = {"float": clean, "int": clean.astype(np.int64), "bool": clean != 0}[dtype].astype(object)
+    else:
+        return a.tolist()
+    values[missing] = None
     return values.tolist()
 
 

@@ -16,14 +16,20 @@ from typing import Mapping, Sequence
 
 import pandas as pd
 
+from features import columns
 from features.build import build_features
+from features.columns import Columns
 from features.catalog import Feature
 from features.history_store import HistoryStore, as_canonical
 
 
-def online_features(store: HistoryStore, claims: pd.DataFrame, features: Sequence[Feature | str],
-                    extras: Mapping[str, object] | None = None, *, max_rows: int = 20_000) -> pd.DataFrame:
+def online_features(store: HistoryStore, claims: pd.DataFrame | Columns, features: Sequence[Feature | str],
+                    extras: Mapping[str, object] | None = None, *, max_rows: int = 20_000
+                    ) -> pd.DataFrame | Columns:
     """Features of the live ``claims`` (same index), computed with the stored history.
+
+    ``claims`` is a canonical DataFrame (answered with a DataFrame) or :data:`features.columns.Columns`
+    with every canonical column (answered with a dict of arrays, no pandas on the way: the service).
 
     ``features`` is the model's recorded feature list: always explicit, since which features a
     frame can support differs between one claim and a table. Claims given together are treated
@@ -32,6 +38,10 @@ def online_features(store: HistoryStore, claims: pd.DataFrame, features: Sequenc
     """
     if features is None:
         raise TypeError("online_features needs the model's feature list (features=...)")
+    if not isinstance(claims, pd.DataFrame):
+        history_cols = store.history_columns(claims, max_rows=max_rows)
+        table = build_features(columns.concat(history_cols, claims), features, extras)
+        return columns.tail(table, columns.length(claims))  # type: ignore[arg-type]
     live = as_canonical(claims)
     history = store.history_for(live, max_rows=max_rows)
     frame = pd.concat([history, live], ignore_index=True) if len(history) else live.reset_index(drop=True)

@@ -62,11 +62,17 @@ def window_stats(ev_key: np.ndarray, ev_time: np.ndarray, ev_value: np.ndarray |
     return np.where(q_ok, count, nan), np.where(q_ok, total, nan), np.where(q_ok, last, nan)
 
 
-def _segment_cumsum(keys: np.ndarray, values: np.ndarray) -> np.ndarray:
+@njit(cache=True)
+def _segment_cumsum(keys, values):  # pragma: no cover - compiled
     """Inclusive running sum of ``values`` restarting wherever the (sorted) ``keys`` change."""
-    import pandas as pd
-
-    return pd.Series(values).groupby(keys, sort=False).cumsum().to_numpy(dtype=np.float64)
+    out = np.empty(len(values))
+    total = 0.0
+    for i in range(len(values)):
+        if i == 0 or keys[i] != keys[i - 1]:
+            total = 0.0
+        total += values[i]
+        out[i] = total
+    return out
 
 
 def distinct_in_window(ev_key: np.ndarray, ev_time: np.ndarray, ev_member: np.ndarray,

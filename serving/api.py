@@ -7,6 +7,7 @@ keys and roles are checked by :class:`AuthMiddleware` before a request reaches a
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 from pathlib import Path
@@ -18,7 +19,7 @@ from starlette.concurrency import run_in_threadpool
 
 from features.errors import ClaimScoreError
 from serving.keys import KeyStore, verify
-from serving.request import ClaimRequest, RequestError, parse_claim, parse_claims
+from serving.request import ClaimRequest, RequestError, parse_records
 
 MAX_BODY = 64 * 1024
 MAX_BATCH_BODY = 8 * 1024 * 1024
@@ -84,8 +85,8 @@ def _key_id(request: Request) -> str:
 async def score(request: Request) -> dict:
     """Score one claim: fraud and fast-track scores, route, rules fired, top reasons, versions."""
     payload = await _json(request, MAX_BODY)
-    claims = parse_claim(payload)
-    return (await run_in_threadpool(STATE.score, claims, [payload], _key_id(request)))[0]
+    claims = parse_records([payload], prefix="")
+    return (await asyncio.wrap_future(STATE.submit(claims, [payload], _key_id(request))))[0]
 
 
 @app.post("/score_batch", openapi_extra={**_BATCH_BODY, "responses": _ERRORS})
@@ -94,8 +95,8 @@ async def score_batch(request: Request) -> dict:
     payload = await _json(request, MAX_BATCH_BODY)
     if not isinstance(payload, dict) or "claims" not in payload:
         raise RequestError([{"field": "claims", "problem": "is required: send {\"claims\": [...]}"}])
-    claims = parse_claims(payload["claims"])
-    answers = await run_in_threadpool(STATE.score, claims, payload["claims"], _key_id(request))
+    claims = parse_records(payload["claims"])
+    answers = await asyncio.wrap_future(STATE.submit(claims, payload["claims"], _key_id(request)))
     return {"results": answers}
 
 
@@ -103,7 +104,7 @@ async def score_batch(request: Request) -> dict:
 async def explain(request: Request) -> dict:
     """Every feature's contribution to both scores (log-odds), with base values."""
     payload = await _json(request, MAX_BODY)
-    claims = parse_claim(payload)
+    claims = parse_records([payload], prefix="")
     return (await run_in_threadpool(STATE.explain, claims))[0]
 
 

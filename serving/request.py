@@ -102,6 +102,12 @@ def parse_claim(payload: Any) -> pd.DataFrame:
 
 def parse_claims(payloads: Any, prefix: str = "claims") -> pd.DataFrame:
     """Canonical frame for a list of JSON objects; field names in errors are ``claims[i].field``."""
+    return schema.conform(pd.DataFrame(parse_records(payloads, prefix)))
+
+
+def parse_records(payloads: Any, prefix: str = "claims") -> list[dict[str, Any]]:
+    """Validated claims as dicts of Python values (the service's path, no DataFrame), or
+    :class:`RequestError` naming each bad field; ``prefix=""`` for a single claim."""
     if not isinstance(payloads, list):
         raise RequestError([{"field": prefix or "body", "problem": "must be a list of claims"}])
     if not payloads:
@@ -125,7 +131,7 @@ def parse_claims(payloads: Any, prefix: str = "claims") -> pd.DataFrame:
         problems.append({"field": f"{prefix}.claim_id" if prefix else "claim_id", "problem": "must be unique in a batch"})
     if problems:
         raise RequestError(problems)
-    return schema.conform(pd.DataFrame(rows))
+    return rows
 
 
 def _problems(exc: ValidationError) -> list[dict[str, str]]:

@@ -17,6 +17,7 @@ import pandas as pd
 
 from features import catalog
 from features.build import build_features
+from features.columns import Columns
 from features.bundle import ModelBundle
 from features.routing import RoutingPolicy
 
@@ -72,14 +73,23 @@ class Scorer:
         out["rules"] = [json.dumps(f) for f in result.rules]
         return out
 
-    def score_features(self, table: pd.DataFrame) -> "Scored":
-        """Scores, reasons and routes for a feature table (the batch and the live path share this)."""
+    def score_features(self, table: pd.DataFrame | Columns) -> "Scored":
+        """Scores, reasons and routes for a feature table: a DataFrame (batch) or the dict of
+        arrays that :func:`features.build.build_features` answers for live claims."""
         scores, reasons = {}, {}
         for task, bundle in self.bundles.items():
             matrix = bundle.encoder.transform(table)
             scores[task] = bundle.predict(matrix)
             reasons[task] = top_reasons(bundle, table, matrix)
-        routes, fired = self.policy.route_table(table, scores.get("fraud"), scores.get("fast_track"))
+        fraud, fast = scores.get("fraud"), scores.get("fast_track")
+        if isinstance(table, pd.DataFrame):
+            routes, fired = self.policy.route_table(table, fraud, fast)
+        else:  # a few live claims: claim by claim, no DataFrame (same answers as route_table)
+            names = list(table)
+            routed = [self.policy.route_one(dict(zip(names, row)), _at(fraud, i), _at(fast, i))
+                      for i, row in enumerate(zip(*table.values()))]
+            routes = np.array([r for r, _ in routed], dtype=object)
+            fired = [f for _, f in routed]
         return Scored(scores, reasons, routes, fired)
 
 
@@ -91,14 +101,24 @@ class Scored:
     rules: list[list[str]]
 
 
-def top_reasons(bundle: ModelBundle, table: pd.DataFrame, matrix: np.ndarray, k: int = TOP_REASONS
+def _at(scores: np.ndarray | None, i: int) -> float | None:
+    return None if scores is None else float(scores[i])
+
+
+def top_reasons(bundle: ModelBundle, table: pd.DataFrame | Columns, matrix: np.ndarray, k: int = TOP_REASONS
                 ) -> list[list[dict]]:
-    """The ``k`` features pushing each claim's score up the most (exact TreeSHAP, log-odds)."""
-    contrib = bundle.explainer.contributions(matrix)
+    """The ``k`` features pushing each claim's score up the most (exact TreeSHAP, log-odds); a
+    claim's reasons do not depend on the other rows of ``matrix``."""
+    contrib = bundle.explainer.contributions(matrix, stable=True)
     order = np.argsort(-contrib, axis=1, kind="stable")[:, :k]
     names = bundle.features
     out = []
-    values = table[list(names)].to_numpy(dtype=object)
+    if isinstance(table, pd.DataFrame):
+        values = table[list(names)].to_numpy(dtype=object)
+    else:
+        values = np.empty((len(matrix), len(names)), dtype=object)
+        for j, name in enumerate(names):
+            values[:, j] = table[name]
     for i in range(len(matrix)):
         row = []
         for j in order[i]:

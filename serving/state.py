@@ -3,22 +3,25 @@
 A live claim is scored from its online features (the claim plus the history rows that can
 influence it, through the same ``build_features`` as training), then its decision is written to the
 decision log (committed before the answer leaves) and the claim is appended to the history store.
+The whole path runs on arrays (:mod:`features.columns`), and claims that arrive together are scored
+together (:mod:`serving.batching`).
 """
 
 from __future__ import annotations
 
 import threading
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
-import pandas as pd
 
-from features import catalog
+from features import catalog, columns
 from features.config import Settings, load_settings
 from features.history_store import HistoryStore
 from features.online import online_features
+from serving.batching import Batcher, Job
 from serving.decision_log import Decision, DecisionLog, input_hash
 from serving.scorer import Scorer
 
@@ -38,57 +41,89 @@ class ServiceState:
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()  # history reads and appends of concurrent requests stay ordered
+        self._batcher = Batcher(self._score_jobs)
+        self.observers: list[Callable[[list[dict]], None]] = []
+        """Called with every batch's answers (the service's metrics)."""
+
+    def close(self) -> None:
+        self._batcher.close()
 
     @property
     def policy_version(self) -> str:
         meta = next(iter(self.scorer.bundles.values())).metadata
         return f"{self.scorer.policy.version}-{str(meta.get('run_id', ''))[:8]}"
 
-    def score(self, claims: pd.DataFrame, payloads: list[dict], key_id: str) -> list[dict[str, Any]]:
-        """Answers for live claims, in order; every answer is in the decision log before it returns."""
+    def submit(self, records: list[dict[str, Any]], payloads: list[Any], key_id: str) -> Future:
+        """Queue live claims (validated records, :func:`serving.request.parse_records`) to be scored
+        with whatever else is waiting; the future resolves to their answers, in order, once every
+        one of them is in the decision log."""
+        return self._batcher.submit(records, payloads, key_id)
+
+    def score(self, records: list[dict[str, Any]], payloads: list[Any], key_id: str) -> list[dict[str, Any]]:
+        """:meth:`submit` and wait for the answers."""
+        return self.submit(records, payloads, key_id).result()
+
+    def _score_jobs(self, jobs: list[Job]) -> list[list[dict[str, Any]]]:
+        records = [r for job in jobs for r in job.records]
+        payloads = [p for job in jobs for p in job.payloads]
+        keys = [job.key_id for job in jobs for _ in job.records]
+        answers = self._score(records, payloads, keys)
+        for observe in self.observers:
+            observe(answers)
+        out, start = [], 0
+        for job in jobs:
+            out.append(answers[start:start + len(job.records)])
+            start += len(job.records)
+        return out
+
+    def _score(self, records: list[dict[str, Any]], payloads: list[Any], keys: list[str]) -> list[dict[str, Any]]:
         with self._lock:
+            claims = columns.from_records(records)
             table = online_features(self.history, claims, self.scorer.features, self.scorer.extras)
             result = self.scorer.score_features(table)
             scored_at = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
             versions = {**self.scorer.versions, "policy": self.policy_version}
+            names = list(table)
             answers, decisions = [], []
-            for i, claim_id in enumerate(claims["claim_id"]):
+            for i, features in enumerate(zip(*table.values())):
+                claim_id = records[i]["claim_id"]
                 scores = {task: float(result.scores[task][i]) for task in result.scores}
                 reasons = {task: result.reasons[task][i] for task in result.reasons}
+                route = str(result.routes[i])
                 answers.append({
                     "claim_id": claim_id,
                     "fraud_score": scores.get("fraud"), "fast_track_score": scores.get("fast_track"),
-                    "route": str(result.routes[i]), "rules": result.rules[i], "reasons": reasons,
+                    "route": route, "rules": result.rules[i], "reasons": reasons,
                     "model_versions": dict(self.scorer.versions), "policy_version": self.policy_version,
                     "scored_at": scored_at,
                 })
-                features = {k: _plain(v) for k, v in table.iloc[i].items()}
-                decisions.append(Decision(claim_id, input_hash(payloads[i]), str(result.routes[i]), scores, features,
-                                          result.rules[i], reasons, versions, key_id, scored_at))
+                decisions.append(Decision(claim_id, input_hash(payloads[i]), route, scores,
+                                          {k: _plain(v) for k, v in zip(names, features)}, result.rules[i], reasons,
+                                          versions, keys[i], scored_at))
             self.log.write(decisions)
             self.history.append(claims)
         return answers
 
-    def explain(self, claims: pd.DataFrame) -> list[dict[str, Any]]:
+    def explain(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Every feature's contribution (log-odds) for both models, with base values."""
         with self._lock:
-            table = online_features(self.history, claims, self.scorer.features, self.scorer.extras)
-        out = []
-        for i, claim_id in enumerate(claims["claim_id"]):
-            models = {}
-            for task, bundle in self.scorer.bundles.items():
-                matrix = bundle.encoder.transform(table.iloc[[i]])
-                contrib = bundle.booster.predict(matrix, pred_contrib=True)[0]
-                raw = float(bundle.booster.predict(matrix, raw_score=True)[0])
-                models[task] = {
-                    "base_value": float(contrib[-1]), "raw_score": raw,
-                    "score": float(bundle.predict(matrix)[0]),
+            table = online_features(self.history, columns.from_records(records), self.scorer.features,
+                                    self.scorer.extras)
+        out = [{"claim_id": r["claim_id"], "models": {}} for r in records]
+        for task, bundle in self.scorer.bundles.items():
+            matrix = bundle.encoder.transform(table)
+            contrib = bundle.explainer.contributions(matrix, stable=True)
+            raw = bundle.booster.predict(matrix, raw_score=True)
+            scores = bundle.predict(matrix)
+            for i, answer in enumerate(out):
+                answer["models"][task] = {
+                    "base_value": bundle.explainer.expected_value, "raw_score": float(raw[i]),
+                    "score": float(scores[i]),
                     "contributions": [
-                        {"feature": name, "value": _plain(table.iloc[i][name]), "contribution": float(c),
-                         "text": catalog.BY_NAME[name].explain(_nan(table.iloc[i][name])) if name in catalog.BY_NAME else name}
-                        for name, c in zip(bundle.features, contrib[:-1])],
+                        {"feature": name, "value": _plain(table[name][i]), "contribution": float(c),
+                         "text": catalog.BY_NAME[name].explain(_nan(table[name][i])) if name in catalog.BY_NAME else name}
+                        for name, c in zip(bundle.features, contrib[i])],
                 }
-            out.append({"claim_id": claim_id, "models": models})
         return out
 
     def model_info(self) -> dict[str, Any]:

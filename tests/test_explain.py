@@ -210,3 +210,13 @@ def test_a_bundle_builds_its_explainer_once_and_top_reasons_use_it(synthetic_cla
         expected = [j for j in np.argsort(-contrib[i], kind="stable")[:3] if contrib[i, j] > 0]
         assert [r["feature"] for r in row] == [bundle.features[j] for j in expected]
         assert [r["contribution"] for r in row] == pytest.approx([contrib[i, j] for j in expected], abs=TOL)
+
+
+def test_stable_values_of_a_row_do_not_depend_on_the_rows_beside_it():
+    booster, x = _train(CASES[5], seed=9)
+    explainer = Explainer.for_booster(booster)
+    together = explainer.contributions(x[:150], stable=True)
+    for i in (0, 7, 64, 149):
+        np.testing.assert_array_equal(explainer.contributions(x[i:i + 1], stable=True)[0], together[i])
+        np.testing.assert_array_equal(explainer.contributions(x[i:i + 3], stable=True)[0], together[i])
+    assert np.abs(together - booster.predict(x[:150], pred_contrib=True)[:, :-1]).max() < TOL

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features import schema
+from features import columns, schema
 from features.build import available_features, build_features
 from features.errors import ClaimScoreError, HistoryError, UnknownClaimError
 from features.history_store import HistoryStore, as_canonical
@@ -85,28 +85,40 @@ def without_outcomes(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def replay(store: HistoryStore, claims: pd.DataFrame, features: list, step: int) -> pd.DataFrame:
+def live_features(store: HistoryStore, part: pd.DataFrame, features: list, path: str) -> pd.DataFrame:
+    """``online_features`` of ``part`` given as a DataFrame, or as arrays (the service's path),
+    then ``part`` appended the same way."""
+    if path == "frame":
+        out = online_features(store, part, features)
+        store.append(part)
+        return out
+    cols = columns.from_frame(as_canonical(part))
+    answer = online_features(store, cols, features)
+    store.append(cols)
+    return pd.DataFrame({k: pd.Series(v, index=part.index).astype("str") if v.dtype == object else v
+                         for k, v in answer.items()}, index=part.index)
+
+
+def replay(store: HistoryStore, claims: pd.DataFrame, features: list, step: int, path: str = "frame") -> pd.DataFrame:
     """Score the claims in report-time order, ``step`` at a time, each batch against a store holding
     every earlier claim, then append the batch (with its outcome columns as recorded: the features
     only use outcomes decided before a claim's report)."""
-    out = []
-    for start in range(0, len(claims), step):
-        part = claims.iloc[start:start + step]
-        out.append(online_features(store, part, features))
-        store.append(part)
-    return pd.concat(out)
+    return pd.concat([live_features(store, claims.iloc[start:start + step], features, path)
+                      for start in range(0, len(claims), step)])
 
 
 # --- no training/serving skew ------------------------------------------------------------------
 
-def test_live_claims_replayed_in_time_order_get_their_batch_features(claims, feats, batch, store):
+@pytest.mark.parametrize("path", ["frame", "arrays"])
+def test_live_claims_replayed_in_time_order_get_their_batch_features(claims, feats, batch, store, path):
     assert len(feats) > 45 and {"group_size", "payee_fraud_rate_365d"} <= {f.name for f in feats}
-    online = replay(store, claims, feats, step=50)
+    online = replay(store, claims, feats, step=50, path=path)
     assert_same_features(online, batch)
     assert len(store) == len(claims)
 
 
-def test_one_live_claim_at_a_time_with_outcomes_recorded_as_they_arrive(claims, feats, batch, store):
+@pytest.mark.parametrize("path", ["frame", "arrays"])
+def test_one_live_claim_at_a_time_with_outcomes_recorded_as_they_arrive(claims, feats, batch, store, path):
     first = len(claims) - 120
     t_first = claims["report_date"].iloc[first]
     known = claims.iloc[:first].copy()
@@ -121,9 +133,7 @@ def test_one_live_claim_at_a_time_with_outcomes_recorded_as_they_arrive(claims, 
     for _, kind, i in sorted(events):  # at the same moment a claim arrives before a decision
         row = claims.loc[[i]]
         if kind == 0:
-            live = without_outcomes(row)
-            scored[i] = online_features(store, live, feats)
-            store.append(live)
+            scored[i] = live_features(store, without_outcomes(row), feats, path)
         else:
             store.record_outcome(row["claim_id"].iloc[0], **{c: _value(row[c].iloc[0]) for c in DECISION})
     online = pd.concat([scored[i] for i in sorted(scored)])
