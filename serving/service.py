@@ -18,8 +18,12 @@ SCORES = bentoml.metrics.Histogram(name="claimscore_score", documentation="Score
                                    labelnames=["model"],
                                    buckets=(0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9, 1.0))
 
+BATCH = bentoml.metrics.Histogram(name="claimscore_batch_claims", documentation="Claims scored together in one batch",
+                                  buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256))
+
 
 def _observe(answers: list[dict]) -> None:
+    BATCH.observe(len(answers))
     for a in answers:
         ROUTES_TOTAL.labels(route=a["route"]).inc()
         for model in ("fraud", "fast_track"):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -11,6 +12,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -198,6 +200,19 @@ def test_metrics_need_a_key_and_count_routes(server, keys):
     assert server.call("GET", "/metrics")[0] == 401
     status, text = server.call("GET", "/metrics", key=keys["admin"])
     assert status == 200 and "claimscore_routes" in text and "claimscore_score" in text
+
+
+def test_concurrent_claims_are_answered_in_batches_and_every_one_is_logged(server, keys, home):
+    claims = [{**GOOD, "claim_id": f"CON-{i}", "claimant_id": f"K-CON{i}"} for i in range(64)]
+    with ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(lambda c: server.call("POST", "/score", c, keys["scorer"]), claims))
+    assert [status for status, _ in answers] == [200] * len(claims)
+    assert [body["claim_id"] for _, body in answers] == [c["claim_id"] for c in claims]
+    text = server.call("GET", "/metrics", key=keys["admin"])[1]
+    count, total = (float(re.search(rf"^claimscore_batch_claims_{k} (\S+)$", text, re.M).group(1)) for k in ("count", "sum"))
+    assert total / count > 1  # some claims shared a batch
+    logged = {row["claim_id"] for row in DecisionLog(f"sqlite:///{home / 'decisions.db'}").read()}
+    assert {c["claim_id"] for c in claims} <= logged
 
 
 def test_killing_the_server_right_after_answers_loses_no_decision(home, keys):
