@@ -198,6 +198,7 @@ def test_a_key_without_the_role_gets_403(server, keys):
 
 def test_metrics_need_a_key_and_count_routes(server, keys):
     assert server.call("GET", "/metrics")[0] == 401
+    assert server.call("POST", "/score", {**GOOD, "claim_id": "MET-1"}, keys["scorer"])[0] == 200
     status, text = server.call("GET", "/metrics", key=keys["admin"])
     assert status == 200 and "claimscore_routes" in text and "claimscore_score" in text
 
