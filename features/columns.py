@@ -65,8 +65,10 @@ def from_rows(rows: Sequence[Sequence[Any]], names: Sequence[str]) -> Columns:
 
 
 def _typed(values: list, dtype: str) -> np.ndarray:
-    if dtype == _DATETIME:
-        return np.array([_naive_utc(v) for v in values], dtype=_DATETIME)
+    if dtype == _DATETIME:  # numpy reads ISO text, naive datetimes and None (NaT) in bulk
+        if any(isinstance(v, datetime) and v.tzinfo is not None for v in values):
+            values = [_naive_utc(v) for v in values]
+        return np.array(values, dtype=_DATETIME)
     if dtype == "float64":
         return np.array([np.nan if v is None else float(v) for v in values], dtype=np.float64)
     out = np.empty(len(values), dtype=object)
@@ -77,8 +79,6 @@ def _typed(values: list, dtype: str) -> np.ndarray:
 def _naive_utc(v: Any) -> Any:
     if isinstance(v, datetime) and v.tzinfo is not None:
         return v.astimezone(timezone.utc).replace(tzinfo=None)
-    if isinstance(v, str):  # SQLite text, ISO 8601
-        return np.datetime64(v)
     return v
 
 

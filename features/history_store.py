@@ -16,7 +16,7 @@ import logging
 import math
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -49,6 +49,12 @@ WINDOW_KEYS: tuple[str, ...] = tuple(sorted(
     {c for f in catalog.FEATURES if f.family in ("history", "link") for c in f.needs
      if schema.BY_NAME[c].dtype == "id"} - set(ALL_PAST_KEYS)))
 """Keys whose features look at a trailing window: provider, payee account, phone, address."""
+
+HISTORY_COLUMNS: tuple[str, ...] = tuple(c for c in schema.COLUMNS if c in {"claim_id", "payee_type"} | {
+    c for f in catalog.FEATURES if f.family in ("history", "link") for c in (*f.needs, *f.needs_any)})
+"""What a stored row contributes to a live claim's features: the columns the history and link
+features read (from the catalog), plus ``payee_type``, which decides whether an account links
+claimants. :meth:`HistoryStore.history_columns` reads only these."""
 
 
 def _lookback(key: str) -> pd.Timedelta:
@@ -237,15 +243,24 @@ class HistoryStore:
         live = as_canonical(claims)
         if live.empty:
             return _frame([])
-        return _frame(self._history_rows(_Live.of_frame(live), max_rows))
+        return _frame(self._history_rows(_Live.of_frame(live), max_rows, self._selected(schema.COLUMNS, False)))
 
     def history_columns(self, live: Columns, max_rows: int = 20_000) -> Columns:
         """:meth:`history_for` for live claims given as :data:`features.columns.Columns` (the
-        service's path: no DataFrame), answered as columns."""
-        rows = self._history_rows(_Live.of_columns(live), max_rows) if columns.length(live) else []
-        return columns.from_rows(rows, schema.COLUMNS)
+        service's path: no DataFrame), answered as columns: :data:`HISTORY_COLUMNS` only, the
+        ones the features of a live claim read."""
+        rows = self._history_rows(_Live.of_columns(live), max_rows, self._selected(HISTORY_COLUMNS, True)) \
+            if columns.length(live) else []
+        return columns.from_rows(rows, HISTORY_COLUMNS)
 
-    def _history_rows(self, live: "_Live", max_rows: int) -> list[tuple]:
+    def _selected(self, names: Sequence[str], iso_text: bool) -> list:
+        """Columns to select; with ``iso_text``, SQLite datetimes as their stored ISO text (numpy
+        parses them in bulk, many times faster than a Python datetime per value)."""
+        raw = iso_text and self.engine.dialect.name == "sqlite"
+        return [sa.type_coerce(self.table.c[n], sa.String).label(n) if raw and schema.BY_NAME[n].dtype == "datetime"
+                else self.table.c[n] for n in names]
+
+    def _history_rows(self, live: "_Live", max_rows: int, selected: list) -> list[tuple]:
         t_max = live.t_max
         # pit counts whole seconds: a row at t - w + 0.4 s counts for a claim at t + 0.6 s
         first = live.first.floor("s")
@@ -253,11 +268,11 @@ class HistoryStore:
         rows: dict[str, tuple] = {}
         try:
             with self.engine.connect() as conn:
-                for query in self._direct_queries(live, lo, t_max):
+                for query in self._direct_queries(live, lo, t_max, selected):
                     for row in conn.execute(query):
                         if row[0] not in live.ids:
                             rows[row[0]] = tuple(row)
-                complete = self._expand_groups(conn, live, t_max, rows, max_rows)
+                complete = self._expand_groups(conn, live, t_max, rows, max_rows, selected)
         except sa.exc.SQLAlchemyError as exc:
             raise HistoryError(f"history store {self.shown}: cannot read history ({db_error(exc)})") from None
         if not complete:
@@ -267,7 +282,7 @@ class HistoryStore:
                         "group_size and group_prior_fraud may differ from the batch features", named, max_rows)
         return list(rows.values())
 
-    def _direct_queries(self, live: "_Live", lo: dict, t_max) -> Iterator[sa.Select]:
+    def _direct_queries(self, live: "_Live", lo: dict, t_max, selected: list) -> Iterator[sa.Select]:
         """Rows sharing a key with a live claim, in the key's time range (OR of indexed branches)."""
         t = self.table.c
         before = t.report_date < t_max
@@ -281,13 +296,16 @@ class HistoryStore:
         # one branch per key and IN chunk; SQLite ("MULTI-INDEX OR") and PostgreSQL (bitmap OR)
         # answer each branch from its key's index
         for i in range(0, len(branches), len(when)):
-            yield sa.select(self.table).where(sa.or_(*branches[i:i + len(when)]))
+            yield sa.select(*selected).where(sa.or_(*branches[i:i + len(when)]))
 
     def _expand_groups(self, conn: sa.Connection, live: "_Live", t_max, rows: dict[str, tuple],
-                       max_rows: int) -> bool:
+                       max_rows: int, selected: list) -> bool:
         """Add the live claimants' linked groups to ``rows``; False if stopped at ``max_rows``."""
         nodes = ("claimant_id", *catalog.LINK_IDENTIFIERS)
-        cols = {c.name: i for i, c in enumerate(self.table.columns)}
+        cols = {c.name: i for i, c in enumerate(selected)}
+        # report_date as selected: a datetime, or SQLite's ISO text (which sorts as the time does)
+        raw_report = not isinstance(selected[cols["report_date"]], sa.Column)
+        t_report = t_max.strftime("%Y-%m-%dT%H:%M:%S.%f") if raw_report else t_max
         visited: dict[str, set[str]] = {k: set() for k in nodes}
         frontier: dict[str, set[str]] = {k: set() for k in nodes}
         live_ids = live.ids
@@ -318,7 +336,7 @@ class HistoryStore:
                     return False
                 # rows already held (or live) come back too: allow for them in the limit
                 limit = budget + len(rows) + len(live_ids) + 1
-                found = conn.execute(sa.select(self.table).where(sa.or_(*branches[i:i + len(nodes)])).limit(limit)).all()
+                found = conn.execute(sa.select(*selected).where(sa.or_(*branches[i:i + len(nodes)])).limit(limit)).all()
                 new = [r for r in found if r[0] not in rows and r[0] not in live_ids]
                 if len(new) > budget:
                     for r in new[:budget]:
@@ -328,7 +346,7 @@ class HistoryStore:
                     if r[0] in live_ids:
                         continue
                     rows[r[0]] = tuple(r)
-                    if r[cols["claimant_id"]] is None or not r[cols["report_date"]] < t_max:
+                    if r[cols["claimant_id"]] is None or not r[cols["report_date"]] < t_report:
                         continue  # not an edge of the graph before t
                     for col in nodes:
                         value = r[cols[col]]

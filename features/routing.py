@@ -11,6 +11,7 @@ settle simply, unlikely to be fraud, small) beats ``standard``.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Mapping, Sequence
@@ -130,11 +131,16 @@ def _float(v: Any) -> float:
         return float("nan")
 
 
+@functools.lru_cache(maxsize=256)
+def _compiled(expr: str):
+    return compile(expr, "<rule>", "eval")
+
+
 def _eval_scalar(expr: str, values: Mapping[str, Any]) -> bool:
     """Evaluate a rule for one claim; unknown values (None/NaN) make comparisons false, as in pandas."""
     names = {k: (math.nan if v is None else v) for k, v in values.items()}
     try:
-        return bool(eval(compile(expr, "<rule>", "eval"), {"__builtins__": {}}, names))  # noqa: S307 - rule text is config
+        return bool(eval(_compiled(expr), {"__builtins__": {}}, names))  # noqa: S307 - rule text is config
     except (TypeError, NameError):
         return False
 

@@ -86,11 +86,9 @@ class DecisionLog:
         if not rows:
             return []
         try:
-            with self.engine.begin() as conn:
-                ids = []
-                for row in rows:  # one statement per row keeps ids portable across databases
-                    ids.append(conn.execute(self.table.insert().values(**row)).inserted_primary_key[0])
-            return ids
+            with self.engine.begin() as conn:  # one statement for all rows (RETURNING, in order)
+                result = conn.execute(self.table.insert().returning(self.table.c.id, sort_by_parameter_order=True), rows)
+                return [r[0] for r in result]
         except sa.exc.SQLAlchemyError as exc:
             raise DecisionLogError(f"decision log {self.shown}: cannot write ({db_error(exc)})") from None
 
