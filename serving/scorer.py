@@ -108,29 +108,32 @@ def _at(scores: np.ndarray | None, i: int) -> float | None:
 def top_reasons(bundle: ModelBundle, table: pd.DataFrame | Columns, matrix: np.ndarray, k: int = TOP_REASONS
                 ) -> list[list[dict]]:
     """The ``k`` features pushing each claim's score up the most (exact TreeSHAP, log-odds); a
-    claim's reasons do not depend on the other rows of ``matrix``."""
+    claim's reasons do not depend on the other rows of ``matrix``.
+
+    Values and sentences are made feature by feature for the claims that need them (a million claims
+    never become a million-by-features matrix of Python objects)."""
     contrib = bundle.explainer.contributions(matrix, stable=True)
     order = np.argsort(-contrib, axis=1, kind="stable")[:, :k]
+    top = np.take_along_axis(contrib, order, axis=1)
+    keep = top > 0  # a prefix of each row: the order is by decreasing contribution
     names = bundle.features
-    out = []
-    if isinstance(table, pd.DataFrame):
-        values = table[list(names)].to_numpy(dtype=object)
-    else:
-        values = np.empty((len(matrix), len(names)), dtype=object)
-        for j, name in enumerate(names):
-            values[:, j] = table[name]
-    for i in range(len(matrix)):
-        row = []
-        for j in order[i]:
-            if contrib[i, j] <= 0:
-                break
-            value = values[i, j]
-            value = None if value is None or (isinstance(value, float) and np.isnan(value)) else value
-            feature = catalog.BY_NAME.get(names[j])
-            text = feature.explain(value if value is not None else float("nan")) if feature else f"{names[j]}: {value}"
-            row.append({"feature": names[j], "value": value, "contribution": float(contrib[i, j]), "text": text})
-        out.append(row)
-    return out
+    values = np.empty(order.shape, dtype=object)
+    texts = np.empty(order.shape, dtype=object)
+    for j in np.unique(order[keep]):
+        at = np.nonzero(keep & (order == j))
+        column = table[names[j]]
+        picked = column.to_numpy(dtype=object)[at[0]] if isinstance(column, pd.Series) else column[at[0]]
+        plain = [None if v is None or v is pd.NA or (isinstance(v, float) and v != v) else
+                 (v.item() if isinstance(v, np.generic) else v) for v in picked]
+        feature = catalog.BY_NAME.get(names[j])
+        values[at] = plain
+        texts[at] = [feature.explain(float("nan") if v is None else v) if feature else f"{names[j]}: {v}"
+                     for v in plain]
+    counts = keep.sum(axis=1).tolist()
+    top_list, order_list, values_list, texts_list = top.tolist(), order.tolist(), values.tolist(), texts.tolist()
+    return [[{"feature": names[o], "value": v, "contribution": c, "text": t}
+             for o, v, c, t in zip(order_list[i][:n], values_list[i][:n], top_list[i][:n], texts_list[i][:n])]
+            for i, n in enumerate(counts)]
 
 
 def _jsonable(v):
