@@ -31,7 +31,7 @@ def _observe(answers: list[dict]) -> None:
                 SCORES.labels(model=model).observe(a[f"{model}_score"])
 
 
-@bentoml.service(name="claimscore", traffic={"timeout": 60})
+@bentoml.service(name="claimscore", traffic={"timeout": 60}, logging={"access": {"enabled": False}})
 @bentoml.asgi_app(api.app, path="/")
 class ClaimScore:
     def __init__(self) -> None:
