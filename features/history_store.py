@@ -71,6 +71,8 @@ def _lookback(key: str) -> pd.Timedelta:
 LOOKBACK: dict[str, pd.Timedelta] = {key: _lookback(key) for key in WINDOW_KEYS}
 """How far back each window key's rows can matter (365 days for every key today)."""
 _TIME_COLUMNS = ("report_date", "investigation_closed_date")
+LISTED_CHANGES_MAX = 10_000
+"""A write of more claims goes into the change feed as one "anything may have changed" row."""
 _MAX_PARAMS = 5_000
 """Values bound in one IN (...) list; larger sets are split (SQLite allows 32,766 per statement)."""
 
@@ -92,6 +94,13 @@ class HistoryStore:
         if self.engine.dialect.name == "sqlite":
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
         self.table = _claims_table(table, sa.MetaData())
+        self.changes = sa.Table(f"{table}_changes", self.table.metadata,
+                                sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+                                sa.Column("claim_id", sa.String, nullable=True))
+        """The change feed: one row per claim written (``claim_id`` NULL: a bulk write, anything may
+        have changed), in commit order; :class:`features.history_index.HistoryIndex` follows it."""
+        self.last_write: tuple[int, int] | None = None
+        """Sequence numbers ``(first, last)`` of the change rows of this object's latest write."""
         try:
             self.table.metadata.create_all(self.engine)
             present = {c["name"] for c in sa.inspect(self.engine).get_columns(table)}
@@ -116,8 +125,8 @@ class HistoryStore:
         self.engine.dispose()
 
     def drop(self) -> None:
-        """Drop the table and its indexes (tests and re-builds)."""
-        self.table.drop(self.engine, checkfirst=True)
+        """Drop the table, its indexes and its change feed (tests and re-builds)."""
+        self.table.metadata.drop_all(self.engine, checkfirst=True)
 
     def __len__(self) -> int:
         with self.engine.connect() as conn:
@@ -152,6 +161,7 @@ class HistoryStore:
                 if rebuild:
                     for index in self.table.indexes:
                         index.create(conn)
+                self._note_changes(conn, frame["claim_id"].tolist())
         except sa.exc.SQLAlchemyError as exc:
             raise HistoryError(f"history store {self.shown}: cannot write claims ({db_error(exc)})") from None
         return done
@@ -164,6 +174,7 @@ class HistoryStore:
         try:
             with self.engine.begin() as conn:
                 self._write(conn, frame)
+                self._note_changes(conn, list(frame["claim_id"]))
         except sa.exc.SQLAlchemyError as exc:
             raise HistoryError(f"history store {self.shown}: cannot write claims ({db_error(exc)})") from None
         return columns.length(frame)
@@ -188,6 +199,8 @@ class HistoryStore:
         try:
             with self.engine.begin() as conn:
                 updated = conn.execute(stmt).rowcount
+                if updated:
+                    self._note_changes(conn, [str(claim_id)])
         except sa.exc.SQLAlchemyError as exc:
             raise HistoryError(f"history store {self.shown}: cannot record outcome ({db_error(exc)})") from None
         if updated == 0:
@@ -198,11 +211,57 @@ class HistoryStore:
         removed = 0
         try:
             with self.engine.begin() as conn:
-                for ids in _chunks(sorted({str(c) for c in claim_ids})):
+                ids_all = sorted({str(c) for c in claim_ids})
+                for ids in _chunks(ids_all):
                     removed += conn.execute(sa.delete(self.table).where(self.table.c.claim_id.in_(ids))).rowcount
+                self._note_changes(conn, ids_all)
         except sa.exc.SQLAlchemyError as exc:
             raise HistoryError(f"history store {self.shown}: cannot delete claims ({db_error(exc)})") from None
         return removed
+
+    def _note_changes(self, conn: sa.Connection, claim_ids: list[str]) -> None:
+        """Add the written claims to the change feed, inside the writing transaction."""
+        if not claim_ids:
+            return
+        if self.engine.dialect.name == "postgresql":  # writers in turn: sequence numbers commit in order
+            conn.execute(sa.text(f'LOCK TABLE "{self.changes.name}" IN EXCLUSIVE MODE'))
+        rows = [{"claim_id": None}] if len(claim_ids) > LISTED_CHANGES_MAX else [{"claim_id": c} for c in claim_ids]
+        conn.execute(sa.insert(self.changes), rows)
+        last = int(conn.execute(sa.select(sa.func.max(self.changes.c.seq))).scalar_one())
+        self.last_write = (last - len(rows) + 1, last)
+
+    # --- the change feed ------------------------------------------------------------------------
+
+    def snapshot(self) -> tuple[Columns, int]:
+        """Every stored claim's :data:`HISTORY_COLUMNS`, and the change feed's last sequence number,
+        read in one transaction (what :class:`features.history_index.HistoryIndex` starts from)."""
+        try:
+            with self.engine.connect() as conn, conn.begin():
+                seq = conn.execute(sa.select(sa.func.max(self.changes.c.seq))).scalar_one() or 0
+                rows = conn.execute(sa.select(*self._selected(HISTORY_COLUMNS, True))).all()
+        except sa.exc.SQLAlchemyError as exc:
+            raise HistoryError(f"history store {self.shown}: cannot read history ({db_error(exc)})") from None
+        return columns.from_rows(rows, HISTORY_COLUMNS), int(seq)
+
+    def changes_since(self, seq: int) -> list[tuple[int, str | None]]:
+        """Change-feed rows after ``seq``: ``(seq, claim_id)``, ``claim_id`` None for a bulk write."""
+        c = self.changes.c
+        try:
+            with self.engine.connect() as conn:
+                return [tuple(r) for r in conn.execute(sa.select(c.seq, c.claim_id).where(c.seq > seq).order_by(c.seq))]
+        except sa.exc.SQLAlchemyError as exc:
+            raise HistoryError(f"history store {self.shown}: cannot read its changes ({db_error(exc)})") from None
+
+    def rows_for(self, claim_ids: Iterable[str]) -> Columns:
+        """The stored :data:`HISTORY_COLUMNS` of these claims (those still stored)."""
+        selected = self._selected(HISTORY_COLUMNS, True)
+        try:
+            with self.engine.connect() as conn:
+                rows = [r for ids in _chunks(sorted(set(claim_ids)))
+                        for r in conn.execute(sa.select(*selected).where(self.table.c.claim_id.in_(ids)))]
+        except sa.exc.SQLAlchemyError as exc:
+            raise HistoryError(f"history store {self.shown}: cannot read history ({db_error(exc)})") from None
+        return columns.from_rows(rows, HISTORY_COLUMNS)
 
     def _write(self, conn: sa.Connection, part: pd.DataFrame | Columns) -> None:
         if self._driver_sql is not None:

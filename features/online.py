@@ -12,7 +12,7 @@ numbers as the batch features of a table holding all claims: one implementation,
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 import pandas as pd
 
@@ -22,14 +22,19 @@ from features.columns import Columns
 from features.catalog import Feature
 from features.history_store import HistoryStore, as_canonical
 
+if TYPE_CHECKING:
+    from features.history_index import HistoryIndex
 
-def online_features(store: HistoryStore, claims: pd.DataFrame | Columns, features: Sequence[Feature | str],
+
+def online_features(store: HistoryStore | HistoryIndex, claims: pd.DataFrame | Columns, features: Sequence[Feature | str],
                     extras: Mapping[str, object] | None = None, *, max_rows: int = 20_000
                     ) -> pd.DataFrame | Columns:
     """Features of the live ``claims`` (same index), computed with the stored history.
 
     ``claims`` is a canonical DataFrame (answered with a DataFrame) or :data:`features.columns.Columns`
     with every canonical column (answered with a dict of arrays, no pandas on the way: the service).
+    ``store`` may be the service's in-memory :class:`~features.history_index.HistoryIndex` (for
+    columns only; the caller refreshes it).
 
     ``features`` is the model's recorded feature list: always explicit, since which features a
     frame can support differs between one claim and a table. Claims given together are treated

@@ -3,6 +3,9 @@
 A live claim is scored from its online features (the claim plus the history rows that can
 influence it, through the same ``build_features`` as training), then its decision is written to the
 decision log (committed before the answer leaves) and the claim is appended to the history store.
+The history is read from memory (:class:`features.history_index.HistoryIndex`, which follows the
+store's change feed, so claims loaded and outcomes recorded by other processes are seen at the next
+batch).
 The whole path runs on arrays (:mod:`features.columns`), and claims that arrive together are scored
 together (:mod:`serving.batching`).
 """
@@ -19,6 +22,7 @@ import numpy as np
 
 from features import catalog, columns
 from features.config import Settings, load_settings
+from features.history_index import HistoryIndex
 from features.history_store import HistoryStore
 from features.online import online_features
 from serving.batching import Batcher, Job
@@ -30,13 +34,13 @@ from serving.scorer import Scorer
 class ServiceState:
     settings: Settings
     scorer: Scorer
-    history: HistoryStore
+    history: HistoryIndex
     log: DecisionLog
 
     @classmethod
     def load(cls, settings: Settings | None = None) -> "ServiceState":
         settings = settings or load_settings().ensure_dirs()
-        return cls(settings, Scorer.from_registry(settings), HistoryStore(settings.history_url),
+        return cls(settings, Scorer.from_registry(settings), HistoryIndex(HistoryStore(settings.history_url)),
                    DecisionLog(settings.decision_log_url))
 
     def __post_init__(self) -> None:
@@ -79,6 +83,7 @@ class ServiceState:
     def _score(self, records: list[dict[str, Any]], payloads: list[Any], keys: list[str]) -> list[dict[str, Any]]:
         with self._lock:
             claims = columns.from_records(records)
+            self.history.refresh()
             table = online_features(self.history, claims, self.scorer.features, self.scorer.extras)
             result = self.scorer.score_features(table)
             scored_at = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
@@ -107,6 +112,7 @@ class ServiceState:
     def explain(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Every feature's contribution (log-odds) for both models, with base values."""
         with self._lock:
+            self.history.refresh()
             table = online_features(self.history, columns.from_records(records), self.scorer.features,
                                     self.scorer.extras)
         out = [{"claim_id": r["claim_id"], "models": {}} for r in records]

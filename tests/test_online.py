@@ -15,6 +15,7 @@ import pytest
 from features import columns, schema
 from features.build import available_features, build_features
 from features.errors import ClaimScoreError, HistoryError, UnknownClaimError
+from features.history_index import HistoryIndex
 from features.history_store import HistoryStore, as_canonical
 from features.online import online_features
 from features.synthetic import generate_claims
@@ -85,13 +86,20 @@ def without_outcomes(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def live_features(store: HistoryStore, part: pd.DataFrame, features: list, path: str) -> pd.DataFrame:
-    """``online_features`` of ``part`` given as a DataFrame, or as arrays (the service's path),
-    then ``part`` appended the same way."""
+PATHS = ["frame", "arrays", "index"]
+"""A DataFrame against the store; arrays against the store; arrays against the in-memory index
+(the service's path)."""
+
+
+def live_features(store: HistoryStore | HistoryIndex, part: pd.DataFrame, features: list, path: str) -> pd.DataFrame:
+    """``online_features`` of ``part`` by ``path``, then ``part`` appended the same way (``store`` is
+    a :class:`HistoryIndex` for the index path, refreshed first as the service does)."""
     if path == "frame":
         out = online_features(store, part, features)
         store.append(part)
         return out
+    if path == "index":
+        store.refresh()
     cols = columns.from_frame(as_canonical(part))
     answer = online_features(store, cols, features)
     store.append(cols)
@@ -103,13 +111,14 @@ def replay(store: HistoryStore, claims: pd.DataFrame, features: list, step: int,
     """Score the claims in report-time order, ``step`` at a time, each batch against a store holding
     every earlier claim, then append the batch (with its outcome columns as recorded: the features
     only use outcomes decided before a claim's report)."""
-    return pd.concat([live_features(store, claims.iloc[start:start + step], features, path)
+    source = HistoryIndex(store) if path == "index" else store
+    return pd.concat([live_features(source, claims.iloc[start:start + step], features, path)
                       for start in range(0, len(claims), step)])
 
 
 # --- no training/serving skew ------------------------------------------------------------------
 
-@pytest.mark.parametrize("path", ["frame", "arrays"])
+@pytest.mark.parametrize("path", PATHS)
 def test_live_claims_replayed_in_time_order_get_their_batch_features(claims, feats, batch, store, path):
     assert len(feats) > 45 and {"group_size", "payee_fraud_rate_365d"} <= {f.name for f in feats}
     online = replay(store, claims, feats, step=50, path=path)
@@ -117,7 +126,7 @@ def test_live_claims_replayed_in_time_order_get_their_batch_features(claims, fea
     assert len(store) == len(claims)
 
 
-@pytest.mark.parametrize("path", ["frame", "arrays"])
+@pytest.mark.parametrize("path", PATHS)
 def test_one_live_claim_at_a_time_with_outcomes_recorded_as_they_arrive(claims, feats, batch, store, path):
     first = len(claims) - 120
     t_first = claims["report_date"].iloc[first]
@@ -126,6 +135,7 @@ def test_one_live_claim_at_a_time_with_outcomes_recorded_as_they_arrive(claims, 
     for col in DECISION:
         known.loc[pending, col] = None
     store.load(known)
+    source = HistoryIndex(store) if path == "index" else store  # outcomes come through the store
     events = [(t, 0, i) for i, t in claims["report_date"].iloc[first:].items()]
     decided = claims["investigation_closed_date"] >= t_first
     events += [(t, 1, i) for i, t in claims.loc[decided, "investigation_closed_date"].items()]
@@ -133,7 +143,7 @@ def test_one_live_claim_at_a_time_with_outcomes_recorded_as_they_arrive(claims, 
     for _, kind, i in sorted(events):  # at the same moment a claim arrives before a decision
         row = claims.loc[[i]]
         if kind == 0:
-            scored[i] = live_features(store, without_outcomes(row), feats, path)
+            scored[i] = live_features(source, without_outcomes(row), feats, path)
         else:
             store.record_outcome(row["claim_id"].iloc[0], **{c: _value(row[c].iloc[0]) for c in DECISION})
     online = pd.concat([scored[i] for i in sorted(scored)])
@@ -303,10 +313,11 @@ def postgres_store():
 
 
 @pytest.mark.postgres
-def test_live_claims_get_their_batch_features_on_postgresql(postgres_store):
+@pytest.mark.parametrize("path", ["frame", "index"])
+def test_live_claims_get_their_batch_features_on_postgresql(postgres_store, path):
     claims = prepared_claims(500, seed=7)
     feats = available_features(claims)
-    online = replay(postgres_store, claims, feats, step=25)
+    online = replay(postgres_store, claims, feats, step=25, path=path)
     assert_same_features(online, build_features(claims, feats))
     pd.testing.assert_frame_equal(postgres_store.read_all(), claims[list(schema.COLUMNS)].reset_index(drop=True))
 

@@ -1,0 +1,235 @@
+"""The history a live claim's features read, held in memory by the service and kept in step with the
+history store through its change feed.
+
+A SQL round trip per live claim (several, with the linked-group expansion) cost ~4 ms for one claim
+and ~15 ms for 32 against a 200,000-claim store. :class:`HistoryIndex` holds the store's
+:data:`~features.history_store.HISTORY_COLUMNS` as numpy arrays with a position list per
+identifier value, answers :meth:`history_columns` exactly as
+:meth:`HistoryStore.history_columns <features.history_store.HistoryStore.history_columns>` does
+(the same rows: the same features), and writes through to the store.
+
+Staying in step: every write to the store (this index's own appends, ``claimscore history load``,
+outcomes recorded by another process, deletions) adds its claim ids to the store's change feed in the
+same transaction. :meth:`refresh`, called before each batch of live claims, reads the feed past the
+last change it has seen (one indexed query; nothing to do in the common case), re-reads the changed
+claims, and reloads everything after a bulk write. Its own appends are applied at once and their
+change rows skipped.
+
+Memory: about 200 bytes per stored claim (13 columns, identifier strings shared per value), ~200 MB
+for a million claims.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from typing import Any
+
+import numpy as np
+
+from features import catalog, columns
+from features.columns import Columns
+from features.history_store import ALL_PAST_KEYS, HISTORY_COLUMNS, LOOKBACK, WINDOW_KEYS, HistoryStore, _links
+
+log = logging.getLogger(__name__)
+
+KEYS = (*ALL_PAST_KEYS, *WINDOW_KEYS)
+"""Identifier columns looked up by value."""
+_NODES = ("claimant_id", *catalog.LINK_IDENTIFIERS)
+_NAT = np.datetime64("NaT", "ns")
+
+
+class HistoryIndex:
+    def __init__(self, store: HistoryStore):
+        self.store = store
+        self.reloads = 0
+        """Full reads of the store so far (the first included)."""
+        self._reload()
+
+    # --- staying in step with the store ---------------------------------------------------------
+
+    def _reload(self) -> None:
+        cols, seq = self.store.snapshot()
+        self._seq = seq
+        self._n = 0
+        self._cols: Columns = {name: columns.missing(0, columns.array_dtype(name)) for name in HISTORY_COLUMNS}
+        self._row: dict[str, int] = {}
+        self._by: dict[str, defaultdict[Any, list[int]]] = {k: defaultdict(list) for k in KEYS}
+        self._put(cols)
+        self.reloads += 1
+
+    def refresh(self) -> int:
+        """Apply the store's changes since the last look; the number of change rows applied."""
+        changes = self.store.changes_since(self._seq)
+        if not changes:
+            return 0
+        if any(claim_id is None for _, claim_id in changes):
+            self._reload()
+            return len(changes)
+        ids = {claim_id for _, claim_id in changes}
+        found = self.store.rows_for(ids)
+        self._remove(ids - set(found["claim_id"]))
+        self._put(found)
+        self._seq = changes[-1][0]
+        return len(changes)
+
+    def append(self, claims: Columns) -> int:
+        """Write scored claims through to the store (:meth:`HistoryStore.append`), then hold them."""
+        written = self.store.append(claims)
+        self._put({name: claims[name] for name in HISTORY_COLUMNS})
+        first, last = self.store.last_write or (self._seq + 1, self._seq)
+        if first == self._seq + 1:  # nobody else wrote in between: our own change rows are applied
+            self._seq = last
+        return written
+
+    def __len__(self) -> int:
+        return len(self._row)
+
+    def get(self, claim_id: str) -> dict[str, Any] | None:
+        """A held claim's :data:`HISTORY_COLUMNS` values, or None."""
+        row = self._row.get(claim_id)
+        return None if row is None else {name: self._cols[name][row] for name in HISTORY_COLUMNS}
+
+    def _put(self, cols: Columns) -> None:
+        """Insert or replace rows (by claim id)."""
+        n = columns.length(cols)
+        if not n:
+            return
+        rows = np.empty(n, dtype=np.int64)
+        for i, claim_id in enumerate(cols["claim_id"]):
+            row = self._row.get(claim_id)
+            if row is None:
+                row = self._row[claim_id] = self._n
+                self._n += 1
+            rows[i] = row
+        self._grow(self._n)
+        for name in HISTORY_COLUMNS:
+            values = cols[name]
+            if name in self._by:
+                values = self._index(name, values, rows)
+            self._cols[name][rows] = values
+
+    def _index(self, key: str, values: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """Add rows to the key's position lists; the values with one shared object per value."""
+        lists = self._by[key]
+        shared = np.empty(len(values), dtype=object)
+        for i, (value, row) in enumerate(zip(values.tolist(), rows.tolist())):
+            if value is None:
+                continue
+            bucket = lists.get(value)
+            if bucket is None:
+                bucket = lists[value] = []
+            bucket.append(row)
+            shared[i] = value
+        return shared
+
+    def _remove(self, claim_ids: set[str]) -> None:
+        for claim_id in claim_ids:
+            row = self._row.pop(claim_id, None)
+            if row is not None:  # the position stays, marked dead; lists skip it on reading
+                self._cols["claim_id"][row] = None
+                for key in KEYS:
+                    self._cols[key][row] = None
+
+    def _grow(self, n: int) -> None:
+        capacity = len(self._cols["claim_id"])
+        if n <= capacity:
+            return
+        size = max(n, 2 * capacity, 1024)
+        for name, arr in self._cols.items():
+            self._cols[name] = np.concatenate([arr, columns.missing(size - capacity, arr.dtype)])
+
+    # --- reading --------------------------------------------------------------------------------
+
+    def _rows(self, key: str, value: Any) -> np.ndarray:
+        """Live positions whose ``key`` is ``value`` now."""
+        bucket = self._by[key].get(value)
+        if not bucket:
+            return np.empty(0, dtype=np.int64)
+        rows = np.fromiter(bucket, dtype=np.int64, count=len(bucket))
+        return rows[self._cols[key][rows] == value]
+
+    def history_columns(self, live: Columns, max_rows: int = 20_000) -> Columns:
+        """The rows that can influence the live claims' features, as
+        :meth:`HistoryStore.history_columns <features.history_store.HistoryStore.history_columns>`
+        answers them: rows sharing a key in its time range, and the live claimants' linked groups
+        (up to ``max_rows`` rows, with a warning naming the claim when cut)."""
+        if not columns.length(live):
+            return {name: self._cols[name][:0] for name in HISTORY_COLUMNS}
+        report = self._cols["report_date"]
+        closed = self._cols["investigation_closed_date"]
+        t_max = live["report_date"].max().astype("datetime64[ns]")
+        first = live["report_date"].min().astype("datetime64[s]").astype("datetime64[ns]")
+        ids = {c for c in live["claim_id"] if c is not None}
+        picked: set[int] = set()
+
+        def take(rows: np.ndarray) -> None:
+            picked.update(r for r in rows.tolist() if self._cols["claim_id"][r] not in ids)
+
+        for key in KEYS:
+            values = {v for v in live.get(key, ()) if v is not None}
+            for value in values:
+                rows = self._rows(key, value)
+                before = report[rows] < t_max
+                if key == "claimant_id":
+                    keep = before | (closed[rows] < t_max)
+                elif key in ALL_PAST_KEYS:
+                    keep = before
+                else:
+                    lo = first - np.timedelta64(LOOKBACK[key])
+                    keep = (before & (report[rows] >= lo)) | ((closed[rows] >= lo) & (closed[rows] < t_max))
+                take(rows[keep])
+        complete = self._expand_groups(live, t_max, ids, picked, max_rows)
+        if not complete:
+            shown = sorted(ids)
+            named = f"claim {shown[0]}" + (f" (and {len(shown) - 1} other live claims)" if len(shown) > 1 else "")
+            log.warning("history for %s: linked-group expansion stopped at max_rows=%d history rows; "
+                        "group_size and group_prior_fraud may differ from the batch features", named, max_rows)
+        rows = np.array(sorted(picked), dtype=np.int64)
+        return {name: self._cols[name][rows] for name in HISTORY_COLUMNS}
+
+    def _expand_groups(self, live: Columns, t_max: np.datetime64, ids: set, picked: set[int], max_rows: int) -> bool:
+        """Add the live claimants' linked groups (as of ``t_max``) to ``picked``; False if cut."""
+        report, closed = self._cols["report_date"], self._cols["investigation_closed_date"]
+        claimant, payee_type = self._cols["claimant_id"], self._cols["payee_type"]
+        visited: dict[str, set] = {k: set() for k in _NODES}
+        frontier: dict[str, set] = {k: set() for k in _NODES}
+        expanded: set[int] = set()  # rows whose links have been followed
+        missing = columns.missing(columns.length(live), object)
+        for rec in zip(*(live.get(c, missing) for c in (*_NODES, "payee_type"))):
+            if rec[0] is None:
+                continue
+            for col, value in zip(_NODES, rec):
+                if _links(col, value, rec[-1]):
+                    frontier[col].add(value)
+        while any(frontier.values()):
+            for col in _NODES:
+                visited[col] |= frontier[col]
+            found: list[int] = []
+            for col in _NODES:
+                for value in frontier[col]:
+                    rows = self._rows(col, value)
+                    before = report[rows] < t_max
+                    if col == "claimant_id":  # all its claims: links, and fraud decided before t
+                        keep = before | (closed[rows] < t_max)
+                    else:
+                        keep = before & (claimant[rows] != None)  # noqa: E711 - elementwise on objects
+                        if col == "payee_account":
+                            keep &= payee_type[rows] != "provider"
+                    found += rows[keep].tolist()
+            frontier = {k: set() for k in _NODES}
+            for row in found:
+                if row in expanded or self._cols["claim_id"][row] in ids:
+                    continue
+                if row not in picked:
+                    if len(picked) >= max_rows:
+                        return False
+                    picked.add(row)
+                expanded.add(row)
+                if claimant[row] is None or not report[row] < t_max:
+                    continue  # not an edge of the graph before t
+                for col in _NODES:
+                    value = self._cols[col][row]
+                    if _links(col, value, payee_type[row]) and value not in visited[col]:
+                        frontier[col].add(value)
+        return True
