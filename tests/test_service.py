@@ -73,6 +73,18 @@ class Server:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
 
+    def workers(self) -> list[int]:
+        """Pids of the BentoML workers serving this port (each runs in a session of its own)."""
+        out = subprocess.run(["pgrep", "-f", "_bentoml_impl.worker.service"], capture_output=True, text=True).stdout
+        mine = []
+        for pid in map(int, out.split()):
+            try:
+                if f"CLAIMSCORE_HOME={self.home}".encode() in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"):
+                    mine.append(pid)
+            except OSError:
+                pass
+        return mine
+
 
 def _decode(raw: bytes):
     try:
@@ -220,12 +232,18 @@ def test_killing_the_server_right_after_answers_loses_no_decision(home, keys):
     srv = Server(home)
     answered = []
     try:
+        workers = srv.workers()
+        assert workers
         for i in range(25):
             status, body = srv.call("POST", "/score", {**GOOD, "claim_id": f"KILL-{i}"}, keys["scorer"])
             assert status == 200
             answered.append(body["claim_id"])
     finally:
         srv.kill()
+    deadline = time.monotonic() + 10
+    while any(Path(f"/proc/{pid}").exists() for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not [pid for pid in workers if Path(f"/proc/{pid}").exists()], "a worker outlived its killed server"
     logged = {row["claim_id"] for row in DecisionLog(f"sqlite:///{home / 'decisions.db'}").read()}
     assert set(answered) <= logged
 
