@@ -81,42 +81,47 @@ def resolve(features: Iterable[Feature | str], extras: Mapping[str, object] | No
 
 
 def build_features(frame: pd.DataFrame | Columns, features: Sequence[Feature | str] | None = None,
-                   extras: Mapping[str, object] | None = None) -> pd.DataFrame | Columns:
+                   extras: Mapping[str, object] | None = None, *, rows: slice | None = None
+                   ) -> pd.DataFrame | Columns:
     """Features for every row of a canonical ``frame``, in the order asked for.
 
     ``frame`` is a DataFrame (the answer is a DataFrame with the same index) or a
     :data:`features.columns.Columns` dict (the answer is a dict of arrays: the live path, with no
     pandas per claim; ``features`` must then be given). Numeric features are float64 (NaN when
     unknown); categorical ones are strings (missing: NaN in a DataFrame, ``None`` in arrays).
+
+    ``rows``: answer for these rows only (positions); every row of ``frame`` still counts as history.
+    The online path asks for its live claims, which follow the stored rows that can reach them.
     """
+    q = rows if rows is not None else slice(None)
     data = Reader(frame)
     if features is None and not data.is_frame:
         raise TypeError("build_features on arrays needs the model's feature list (features=...)")
     wanted = available_features(frame, extras) if features is None else resolve(features, extras)  # type: ignore[arg-type]
     names = {f.name for f in wanted}
     cols: dict[str, np.ndarray] = {}
-    _notice(data, names, cols)
+    _notice(data, names, cols, q)
     if names & _HISTORY:
-        _history(data, names, cols)
+        _history(data, names, cols, q)
     if names & _LINK:
-        _links(data, names, cols)
+        _links(data, names, cols, q)
     out = {}
     for f in wanted:
         if f.name in cols:
             value = cols[f.name]
         elif f.family == "extra" or f.kind == "categorical":
-            value = data.get(f.name)
+            value = data.get(f.name)[q]
         else:  # pragma: no cover - every catalog feature is computed above
             raise KeyError(f.name)
         if data.is_frame:
-            series = pd.Series(value, index=frame.index)  # type: ignore[union-attr]
+            series = pd.Series(value, index=frame.index[q])  # type: ignore[union-attr]
             out[f.name] = series.astype("str") if f.kind == "categorical" else \
                 pd.to_numeric(series, errors="coerce").astype("float64")
         elif f.kind == "categorical":
             out[f.name] = np.array([None if _missing(v) else str(v) for v in value], dtype=object)
         else:
             out[f.name] = value if value.dtype == np.float64 else np.array([_float(v) for v in value])
-    return pd.DataFrame(out, index=frame.index) if data.is_frame else out  # type: ignore[union-attr]
+    return pd.DataFrame(out, index=frame.index[q]) if data.is_frame else out  # type: ignore[union-attr]
 
 
 def _missing(v: object) -> bool:
@@ -142,8 +147,11 @@ def _days(later: np.ndarray, earlier: np.ndarray) -> np.ndarray:
     return (later - earlier) / _SECOND / DAY_S
 
 
-def _notice(data: Reader, names: set[str], cols: dict) -> None:
-    amount = data.get("claimed_amount")
+def _notice(data: Reader, names: set[str], cols: dict, q: slice) -> None:
+    def get(name: str) -> np.ndarray:
+        return data.get(name)[q]
+
+    amount = get("claimed_amount")
     pairs = {
         "days_since_policy_start": ("incident_date", "policy_start_date"),
         "days_to_policy_end": ("policy_end_date", "incident_date"),
@@ -152,29 +160,29 @@ def _notice(data: Reader, names: set[str], cols: dict) -> None:
     }
     for name, (later, earlier) in pairs.items():
         if name in names:
-            cols[name] = _days(data.get(later), data.get(earlier))
+            cols[name] = _days(get(later), get(earlier))
     with np.errstate(divide="ignore", invalid="ignore"):
         if "amount_to_sum_insured" in names:
-            si = data.get("sum_insured")
+            si = get("sum_insured")
             cols["amount_to_sum_insured"] = np.where(si > 0, amount / si, np.nan)
         if "amount_to_deductible" in names:
-            cols["amount_to_deductible"] = amount / np.maximum(data.get("deductible"), 1.0)
+            cols["amount_to_deductible"] = amount / np.maximum(get("deductible"), 1.0)
     if "gap_below_authority_limit" in names:
-        gap = np.full(data.n, np.nan)
+        gap = np.full(len(amount), np.nan)
         for limit in sorted(catalog.AUTHORITY_LIMITS, reverse=True):  # the nearest limit above wins
             below = amount < limit
             gap[below] = (limit - amount[below]) / limit
         cols["gap_below_authority_limit"] = gap
     if "report_hour" in names:
-        r = data.get("report_date")
+        r = get("report_date")
         minutes = (r - r.astype("datetime64[D]")) / np.timedelta64(1, "m")
         cols["report_hour"] = np.floor(minutes / 60) + np.floor(minutes % 60) / 60
     for name, col in (("report_weekday", "report_date"), ("incident_weekday", "incident_date")):
         if name in names:  # Monday = 0; 1970-01-01 was a Thursday
-            days = data.get(col).astype("datetime64[D]")
+            days = get(col).astype("datetime64[D]")
             cols[name] = np.where(np.isnat(days), np.nan, (days.astype(np.int64) + 3) % 7)
     for name in names & _PASSTHROUGH:  # numeric features that are canonical columns as they are
-        cols[name] = data.get(name)
+        cols[name] = get(name)
 
 
 _PASSTHROUGH = {f.name for f in catalog.FEATURES
@@ -217,7 +225,7 @@ def _decisions(data: Reader) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nda
     return ~np.isnat(closed), _seconds(closed), inv, fraud
 
 
-def _history(data: Reader, names: set[str], cols: dict) -> None:
+def _history(data: Reader, names: set[str], cols: dict, q: slice) -> None:
     t = _seconds(data.get("report_date"))
     amount = np.nan_to_num(data.get("claimed_amount"))
     decided, dtime, inv, fraud = _decisions(data)
@@ -228,37 +236,37 @@ def _history(data: Reader, names: set[str], cols: dict) -> None:
         for label in ("90d", "365d", "3y"):
             name = f"claimant_claims_{label}"
             if name in names:
-                cols[name] = pit.window_stats(key, t, None, key, t, w[label])[0]
+                cols[name] = pit.window_stats(key, t, None, key[q], t[q], w[label])[0]
         if "claimant_amount_365d" in names:
-            cols["claimant_amount_365d"] = pit.window_stats(key, t, amount, key, t, w["365d"])[1]
+            cols["claimant_amount_365d"] = pit.window_stats(key, t, amount, key[q], t[q], w["365d"])[1]
         if "claimant_days_since_last_claim" in names:
-            last = pit.window_stats(key, t, None, key, t, None)[2]
-            cols["claimant_days_since_last_claim"] = (t - last) / DAY_S
+            last = pit.window_stats(key, t, None, key[q], t[q], None)[2]
+            cols["claimant_days_since_last_claim"] = (t[q] - last) / DAY_S
         if names & {"claimant_prior_investigations", "claimant_prior_fraud"}:
             dk = np.where(decided, key, pit.NO_KEY)
-            cols["claimant_prior_investigations"] = pit.window_stats(dk, dtime, inv, key, t, None)[1]
-            cols["claimant_prior_fraud"] = pit.window_stats(dk, dtime, fraud, key, t, None)[1]
+            cols["claimant_prior_investigations"] = pit.window_stats(dk, dtime, inv, key[q], t[q], None)[1]
+            cols["claimant_prior_fraud"] = pit.window_stats(dk, dtime, fraud, key[q], t[q], None)[1]
     if "policy_prior_claims" in names:
         key, _ = _codes(data.keys("policy_id"))
-        cols["policy_prior_claims"] = pit.window_stats(key, t, None, key, t, None)[0]
+        cols["policy_prior_claims"] = pit.window_stats(key, t, None, key[q], t[q], None)[0]
     for prefix, col in (("provider", "provider_id"), ("payee", "payee_account")):
         if not any(n.startswith(prefix + "_") and n in _HISTORY for n in names):
             continue
         key, _ = _codes(data.keys(col))
-        claims = pit.window_stats(key, t, None, key, t, w["365d"])[0]
+        claims = pit.window_stats(key, t, None, key[q], t[q], w["365d"])[0]
         cols[f"{prefix}_claims_365d"] = claims
         dk = np.where(decided, key, pit.NO_KEY)
         for rate, values in (("referral", inv), ("fraud", fraud)):
             name = f"{prefix}_{rate}_rate_365d"
             if name in names:
-                events = pit.window_stats(dk, dtime, values, key, t, w["365d"])[1]
+                events = pit.window_stats(dk, dtime, values, key[q], t[q], w["365d"])[1]
                 prior = catalog.RATE_PRIOR[rate]
                 cols[name] = (events + catalog.RATE_STRENGTH * prior) / (claims + catalog.RATE_STRENGTH)
 
 
 # --- links --------------------------------------------------------------------------------------
 
-def _links(data: Reader, names: set[str], cols: dict) -> None:
+def _links(data: Reader, names: set[str], cols: dict, q: slice) -> None:
     t = _seconds(data.get("report_date"))
     member, n_members = _codes(data.keys("claimant_id"))
     window = catalog.LINK_WINDOW_DAYS * DAY_S
@@ -266,7 +274,7 @@ def _links(data: Reader, names: set[str], cols: dict) -> None:
                       ("address_claimants_365d", "address"), ("provider_claimants_365d", "provider_id")):
         if name in names:
             key, _ = _codes(data.keys(col))
-            cols[name] = pit.distinct_in_window(key, t, member, key, t, member, window, max(n_members, 1))
+            cols[name] = pit.distinct_in_window(key, t, member, key[q], t[q], member[q], window, max(n_members, 1))
     if names & {"group_size", "group_prior_fraud"}:
         # node codes: claimants first, then each identifier kind in its own range; accounts of
         # providers paid directly join nobody (a repairer's account is shared by all its customers)
@@ -283,4 +291,4 @@ def _links(data: Reader, names: set[str], cols: dict) -> None:
         decided, dtime, _, fraud = _decisions(data)
         size, group_fraud = pit.linked_groups(t, member, link_arr, np.where(decided, dtime, _NEVER),
                                               decided & (fraud > 0), max(offset, 1))
-        cols["group_size"], cols["group_prior_fraud"] = size, group_fraud
+        cols["group_size"], cols["group_prior_fraud"] = size[q], group_fraud[q]

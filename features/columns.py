@@ -108,10 +108,6 @@ def length(cols: Mapping[str, np.ndarray]) -> int:
     return len(next(iter(cols.values()))) if cols else 0
 
 
-def tail(cols: Columns, n: int) -> Columns:
-    return {k: v[len(v) - n:] for k, v in cols.items()}
-
-
 class Reader:
     """Uniform access to a DataFrame or a ``Columns`` dict, column by column in the array types above.
 

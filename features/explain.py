@@ -61,7 +61,7 @@ from typing import Any
 
 import numpy as np
 
-from features.explain_kernels import LANES, explain_block, explain_rows, route
+from features.explain_kernels import LANES, explain_block, explain_block_rows, explain_rows, route
 
 log = logging.getLogger(__name__)
 
@@ -214,6 +214,9 @@ class Explainer:
             return out + other
         threads = min(threads, max(1, len(x) // (PARALLEL_MIN_ROWS // 2)))
         args = self._args
+        if len(x) <= ROW_KERNEL_MAX_ROWS:  # stable, a claim or two: the block kernel's sums, row by row
+            explain_block_rows(x, out, *args)
+            return out
         if threads <= 1:
             explain_block(x, out, BLOCK_ROWS, *args)
             return out
@@ -262,6 +265,7 @@ def _warm_up(model: _Model, n_features: int) -> None:
     x, out = np.zeros((0, n_features)), np.zeros((0, n_features))
     explain_rows(x, out, *model.args())
     explain_block(x, out, BLOCK_ROWS, *model.args())
+    explain_block_rows(x, out, *model.args())
 
 
 def _pred_contrib_bias(booster: Any, n_features: int) -> float:

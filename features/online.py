@@ -45,11 +45,11 @@ def online_features(store: HistoryStore | HistoryIndex, claims: pd.DataFrame | C
         raise TypeError("online_features needs the model's feature list (features=...)")
     if not isinstance(claims, pd.DataFrame):
         history_cols = store.history_columns(claims, max_rows=max_rows)
-        table = build_features(columns.concat(history_cols, claims), features, extras)
-        return columns.tail(table, columns.length(claims))  # type: ignore[arg-type]
+        frame = columns.concat(history_cols, claims)
+        return build_features(frame, features, extras, rows=slice(columns.length(history_cols), None))  # type: ignore[return-value]
     live = as_canonical(claims)
     history = store.history_for(live, max_rows=max_rows)
     frame = pd.concat([history, live], ignore_index=True) if len(history) else live.reset_index(drop=True)
-    out = build_features(frame, features, extras).iloc[len(history):]
+    out = build_features(frame, features, extras, rows=slice(len(history), None))
     out.index = claims.index
     return out

@@ -44,6 +44,8 @@ class Scorer:
         if not bundles:
             raise registry.RegistryError(f"no {alias} model is registered: run claimscore train and claimscore promote")
         policy = RoutingPolicy.from_dict(next(iter(bundles.values())).metadata["policy"])
+        for bundle in bundles.values():  # precompute the explainers now, not on the first claim
+            bundle.explainer
         return cls(bundles, policy, versions)
 
     @property

@@ -13,6 +13,7 @@ together (:mod:`serving.batching`).
 from __future__ import annotations
 
 import threading
+import time
 from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -24,6 +25,7 @@ from features import catalog, columns
 from features.config import Settings, load_settings
 from features.history_index import HistoryIndex
 from features.history_store import HistoryStore
+from features.sqlite_wal import checkpoint_in_background
 from features.online import online_features
 from serving.batching import Batcher, Job
 from serving.decision_log import Decision, DecisionLog, input_hash
@@ -40,14 +42,16 @@ class ServiceState:
     @classmethod
     def load(cls, settings: Settings | None = None) -> "ServiceState":
         settings = settings or load_settings().ensure_dirs()
-        return cls(settings, Scorer.from_registry(settings), HistoryIndex(HistoryStore(settings.history_url)),
-                   DecisionLog(settings.decision_log_url))
+        store, log = HistoryStore(settings.history_url), DecisionLog(settings.decision_log_url)
+        for engine in (store.engine, log.engine):  # every batch commits to both
+            checkpoint_in_background(engine)
+        return cls(settings, Scorer.from_registry(settings), HistoryIndex(store), log)
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()  # history reads and appends of concurrent requests stay ordered
         self._batcher = Batcher(self._score_jobs)
-        self.observers: list[Callable[[list[dict]], None]] = []
-        """Called with every batch's answers (the service's metrics)."""
+        self.observers: list[Callable[[list[dict], float], None]] = []
+        """Called with every batch's answers and the seconds it took (the service's metrics)."""
 
     def close(self) -> None:
         self._batcher.close()
@@ -71,9 +75,10 @@ class ServiceState:
         records = [r for job in jobs for r in job.records]
         payloads = [p for job in jobs for p in job.payloads]
         keys = [job.key_id for job in jobs for _ in job.records]
+        started = time.perf_counter()
         answers = self._score(records, payloads, keys)
         for observe in self.observers:
-            observe(answers)
+            observe(answers, time.perf_counter() - started)
         out, start = [], 0
         for job in jobs:
             out.append(answers[start:start + len(job.records)])

@@ -335,3 +335,22 @@ def test_a_keys_sums_do_not_depend_on_other_keys():
     big_values = np.r_[rng.uniform(1e11, 1e12, 5000), small]
     mixed = pit.window_stats(big_key, big_times, big_values, one, times + 1, 1000)[1]
     assert np.array_equal(alone, mixed)
+
+
+@pytest.mark.parametrize("as_arrays", [False, True])
+def test_features_of_some_rows_equal_those_rows_of_the_whole_table(synthetic_claims, as_arrays):
+    from features import columns
+
+    frame = synthetic_claims.sort_values("report_date", kind="stable").reset_index(drop=True)
+    names = available_features(frame)
+    whole = build_features(frame, names)
+    source = columns.from_frame(schema.conform(frame)) if as_arrays else frame
+    for rows in (slice(4_000, None), slice(10, 11), slice(2_500, 2_600)):
+        part = build_features(source, names, rows=rows)
+        expected = whole.iloc[rows]
+        for name in expected.columns:
+            got = pd.Series(part[name], index=expected.index) if as_arrays else part[name]
+            if expected[name].dtype == "float64":
+                assert np.allclose(got.astype(float), expected[name], rtol=1e-12, atol=1e-12, equal_nan=True), name
+            else:
+                assert (got.fillna("<NA>").astype(str) == expected[name].fillna("<NA>").astype(str)).all(), name

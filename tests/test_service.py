@@ -74,16 +74,10 @@ class Server:
             self.proc.wait()
 
     def workers(self) -> list[int]:
-        """Pids of the BentoML workers serving this port (each runs in a session of its own)."""
-        out = subprocess.run(["pgrep", "-f", "_bentoml_impl.worker.service"], capture_output=True, text=True).stdout
-        mine = []
-        for pid in map(int, out.split()):
-            try:
-                if f"CLAIMSCORE_HOME={self.home}".encode() in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"):
-                    mine.append(pid)
-            except OSError:
-                pass
-        return mine
+        """Pids of this server's BentoML workers (each runs in a session of its own)."""
+        out = subprocess.run(["pgrep", "-P", str(self.proc.pid), "-f", "_bentoml_impl.worker.service"],
+                             capture_output=True, text=True).stdout
+        return [int(pid) for pid in out.split()]
 
 
 def _decode(raw: bytes):
