@@ -331,6 +331,8 @@ def evaluate(
 def serve(
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 3000,
     host: Annotated[str, typer.Option(help="Address to bind (loopback unless told otherwise).")] = "127.0.0.1",
+    workers: Annotated[int, typer.Option(min=1, max=64, help="Worker processes (each scores its own requests; "
+                                                             "one per core is a good start).")] = 2,
     config: ConfigOpt = None,
 ) -> None:
     """Serve the champion models over HTTP (BentoML): /score, /score_batch, /explain, /model."""
@@ -346,6 +348,7 @@ def serve(
     os.environ.setdefault("BENTOML_HOME", str(settings.home / "bentoml"))
     os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
     os.environ["CLAIMSCORE_HOME"] = str(settings.home)
+    os.environ["CLAIMSCORE_WORKERS"] = str(workers)
     if config:
         os.environ["CLAIMSCORE_CONFIG"] = str(Path(config).resolve())
     typer.echo(f"serving on http://{host}:{port} (API description at /, keys: claimscore keys create)", err=True)

@@ -41,7 +41,13 @@ def _observe(answers: list[dict], seconds: float) -> None:
                 SCORES.labels(model=model).observe(a[f"{model}_score"])
 
 
-@bentoml.service(name="claimscore", workers=2, traffic={"timeout": 60}, logging={"access": {"enabled": False}})
+WORKERS = int(os.environ.get("CLAIMSCORE_WORKERS", "2"))
+"""Worker processes (``claimscore serve --workers N``). Each holds the models and the in-memory
+history (kept in step through the store's change feed) and scores its own requests in batches;
+two use both cores of a 2-core machine (one Python process is bound by its GIL to about one)."""
+
+
+@bentoml.service(name="claimscore", workers=WORKERS, traffic={"timeout": 60}, logging={"access": {"enabled": False}})
 @bentoml.asgi_app(api.app, path="/")
 class ClaimScore:
     def __init__(self) -> None:
