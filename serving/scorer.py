@@ -68,11 +68,12 @@ class Scorer:
         table = build_features(claims, self.features, extras or self.extras)
         result = self.score_features(table)
         out = pd.DataFrame({"claim_id": claims["claim_id"].to_numpy()}, index=claims.index)
+        encode = json.JSONEncoder().encode  # reasons hold plain JSON values: one encoder for every row
         for task in self.bundles:
             out[f"{task}_score"] = result.scores[task]
-            out[f"{task}_reasons"] = [json.dumps(r, default=_jsonable) for r in result.reasons[task]]
+            out[f"{task}_reasons"] = [encode(r) for r in result.reasons[task]]
         out["route"] = result.routes
-        out["rules"] = [json.dumps(f) for f in result.rules]
+        out["rules"] = [encode(f) if f else "[]" for f in result.rules]
         return out
 
     def score_features(self, table: pd.DataFrame | Columns) -> "Scored":
@@ -137,8 +138,3 @@ def top_reasons(bundle: ModelBundle, table: pd.DataFrame | Columns, matrix: np.n
              for o, v, c, t in zip(order_list[i][:n], values_list[i][:n], top_list[i][:n], texts_list[i][:n])]
             for i, n in enumerate(counts)]
 
-
-def _jsonable(v):
-    if isinstance(v, (np.floating, np.integer)):
-        return v.item()
-    return str(v)
