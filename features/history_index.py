@@ -15,8 +15,9 @@ last change it has seen (one indexed query; nothing to do in the common case), r
 claims, and reloads everything after a bulk write. Its own appends are applied at once and their
 change rows skipped.
 
-Memory: about 200 bytes per stored claim (13 columns, identifier strings shared per value), ~200 MB
-for a million claims.
+Memory and start-up, measured on a million synthetic claims: 15 s to read, 1.4 GB resident (13
+columns as arrays, ~100 MB; the rest is the position list per identifier value: 3.8 million
+values, most of them seen once). Each worker holds its own.
 """
 
 from __future__ import annotations
