@@ -145,7 +145,8 @@ async def concurrent(port: int, key: str, payloads: list[dict], workers: int) ->
     await asyncio.gather(*(worker() for _ in range(workers)))
     elapsed = time.perf_counter() - t0
     return {**_latency(times), "requests": len(payloads), "errors": errors, "seconds": elapsed,
-            "claims_per_s": (len(payloads) - errors) / elapsed, "concurrency": workers}
+            "claims_per_s": (len(payloads) - errors) / elapsed, "concurrency": workers,
+            "_times": [t * 1e3 for t in times]}
 
 
 def main() -> dict:
