@@ -202,6 +202,23 @@ def test_a_key_without_the_role_gets_403(server, keys):
     assert server.call("GET", "/healthz")[0] == 200  # health needs no key
 
 
+def _until(check, seconds: float = 5.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_keys_created_or_revoked_while_serving_take_effect_within_seconds(server, home):
+    store = KeyStore(home / "keys.json")
+    key, record = store.create("scorer")
+    assert _until(lambda: server.call("GET", "/model", key=key)[0] == 200)
+    store.revoke(record.key_id)
+    assert _until(lambda: all(server.call("GET", "/model", key=key)[0] == 401 for _ in range(4)))
+
+
 def test_metrics_need_a_key_and_count_routes(server, keys):
     assert server.call("GET", "/metrics")[0] == 401
     assert server.call("POST", "/score", {**GOOD, "claim_id": "MET-1"}, keys["scorer"])[0] == 200
