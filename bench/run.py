@@ -38,8 +38,6 @@ def machine() -> str:
         pass
     return f"{os.cpu_count()} cores, {cpu}, Python {platform.python_version()}"
 
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
 def run_isolated(module: str, *args: str) -> dict:
     """Run ``python -m module args`` in a fresh process (fair memory figures); it prints JSON last."""
     out = subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, check=True,

@@ -10,7 +10,7 @@ service all go through it, so a table and a single claim give identical predicti
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd

@@ -39,7 +39,6 @@ log = logging.getLogger(__name__)
 KEYS = (*ALL_PAST_KEYS, *WINDOW_KEYS)
 """Identifier columns looked up by value."""
 _NODES = ("claimant_id", *catalog.LINK_IDENTIFIERS)
-_NAT = np.datetime64("NaT", "ns")
 
 
 class _Lookup:
