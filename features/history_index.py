@@ -173,6 +173,13 @@ class HistoryIndex:
 
     # --- reading --------------------------------------------------------------------------------
 
+    def _rows_of(self, key: str, values: set) -> np.ndarray:
+        """Positions whose ``key`` is any of ``values`` now."""
+        if not values:
+            return _NO_ROWS
+        parts = [self._rows(key, v) for v in values]
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
     def _rows(self, key: str, value: Any) -> np.ndarray:
         """Positions whose ``key`` is ``value`` now."""
         rows = self._by[key].rows(value)
@@ -191,23 +198,18 @@ class HistoryIndex:
         first = live["report_date"].min().astype("datetime64[s]").astype("datetime64[ns]")
         ids = {c for c in live["claim_id"] if c is not None}
         picked: set[int] = set()
-
-        def take(rows: np.ndarray) -> None:
-            picked.update(r for r in rows.tolist() if self._cols["claim_id"][r] not in ids)
-
         for key in KEYS:
-            values = {v for v in live.get(key, ()) if v is not None}
-            for value in values:
-                rows = self._rows(key, value)
-                before = report[rows] < t_max
-                if key == "claimant_id":
-                    keep = before | (closed[rows] < t_max)
-                elif key in ALL_PAST_KEYS:
-                    keep = before
-                else:
-                    lo = first - np.timedelta64(LOOKBACK[key])
-                    keep = (before & (report[rows] >= lo)) | ((closed[rows] >= lo) & (closed[rows] < t_max))
-                take(rows[keep])
+            rows = self._rows_of(key, {v for v in live.get(key, ()) if v is not None})
+            before = report[rows] < t_max
+            if key == "claimant_id":
+                keep = before | (closed[rows] < t_max)
+            elif key in ALL_PAST_KEYS:
+                keep = before
+            else:
+                lo = first - np.timedelta64(LOOKBACK[key])
+                keep = (before & (report[rows] >= lo)) | ((closed[rows] >= lo) & (closed[rows] < t_max))
+            rows = rows[keep]
+            picked.update(r for r, c in zip(rows.tolist(), self._cols["claim_id"][rows].tolist()) if c not in ids)
         complete = self._expand_groups(live, t_max, ids, picked, max_rows)
         if not complete:
             shown = sorted(ids)
@@ -234,31 +236,35 @@ class HistoryIndex:
         while any(frontier.values()):
             for col in _NODES:
                 visited[col] |= frontier[col]
-            found: list[int] = []
+            found = []
             for col in _NODES:
-                for value in frontier[col]:
-                    rows = self._rows(col, value)
-                    before = report[rows] < t_max
-                    if col == "claimant_id":  # all its claims: links, and fraud decided before t
-                        keep = before | (closed[rows] < t_max)
-                    else:
-                        keep = before & (claimant[rows] != None)  # noqa: E711 - elementwise on objects
-                        if col == "payee_account":
-                            keep &= payee_type[rows] != "provider"
-                    found += rows[keep].tolist()
+                rows = self._rows_of(col, frontier[col])
+                before = report[rows] < t_max
+                if col == "claimant_id":  # all its claims: links, and fraud decided before t
+                    keep = before | (closed[rows] < t_max)
+                else:
+                    keep = before & (claimant[rows] != None)  # noqa: E711 - elementwise on objects
+                    if col == "payee_account":
+                        keep &= payee_type[rows] != "provider"
+                found.append(rows[keep])
+            rows = np.unique(np.concatenate(found))
             frontier = {k: set() for k in _NODES}
-            for row in found:
-                if row in expanded or self._cols["claim_id"][row] in ids:
+            # the rows' values as Python objects, column by column (not a numpy scalar per cell)
+            edge = ((claimant[rows] != None) & (report[rows] < t_max)).tolist()  # noqa: E711
+            nodes = [self._cols[col][rows].tolist() for col in _NODES]
+            for i, (row, claim_id, kind) in enumerate(zip(rows.tolist(), self._cols["claim_id"][rows].tolist(),
+                                                         payee_type[rows].tolist())):
+                if row in expanded or claim_id in ids:
                     continue
                 if row not in picked:
                     if len(picked) >= max_rows:
                         return False
                     picked.add(row)
                 expanded.add(row)
-                if claimant[row] is None or not report[row] < t_max:
+                if not edge[i]:
                     continue  # not an edge of the graph before t
-                for col in _NODES:
-                    value = self._cols[col][row]
-                    if _links(col, value, payee_type[row]) and value not in visited[col]:
+                for col, values in zip(_NODES, nodes):
+                    value = values[i]
+                    if _links(col, value, kind) and value not in visited[col]:
                         frontier[col].add(value)
         return True
