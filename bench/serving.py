@@ -109,10 +109,14 @@ class Client:
         self.writer.write(f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                           f"Authorization: Bearer {self.key}\r\nContent-Length: {len(data)}\r\n\r\n".encode() + data)
         head = await self.reader.readuntil(b"\r\n\r\n")
-        lines = head.decode("latin-1").split("\r\n")
+        lines = [line.lower() for line in head.decode("latin-1").split("\r\n")]
         status = int(lines[0].split()[1])
-        length = next(int(line.split(":", 1)[1]) for line in lines if line.lower().startswith("content-length:"))
-        return status, await self.reader.readexactly(length)
+        length = next(int(line.split(":", 1)[1]) for line in lines if line.startswith("content-length:"))
+        answer = await self.reader.readexactly(length)
+        if "connection: close" in lines:  # the server asks for a new connection, as HTTP/1.1 clients do
+            self.writer.close()
+            await self.__aenter__()
+        return status, answer
 
 
 async def sequential(port: int, key: str, payloads: list[dict]) -> dict:

@@ -202,6 +202,24 @@ def test_a_key_without_the_role_gets_403(server, keys):
     assert server.call("GET", "/healthz")[0] == 200  # health needs no key
 
 
+def test_a_keep_alive_connection_is_closed_after_its_share_of_scoring_requests(server, keys):
+    import http.client
+
+    from serving.api import KEEPALIVE_REQUESTS
+
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+    closing = []
+    for i in range(KEEPALIVE_REQUESTS):
+        conn.request("POST", "/score", json.dumps({**GOOD, "claim_id": f"KA-{i}"}),
+                     {"Authorization": f"Bearer {keys['scorer']}", "Content-Type": "application/json"})
+        response = conn.getresponse()
+        assert response.status == 200, response.read()
+        response.read()
+        closing.append((response.getheader("connection") or "").lower() == "close")
+    conn.close()
+    assert closing == [False] * (KEEPALIVE_REQUESTS - 1) + [True]  # then a client opens a new connection
+
+
 def _until(check, seconds: float = 5.0) -> bool:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
