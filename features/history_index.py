@@ -139,10 +139,13 @@ class HistoryIndex:
         if not n:
             return
         rows = np.empty(n, dtype=np.int64)
+        new: dict[str, int] = {}  # a claim given twice takes one row (the later values win)
         for i, claim_id in enumerate(cols["claim_id"]):
-            row = self._row_of(claim_id)
+            row = new.get(claim_id)
             if row is None:
-                row = self._n
+                row = self._row_of(claim_id)
+            if row is None:
+                row = new[claim_id] = self._n
                 self._n += 1
                 self._count += 1
             rows[i] = row

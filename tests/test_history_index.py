@@ -78,6 +78,17 @@ def test_claims_loaded_outcomes_recorded_and_claims_deleted_by_others_are_follow
     other.close()
 
 
+def test_a_claim_given_twice_is_held_once_with_its_later_values(claims, store):
+    index = HistoryIndex(store)
+    twice = _live(claims, [7, 7])
+    twice["claimed_amount"] = np.array([100.0, 250.0])
+    index.append(twice)
+    assert len(index) == 1 and len(store) == 1
+    assert index.get(claims["claim_id"].iloc[7])["claimed_amount"] == 250.0
+    live = _live(claims, [2_999])
+    assert len(index.history_columns(live)["claim_id"]) == len(store.history_columns(live)["claim_id"])
+
+
 def test_its_own_appends_are_held_at_once_and_not_read_back(claims, store):
     index = HistoryIndex(store)
     index.append(_live(claims, list(range(40))))
