@@ -45,8 +45,6 @@ class Batcher:
         self._queue: deque[Job] = deque()
         self._cond = threading.Condition()
         self._closed = False
-        self.batches = 0
-        """Batches scored so far (for tests and metrics)."""
         self._worker = threading.Thread(target=self._run, name="claimscore-batcher", daemon=True)
         self._worker.start()
 
@@ -100,4 +98,3 @@ class Batcher:
             else:
                 for job, answer in zip(jobs, answers):
                     job.future.set_result(answer)
-            self.batches += 1
