@@ -43,6 +43,10 @@ KEY = "claim_id"
 ROW = "row"
 GRAPH = "graph"
 """Pseudo-keys: features of the row alone, and features of the whole linked graph."""
+SHUFFLE_METHOD = "tasks"
+"""Dask's task-based shuffle. Its P2P shuffle is faster on large data but, with several shuffles and
+merges in flight on a small cluster, failed now and then here ("P2PConsistencyError ... forgotten",
+dask/distributed 2026.8); the task shuffle has not."""
 
 _GRAPH_ALSO_READS = ("payee_type",)
 """Not in the group features' ``needs``, but read: accounts of providers paid directly link nobody."""
@@ -116,8 +120,8 @@ def build_features_dask(claims: dd.DataFrame, features: Sequence[Feature | str],
         if key == GRAPH:
             narrow = narrow.repartition(npartitions=1)
         else:
-            narrow = narrow[~narrow[key].isna()].shuffle(key, npartitions=n)
-        out = out.merge(part(key, narrow), on=KEY, how="left", npartitions=n)
+            narrow = narrow[~narrow[key].isna()].shuffle(key, npartitions=n, shuffle_method=SHUFFLE_METHOD)
+        out = out.merge(part(key, narrow), on=KEY, how="left", npartitions=n, shuffle_method=SHUFFLE_METHOD)
     names = [f.name for f in wanted]
     return out.map_partitions(_indexed, names, meta=_indexed(out._meta, names), clear_divisions=True)
 
