@@ -3,7 +3,7 @@
 A DataFrame costs tens of microseconds per operation, which is nothing for a table of a million
 claims and everything for one live claim (a pandas feature pass over one claim and its history
 took ~20 ms). :func:`features.build.build_features` therefore reads its input through
-:func:`arrays`, which accepts either a DataFrame or a ``Columns`` dict, and the service builds that
+:class:`Reader`, which accepts either a DataFrame or a ``Columns`` dict, and the service builds that
 dict straight from validated requests and stored history rows.
 
 Array types by schema type: ``datetime`` -> ``datetime64[ns]`` (NaT when missing), ``float`` /

@@ -30,15 +30,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from features import catalog, columns
+from features import columns
 from features.columns import Columns
-from features.history_store import ALL_PAST_KEYS, HISTORY_COLUMNS, LOOKBACK, WINDOW_KEYS, HistoryStore, _links
+from features.history_store import ALL_PAST_KEYS, GROUP_NODES, HISTORY_COLUMNS, KEYS, LOOKBACK, HistoryStore, _links
 
 log = logging.getLogger(__name__)
 
-KEYS = (*ALL_PAST_KEYS, *WINDOW_KEYS)
-"""Identifier columns looked up by value."""
-_NODES = ("claimant_id", *catalog.LINK_IDENTIFIERS)
 
 
 class _Lookup:
@@ -226,21 +223,21 @@ class HistoryIndex:
         """Add the live claimants' linked groups (as of ``t_max``) to ``picked``; False if cut."""
         report, closed = self._cols["report_date"], self._cols["investigation_closed_date"]
         claimant, payee_type = self._cols["claimant_id"], self._cols["payee_type"]
-        visited: dict[str, set] = {k: set() for k in _NODES}
-        frontier: dict[str, set] = {k: set() for k in _NODES}
+        visited: dict[str, set] = {k: set() for k in GROUP_NODES}
+        frontier: dict[str, set] = {k: set() for k in GROUP_NODES}
         expanded: set[int] = set()  # rows whose links have been followed
         missing = columns.missing(columns.length(live), object)
-        for rec in zip(*(live.get(c, missing) for c in (*_NODES, "payee_type"))):
+        for rec in zip(*(live.get(c, missing) for c in (*GROUP_NODES, "payee_type"))):
             if rec[0] is None:
                 continue
-            for col, value in zip(_NODES, rec):
+            for col, value in zip(GROUP_NODES, rec):
                 if _links(col, value, rec[-1]):
                     frontier[col].add(value)
         while any(frontier.values()):
-            for col in _NODES:
+            for col in GROUP_NODES:
                 visited[col] |= frontier[col]
             found = []
-            for col in _NODES:
+            for col in GROUP_NODES:
                 rows = self._rows_of(col, frontier[col])
                 before = report[rows] < t_max
                 if col == "claimant_id":  # all its claims: links, and fraud decided before t
@@ -251,10 +248,10 @@ class HistoryIndex:
                         keep &= payee_type[rows] != "provider"
                 found.append(rows[keep])
             rows = np.unique(np.concatenate(found))
-            frontier = {k: set() for k in _NODES}
+            frontier = {k: set() for k in GROUP_NODES}
             # the rows' values as Python objects, column by column (not a numpy scalar per cell)
             edge = ((claimant[rows] != None) & (report[rows] < t_max)).tolist()  # noqa: E711
-            nodes = [self._cols[col][rows].tolist() for col in _NODES]
+            nodes = [self._cols[col][rows].tolist() for col in GROUP_NODES]
             for i, (row, claim_id, kind) in enumerate(zip(rows.tolist(), self._cols["claim_id"][rows].tolist(),
                                                          payee_type[rows].tolist())):
                 if row in expanded or claim_id in ids:
@@ -266,7 +263,7 @@ class HistoryIndex:
                 expanded.add(row)
                 if not edge[i]:
                     continue  # not an edge of the graph before t
-                for col, values in zip(_NODES, nodes):
+                for col, values in zip(GROUP_NODES, nodes):
                     value = values[i]
                     if _links(col, value, kind) and value not in visited[col]:
                         frontier[col].add(value)

@@ -49,6 +49,10 @@ WINDOW_KEYS: tuple[str, ...] = tuple(sorted(
     {c for f in catalog.FEATURES if f.family in ("history", "link") for c in f.needs
      if schema.BY_NAME[c].dtype == "id"} - set(ALL_PAST_KEYS)))
 """Keys whose features look at a trailing window: provider, payee account, phone, address."""
+KEYS: tuple[str, ...] = (*ALL_PAST_KEYS, *WINDOW_KEYS)
+"""Every identifier a live claim's history is found by."""
+GROUP_NODES: tuple[str, ...] = ("claimant_id", *catalog.LINK_IDENTIFIERS)
+"""What linked groups are made of: claimants and the identifiers that join them."""
 
 HISTORY_COLUMNS: tuple[str, ...] = tuple(c for c in schema.COLUMNS if c in {"claim_id", "payee_type"} | {
     c for f in catalog.FEATURES if f.family in ("history", "link") for c in (*f.needs, *f.needs_any)})
@@ -302,7 +306,8 @@ class HistoryStore:
         live = as_canonical(claims)
         if live.empty:
             return _frame([])
-        return _frame(self._history_rows(_Live.of_frame(live), max_rows, self._selected(schema.COLUMNS, False)))
+        return _frame(self._history_rows(_Live.of_columns(columns.from_frame(live)), max_rows,
+                                         self._selected(schema.COLUMNS, False)))
 
     def history_columns(self, live: Columns, max_rows: int = 20_000) -> Columns:
         """:meth:`history_for` for live claims given as :data:`features.columns.Columns` (the
@@ -360,7 +365,7 @@ class HistoryStore:
     def _expand_groups(self, conn: sa.Connection, live: "_Live", t_max, rows: dict[str, tuple],
                        max_rows: int, selected: list) -> bool:
         """Add the live claimants' linked groups to ``rows``; False if stopped at ``max_rows``."""
-        nodes = ("claimant_id", *catalog.LINK_IDENTIFIERS)
+        nodes = GROUP_NODES
         cols = {c.name: i for i, c in enumerate(selected)}
         # report_date as selected: a datetime, or SQLite's ISO text (which sorts as the time does)
         raw_report = not isinstance(selected[cols["report_date"]], sa.Column)
@@ -427,22 +432,13 @@ class _Live:
     """Per live claim with a claimant: (claimant_id, *LINK_IDENTIFIERS, payee_type)."""
 
     @classmethod
-    def of_frame(cls, live: pd.DataFrame) -> "_Live":
-        nodes = ["claimant_id", *catalog.LINK_IDENTIFIERS, "payee_type"]
-        return cls(set(live["claim_id"].dropna()), live["report_date"].min(),
-                   live["report_date"].max().to_pydatetime(),
-                   {c: _values(live[c]) for c in (*ALL_PAST_KEYS, *WINDOW_KEYS)},
-                   list(live.loc[live["claimant_id"].notna(), nodes].itertuples(index=False, name=None)))
-
-    @classmethod
     def of_columns(cls, live: Columns) -> "_Live":
-        nodes = ["claimant_id", *catalog.LINK_IDENTIFIERS, "payee_type"]
         report = live["report_date"]
         missing = columns.missing(len(report), object)
-        cols = [live.get(c, missing) for c in nodes]
+        cols = [live.get(c, missing) for c in (*GROUP_NODES, "payee_type")]
         return cls({c for c in live["claim_id"] if c is not None}, pd.Timestamp(report.min()),
                    pd.Timestamp(report.max()).to_pydatetime(),
-                   {c: sorted({v for v in live.get(c, missing) if v is not None}) for c in (*ALL_PAST_KEYS, *WINDOW_KEYS)},
+                   {c: sorted({v for v in live.get(c, missing) if v is not None}) for c in KEYS},
                    [rec for rec in zip(*cols) if rec[0] is not None])
 
 
@@ -451,7 +447,7 @@ class _Live:
 def _claims_table(name: str, metadata: sa.MetaData) -> sa.Table:
     columns = [sa.Column(f.name, _SQL_TYPES[f.dtype](), primary_key=f.name == "claim_id") for f in schema.FIELDS]
     table = sa.Table(name, metadata, *columns)
-    for col in (*ALL_PAST_KEYS, *WINDOW_KEYS, *_TIME_COLUMNS):
+    for col in (*KEYS, *_TIME_COLUMNS):
         sa.Index(f"ix_{name}_{col}", table.c[col])
     return table
 
@@ -576,10 +572,6 @@ def _outcome_value(name: str, value: object) -> object:
     else:
         return value
     raise HistoryError(f"record_outcome: {name}={value!r} is not a {field.dtype}")
-
-
-def _values(s: pd.Series) -> list[str]:
-    return sorted(set(s.dropna().tolist()))
 
 
 def _links(col: str, value: object, payee_type: object) -> bool:

@@ -62,10 +62,14 @@ def _too_large(limit: int) -> RequestError:
 
 
 async def _json(request: Request, limit: int) -> Any:
-    length = request.headers.get("content-length")
-    if length and length.isdigit() and int(length) > limit:
-        raise _too_large(limit)
+    _check_length(request.headers.get("content-length"), limit)
     return _parse_json(await request.body(), limit)
+
+
+def _check_length(declared: str | None, limit: int) -> None:
+    """Refuse a body whose declared length is over ``limit`` before reading it."""
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise _too_large(limit)
 
 
 def _parse_json(body: bytes, limit: int) -> Any:
@@ -220,9 +224,7 @@ class _Connections:
 async def _answer_scoring(path: str, headers: dict[str, str], receive, send, key_id: str, close: bool) -> None:
     handler, limit = SCORING[path]
     try:
-        length = headers.get("content-length", "")
-        if length.isdigit() and int(length) > limit:
-            raise _too_large(limit)
+        _check_length(headers.get("content-length"), limit)
         answer, status = await handler(_parse_json(await _read_body(receive, limit), limit), key_id), 200
     except ClaimScoreError as exc:
         answer, status = _error_answer(exc)
