@@ -27,6 +27,8 @@ SEQUENTIAL = 1_000
 CONCURRENCY = 32
 CONCURRENT_REQUESTS = 8_000
 WARM_UP = 200
+WORKERS = 2
+"""``claimscore serve``'s default."""
 
 
 def prepare_models(home: Path) -> Path:
@@ -152,6 +154,23 @@ async def concurrent(port: int, key: str, payloads: list[dict], workers: int) ->
             "claims_per_s": (len(payloads) - errors) / elapsed, "concurrency": workers}
 
 
+def _all_workers(server, expected: int = WORKERS, seconds: float = 60.0) -> list[int]:
+    """The server's worker pids once all ``expected`` have started."""
+    deadline = time.monotonic() + seconds
+    while len(pids := server.workers()) < expected and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return pids
+
+
+def _cpu_seconds(pids: list[int]) -> float:
+    """User and system CPU time of these processes so far."""
+    ticks = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def main() -> dict:
     from tests.test_service import Server  # the tests' real-server harness: free port, readiness poll
 
@@ -163,8 +182,12 @@ def main() -> dict:
             warm, seq = payloads[:WARM_UP], payloads[WARM_UP:WARM_UP + SEQUENTIAL]
             rest = payloads[WARM_UP + SEQUENTIAL:]
             asyncio.run(sequential(server.port, key, warm))
-            result = {"history_claims": HISTORY_CLAIMS, "sequential": asyncio.run(sequential(server.port, key, seq)),
-                      "concurrent": asyncio.run(concurrent(server.port, key, rest, CONCURRENCY))}
+            workers = _all_workers(server)
+            result = {"history_claims": HISTORY_CLAIMS, "sequential": asyncio.run(sequential(server.port, key, seq))}
+            cpu = _cpu_seconds(workers)
+            result["concurrent"] = asyncio.run(concurrent(server.port, key, rest, CONCURRENCY))
+            result["concurrent"]["server_cpu_ms_per_claim"] = (_cpu_seconds(workers) - cpu) * 1e3 / len(rest)
+            result["workers"] = len(workers)
         finally:
             server.kill()
         result["floor"] = floor(home, payloads)

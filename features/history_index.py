@@ -15,8 +15,8 @@ last change it has seen (one indexed query; nothing to do in the common case), r
 claims, and reloads everything after a bulk write. Its own appends are applied at once and their
 change rows skipped.
 
-Memory and start-up, measured on a million synthetic claims: 13 s to read, 1.0 GB resident: 13
-columns as arrays, one string object per distinct identifier (4.8 million, claim ids included;
+Memory and start-up (``python -m bench.run history_index``: a million synthetic claims, ~10-13 s to
+read, ~1.0 GB held): 13 columns as arrays, one string object per distinct identifier (4.8 million, claim ids included;
 hashed phones, addresses and accounts are 64 characters), and per identifier column a pandas hash
 index over its distinct values with the rows sorted by value. Claims added while serving go into
 Python lists (~1 KB per claim) until the next full read. Each worker holds its own.
