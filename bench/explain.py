@@ -4,7 +4,8 @@ Three models, in a fresh process: the fraud and fast-track models trained as ``t
 trains them on 200,000 synthetic claims, and a 500-tree, 63-leaf LightGBM on the same features.
 For each: rows per second one row per call (the service) and in bulk (100,000 rows for the
 explainer, a sample for the two baselines, which run at the same rate whatever the batch), plus the
-largest difference from pred_contrib. All on every core the process may use.
+largest difference from pred_contrib. All on every core the process may use; the methods take
+turns (see :func:`rates`).
 """
 
 from __future__ import annotations
@@ -20,7 +21,10 @@ import numpy as np
 
 CLAIMS = 200_000
 BULK_ROWS = 100_000
-BASELINE_BULK_ROWS = {"fraud": 5_000, "fast_track": 5_000, "500x63": 2_000}
+OPENMP_SETTLE_S = 0.5
+"""Pause before each timed method: LightGBM's OpenMP threads keep spinning for a while after a call
+and would slow whatever runs next on the same two cores."""
+BASELINE_BULK_ROWS = {"fraud": 2_000, "fast_track": 2_000, "500x63": 1_000}
 
 
 def models() -> list[tuple[str, object, np.ndarray]]:
@@ -62,14 +66,19 @@ def models() -> list[tuple[str, object, np.ndarray]]:
     return out
 
 
-def rate(fn, rows: int, repeat: int = 3) -> float:
-    """Rows per second of ``fn()`` (which handles ``rows`` rows): the best of ``repeat`` runs."""
-    best = float("inf")
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return rows / best
+def rates(runs: dict[str, tuple], rounds: int) -> dict[str, float]:
+    """Rows per second of each ``fn()`` in ``runs`` (name -> (fn, rows it handles)): the best of
+    ``rounds`` rounds, each running every method in turn, so that a drift in the machine's speed
+    (this VM's varies by a third within minutes) reaches every method alike and not just the one
+    that happened to run during it."""
+    best = dict.fromkeys(runs, float("inf"))
+    for _ in range(rounds):
+        for name, (fn, _) in runs.items():
+            time.sleep(OPENMP_SETTLE_S)
+            t0 = time.perf_counter()
+            fn()
+            best[name] = min(best[name], time.perf_counter() - t0)
+    return {name: rows / best[name] for name, (_, rows) in runs.items()}
 
 
 def one_by_one(fn, x: np.ndarray, n: int):
@@ -93,23 +102,23 @@ def measure(name: str, booster, matrix: np.ndarray) -> dict:
     error = float(np.abs(explainer.contributions(check) - booster.predict(check, pred_contrib=True)[:, :-1]).max())
     additivity = float(np.abs(explainer.contributions(check).sum(axis=1) + explainer.expected_value
                               - booster.predict(check, raw_score=True)).max())
-    n_one = 50 if name == "500x63" else 200
+    n_one = 40 if name == "500x63" else 200
     sample = rows[:BASELINE_BULK_ROWS[name]]
     result = {
         "trees": booster.num_trees(), "leaves": int(sum(t["num_leaves"] for t in booster.dump_model()["tree_info"])),
         "features": int(booster.num_feature()), "build_s": build_s, "memory_mb": explainer.memory_bytes / 2**20,
         "max_abs_diff": error, "additivity_error": additivity,
-        "single": {
-            "explainer": rate(one_by_one(explainer.contributions, rows, 1_000), 1_000),
-            "pred_contrib": rate(one_by_one(pred_contrib, rows, n_one), n_one),
-            "pred_contrib_1_thread": rate(one_by_one(pred_contrib_1, rows, n_one), n_one),
-            "shap": rate(one_by_one(tree.shap_values, rows, n_one), n_one),
-        },
-        "bulk": {
-            "explainer": rate(lambda: explainer.contributions(rows), len(rows), repeat=2),
-            "pred_contrib": rate(lambda: pred_contrib(sample), len(sample), repeat=1),
-            "shap": rate(lambda: tree.shap_values(sample), len(sample), repeat=1),
-        },
+        "single": rates({
+            "explainer": (one_by_one(explainer.contributions, rows, n_one * 5), n_one * 5),
+            "pred_contrib": (one_by_one(pred_contrib, rows, n_one), n_one),
+            "pred_contrib_1_thread": (one_by_one(pred_contrib_1, rows, n_one), n_one),
+            "shap": (one_by_one(tree.shap_values, rows, n_one), n_one),
+        }, rounds=5),
+        "bulk": rates({
+            "explainer": (lambda: explainer.contributions(rows), len(rows)),
+            "pred_contrib": (lambda: pred_contrib(sample), len(sample)),
+            "shap": (lambda: tree.shap_values(sample), len(sample)),
+        }, rounds=2),
         "bulk_rows": {"explainer": len(rows), "baselines": len(sample)},
     }
     return result

@@ -25,15 +25,15 @@ blocks of claims with the claims in the innermost loops, which the compiler vect
 scoring; large batches are split by rows over every core). Measured in ``bench/explain.py``.
 
 Memory, precomputed once per model by :meth:`Explainer.for_booster` (0.5-2 s): with ``T`` trees,
-``S`` splits, ``N = 2S + T`` nodes, ``L_t`` = ``ceil(D_t / 2)`` rounded up to a multiple of 8 (8 for
-trees with at most 16 distinct features per path), ``B`` re-tests of a feature listed under the
+``S`` splits, ``N = 2S + T`` nodes, ``L_t`` = ``ceil(D_t / 2)`` rounded up to a multiple of 4 (4 for
+trees with at most 8 distinct features per path), ``B`` re-tests of a feature listed under the
 edge above them and ``W`` 32-bit words of category sets::
 
     memory_bytes ~= sum_t N_t * (72 + 24 * L_t) + 50 * S + 64 * T + 8 * B + 4 * W
 
 (plus a few hundred bytes of quadrature tables): linear in the number of nodes, no ``2^depth``
-term. About 270 bytes per node: 4.0 MB for the fraud model (250 trees of 31 leaves), 16.5 MB for
-500 trees of 63 leaves. Bounded by ``max_memory_mb``; outside the bounds (more than one output,
+term. About 250-270 bytes per node: 3.7 MB for the fraud model (250 trees of 31 leaves), 16.2 MB
+for 500 trees of 63 leaves. Bounded by ``max_memory_mb``; outside the bounds (more than one output,
 linear trees, random-forest averaging, or larger than ``max_memory_mb``) it falls back to
 ``booster.predict(pred_contrib=True)``, with a warning that names the bound.
 
