@@ -318,7 +318,8 @@ def explain_block_rows(x, out, t_split, t_nsplit, t_slot, t_m, t_lanes, t_w, t_q
                        nd_c, nd_block, block, f_pass, f_fail, w_in, q_wout, max_slots, max_lanes):
     """:func:`explain_block`'s arithmetic, operation for operation, one row at a time: the same
     values to the last bit (the stable mode of :class:`features.explain.Explainer`), without the
-    block kernel's per-loop set-up, which dominates for a claim or two."""
+    block kernel's per-loop set-up, which dominates for a claim or two. Scalar reads go through
+    ``_ld`` as in :func:`explain_rows` (the arithmetic, and so every bit, is unchanged)."""
     n, nf = x.shape
     acc = np.empty(nf)
     right = np.empty(max_slots)
@@ -328,18 +329,18 @@ def explain_block_rows(x, out, t_split, t_nsplit, t_slot, t_m, t_lanes, t_w, t_q
         for f in range(nf):
             acc[f] = 0.0
         for t in range(len(t_split)):
-            s0 = t_split[t]
-            ns = t_nsplit[t]
-            g0 = t_slot[t]
-            mq = t_m[t]
-            lanes = t_lanes[t]
-            wo = t_w[t]
-            qo = t_q[t]
+            s0 = _ld(t_split, t)
+            ns = _ld(t_nsplit, t)
+            g0 = _ld(t_slot, t)
+            mq = _ld(t_m, t)
+            lanes = _ld(t_lanes, t)
+            wo = _ld(t_w, t)
+            qo = _ld(t_q, t)
             for k in range(ns):
                 g = s0 + k
-                kind = sp_kind[g]
-                thr = sp_thr[g]
-                v = x[r, sp_feat[g]]
+                kind = _ld(sp_kind, g)
+                thr = _ld(sp_thr, g)
+                v = x[r, _ld(sp_feat, g)]
                 if kind == 0:
                     v = 0.0 if np.isnan(v) or -ZERO <= v <= ZERO else v
                     right[k] = 0.0 if v <= thr else 1.0
@@ -350,31 +351,32 @@ def explain_block_rows(x, out, t_split, t_nsplit, t_slot, t_m, t_lanes, t_w, t_q
             passes[0] = 1.0
             for sl in range(1, 2 * ns + 1):
                 g = g0 + sl
-                p = nd_parent[g]
-                prev = nd_prev[g]
-                side = np.float64(nd_side[g])
-                passes[sl] = (1.0 - abs(right[p] - side)) * passes[prev]
-                c = nd_c[g]
+                p = _ld(nd_parent, g)
+                prev = _ld(nd_prev, g)
+                side = np.float64(_ld(nd_side, g))
+                passes[sl] = (1.0 - abs(_ld(right, p) - side)) * _ld(passes, prev)
+                c = _ld(nd_c, g)
                 w = wo + sl * lanes
-                now = passes[sl]
-                before = passes[prev]
+                now = _ld(passes, sl)
+                before = _ld(passes, prev)
                 for m in range(mq):
-                    q[sl, m] = q[p, m] * (now * f_pass[w + m] + (before - now) * f_fail[w + m] + (1.0 - before) * c)
+                    q[sl, m] = q[p, m] * (now * _ld(f_pass, w + m) + (before - now) * _ld(f_fail, w + m)
+                                          + (1.0 - before) * c)
             for k in range(ns - 1, -1, -1):
-                a_ = sp_left[s0 + k]
-                b_ = sp_right[s0 + k]
+                a_ = _ld(sp_left, s0 + k)
+                b_ = _ld(sp_right, s0 + k)
                 for m in range(mq):
                     q[k, m] = q[a_, m] + q[b_, m]
             for sl in range(1, 2 * ns + 1):
                 g = g0 + sl
-                f = nd_feat[g]
-                for j in range(nd_block[g], nd_block[g + 1]):
-                    u = block[j]
+                f = _ld(nd_feat, g)
+                for j in range(_ld(nd_block, g), _ld(nd_block, g + 1)):
+                    u = _ld(block, j)
                     for m in range(mq):
                         q[sl, m] -= q[u, m]
                 w = wo + sl * lanes
-                passed = passes[sl] > 0.5
+                passed = _ld(passes, sl) > 0.5
                 for m in range(mq):
-                    acc[f] += (w_in[w + m] if passed else -q_wout[qo + m]) * q[sl, m]
+                    acc[f] += (_ld(w_in, w + m) if passed else -_ld(q_wout, qo + m)) * q[sl, m]
         for f in range(nf):
             out[r, f] += acc[f]
