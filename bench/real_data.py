@@ -8,7 +8,6 @@ feature table and training period. Both are judged on the later test period. Pri
 from __future__ import annotations
 
 import json
-import sys
 import tempfile
 from pathlib import Path
 

@@ -293,7 +293,6 @@ class _Generator:
 
     def _policies(self, c: dict[str, np.ndarray], people: dict[str, np.ndarray]) -> None:
         rng = self.rng
-        n = len(c["claimant"])
         incident = c["report"] - (c["delay_days"] * 86400).astype("int64").astype("timedelta64[s]")
         c["incident_at"] = incident
         key = c["claimant"] * len(LOB) + c["lob"]
@@ -368,7 +367,7 @@ class _Generator:
         has_provider = (needs >= 0) & (rng.random(n) < np.where(needs == 0, 0.8, 0.7))
         has_provider &= np.isin(c["incident"], ["glass", "cancellation", "baggage"], invert=True) | (needs == 0)
         provider = np.full(n, -1)
-        region_of_provider = rng.integers(0, len(REGIONS), n_prov)
+        rng.integers(0, len(REGIONS), n_prov)  # an unused draw, kept so that seeded data sets stay as they were
         for t in range(3):
             pool = np.flatnonzero(ptype == t)
             want = has_provider & (needs == t)

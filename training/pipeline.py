@@ -13,7 +13,6 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from features import catalog
 from features.build import available_features, build_features
 from features.bundle import ModelBundle
 from features.config import Settings
