@@ -440,7 +440,8 @@ def _flatten(trees: list[_Tree], max_memory_mb: float) -> _Model:
                 cat_bits += words
             si += 1
         for slot, nd in enumerate(tree.nodes):
-            g, o = so + slot, wo + slot * m
+            pos = 2 * nd["parent"] + nd["side"] if slot else 2 * len(tree.splits)  # siblings side by side
+            g, o = so + slot, wo + pos * m
             z, value = nd["z"], nd["value"] if slot >= len(tree.splits) else 1.0
             nd_parent[g], nd_side[g], nd_feat[g] = max(nd["parent"], 0), nd["side"], max(nd["feature"], 0)
             nd_prev[g], nd_leaf[g], nd_block[g] = max(nd["prev"], 0), nd["leaf"], len(block)

@@ -3,7 +3,8 @@ path-dependent TreeSHAP for one claim at a time and for blocks of claims.
 
 Arrays, as :class:`features.explain._Model` lays them out. Per tree, nodes are numbered splits first
 (preorder), then leaves ("slot"; the node's row in the ``nd_*`` arrays is the tree's ``t_slot`` plus
-the slot). Per node and quadrature node (``t_lanes`` of them, at ``t_w + slot * t_lanes``):
+the slot). Per node and quadrature node (``t_lanes`` of them, at ``t_w + (2 * parent + side) *
+t_lanes``: the two children of a split side by side, in the order of their parents; the root last):
 
 - ``f_pass`` / ``f_fail``: the factor the node's edge multiplies the path product by when the claim
   passes / fails the edge's test (having passed the earlier tests of the same feature), times the
@@ -144,6 +145,31 @@ def _v_share(typingctx, acc, ao, w1, w1o, w0, w0o, q, qo, k1, k0):
 
 
 @intrinsic
+def _v_share2(typingctx, acc, ao, w1, wa, wb, w0, w0o, q, qa, qb, ka1, ka0, kb1, kb0):
+    """acc[ao:+L] += (ka1 * w1[wa:+L] + ka0 * w0[w0o:+L]) * q[qa:+L] + (kb1 * w1[wb:+L] + kb0 * w0[w0o:+L]) * q[qb:+L]:
+    two siblings' shares of their feature in one update."""
+    sig = types.void(acc, types.intp, w1, types.intp, types.intp, w0, types.intp, q, types.intp, types.intp,
+                     types.float64, types.float64, types.float64, types.float64)
+
+    def codegen(context, builder, signature, args):
+        acc_, ao_, w1_, wa_, wb_, w0_, w0o_, q_, qa_, qb_, ka1, ka0, kb1, kb0 = args
+        ts = signature.args
+        target = _at(context, builder, ts[0], acc_, ao_)
+        w0v = builder.load(_at(context, builder, ts[5], w0_, w0o_), align=8)
+
+        def share(w_off, q_off, k1, k0):
+            w1v = builder.load(_at(context, builder, ts[2], w1_, w_off), align=8)
+            w = builder.fadd(builder.fmul(w1v, _splat(builder, k1)), builder.fmul(w0v, _splat(builder, k0)))
+            return builder.fmul(w, builder.load(_at(context, builder, ts[7], q_, q_off), align=8))
+
+        both = builder.fadd(share(wa_, qa_, ka1, ka0), share(wb_, qb_, kb1, kb0))
+        builder.store(builder.fadd(builder.load(target, align=8), both), target, align=8)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic
 def _ld(typingctx, arr, i):
     """``arr[i]`` without numba's wrap-around of negative indices (the kernel's never are): a
     compare and a mask less per read, a sixth of the one-claim kernel's time."""
@@ -164,10 +190,12 @@ def explain_rows(x, out, t_split, t_nsplit, t_slot, t_m, t_lanes, t_w, t_q, sp_f
                  block, f_pass, f_fail, w_in, q_wout, max_slots, max_lanes):
     """Add each row's SHAP values to ``out``, one row at a time (the lowest latency for one claim).
 
-    Per tree: every split's direction; top down, each node's vector ``q`` of path products at the
-    quadrature nodes and whether the claim passes every test of the node's feature so far; bottom
-    up, sums over children, and each edge adds its feature's share, less the leaves below a re-test
-    of that feature (they count at the re-test). Choices are made by multiplying by 0 or 1."""
+    Per tree: every split's direction; top down, split by split, the vectors ``q`` of path products
+    at the quadrature nodes of its two children and whether the claim passes every test of their
+    feature so far; bottom up, each split adds its two children's shares of its feature, less the
+    leaves below a re-test of that feature (they count at the re-test), then sums them. Choices
+    are made by multiplying by 0 or 1. Siblings are handled together (one read of their parent's
+    vector, one update of the feature's sum) and their data lie side by side."""
     nf = out.shape[1]
     ml = max_lanes
     right = np.empty(max_slots, np.int64)
@@ -194,30 +222,42 @@ def explain_rows(x, out, t_split, t_nsplit, t_slot, t_m, t_lanes, t_w, t_q, sp_f
             for m in range(lanes):
                 q[m] = 1.0
             passes[0] = 1.0  # the root: also the "earlier test" of a feature's first test
-            for sl in range(1, 2 * ns + 1):
-                g = g0 + sl
-                p = _ld(nd_parent, g)
-                before = _ld(passes, _ld(nd_prev, g))
-                now = before * np.float64(1 - (_ld(right, p) ^ _ld(nd_side, g)))  # no branch: it would mispredict
-                passes[sl] = now
-                kc = (1.0 - before) * _ld(nd_c, g)
+            for k in range(ns):  # preorder: a split before its children
+                a = _ld(sp_left, s0 + k)
+                b = _ld(sp_right, s0 + k)
+                before = _ld(passes, _ld(nd_prev, g0 + a))  # the same for both children
+                goes = np.float64(_ld(right, k))  # no branch: it would mispredict
+                now_a = before * (1.0 - goes)
+                now_b = before * goes
+                passes[a] = now_a
+                passes[b] = now_b
+                ca = (1.0 - before) * _ld(nd_c, g0 + a)
+                cb = (1.0 - before) * _ld(nd_c, g0 + b)
+                wa = wo + 2 * k * lanes
                 for c in range(0, lanes, LANES):
-                    _v_down(q, sl * ml + c, p * ml + c, f_pass, f_fail, wo + sl * lanes + c, now, before - now, kc)
-            for sl in range(2 * ns, 0, -1):  # reverse preorder: children before their parent
-                g = g0 + sl
-                if sl < ns:
-                    a = _ld(sp_left, s0 + sl) * ml
-                    b = _ld(sp_right, s0 + sl) * ml
-                    for c in range(0, lanes, LANES):
-                        _v_sum(q, sl * ml + c, a + c, b + c)
-                f = _ld(nd_feat, g) * ml
-                now = _ld(passes, sl)
+                    _v_down(q, a * ml + c, k * ml + c, f_pass, f_fail, wa + c, now_a, before - now_a, ca)
+                    _v_down(q, b * ml + c, k * ml + c, f_pass, f_fail, wa + lanes + c, now_b, before - now_b, cb)
+            for k in range(ns - 1, -1, -1):  # reverse preorder: children before their parent
+                a = _ld(sp_left, s0 + k)
+                b = _ld(sp_right, s0 + k)
+                f = _ld(sp_feat, s0 + k) * ml
+                na = _ld(passes, a)
+                nb = _ld(passes, b)
+                wa = wo + 2 * k * lanes
                 for c in range(0, lanes, LANES):
-                    _v_share(acc, f + c, w_in, wo + sl * lanes + c, q_wout, qo + c, q, sl * ml + c, now, now - 1.0)
-                for j in range(_ld(nd_block, g), _ld(nd_block, g + 1)):
+                    _v_share2(acc, f + c, w_in, wa + c, wa + lanes + c, q_wout, qo + c, q, a * ml + c, b * ml + c,
+                              na, na - 1.0, nb, nb - 1.0)
+                for j in range(_ld(nd_block, g0 + a), _ld(nd_block, g0 + a + 1)):
                     below = _ld(block, j) * ml
                     for c in range(0, lanes, LANES):
-                        _v_share(acc, f + c, w_in, wo + sl * lanes + c, q_wout, qo + c, q, below + c, -now, 1.0 - now)
+                        _v_share(acc, f + c, w_in, wa + c, q_wout, qo + c, q, below + c, -na, 1.0 - na)
+                for j in range(_ld(nd_block, g0 + b), _ld(nd_block, g0 + b + 1)):
+                    below = _ld(block, j) * ml
+                    for c in range(0, lanes, LANES):
+                        _v_share(acc, f + c, w_in, wa + lanes + c, q_wout, qo + c, q, below + c, -nb, 1.0 - nb)
+                if k > 0:
+                    for c in range(0, lanes, LANES):
+                        _v_sum(q, k * ml + c, a * ml + c, b * ml + c)
         for f in range(nf):
             total = 0.0
             for m in range(ml):
@@ -271,15 +311,16 @@ def explain_block(x, out, block_rows, t_split, t_nsplit, t_slot, t_m, t_lanes, t
                     q[0, m, r] = 1.0
             for r in range(nb):
                 passes[0, r] = 1.0
-            for sl in range(1, 2 * ns + 1):
+            for e in range(2 * ns):  # the splits' children in preorder of their parents (their data's order)
+                p = e >> 1
+                sl = sp_right[s0 + p] if e & 1 else sp_left[s0 + p]
                 g = g0 + sl
-                p = nd_parent[g]
                 prev = nd_prev[g]
-                side = np.float64(nd_side[g])
+                side = np.float64(e & 1)
                 for r in range(nb):
                     passes[sl, r] = (1.0 - abs(right[p, r] - side)) * passes[prev, r]
                 c = nd_c[g]
-                w = wo + sl * lanes
+                w = wo + e * lanes
                 for m in range(mq):
                     fa = f_pass[w + m]
                     fb = f_fail[w + m]
@@ -293,7 +334,8 @@ def explain_block(x, out, block_rows, t_split, t_nsplit, t_slot, t_m, t_lanes, t
                 for m in range(mq):
                     for r in range(nb):
                         q[k, m, r] = q[a_, m, r] + q[b_, m, r]
-            for sl in range(1, 2 * ns + 1):
+            for e in range(2 * ns):
+                sl = sp_right[s0 + (e >> 1)] if e & 1 else sp_left[s0 + (e >> 1)]
                 g = g0 + sl
                 f = nd_feat[g]
                 for j in range(nd_block[g], nd_block[g + 1]):  # in place: the blocks lie below, read first
@@ -301,7 +343,7 @@ def explain_block(x, out, block_rows, t_split, t_nsplit, t_slot, t_m, t_lanes, t
                     for m in range(mq):
                         for r in range(nb):
                             q[sl, m, r] -= q[u, m, r]
-                w = wo + sl * lanes
+                w = wo + e * lanes
                 for m in range(mq):
                     wi = w_in[w + m]
                     wf = -q_wout[qo + m]
@@ -349,14 +391,15 @@ def explain_block_rows(x, out, t_split, t_nsplit, t_slot, t_m, t_lanes, t_w, t_q
             for m in range(mq):
                 q[0, m] = 1.0
             passes[0] = 1.0
-            for sl in range(1, 2 * ns + 1):
+            for e in range(2 * ns):
+                p = e >> 1
+                sl = _ld(sp_right, s0 + p) if e & 1 else _ld(sp_left, s0 + p)
                 g = g0 + sl
-                p = _ld(nd_parent, g)
                 prev = _ld(nd_prev, g)
-                side = np.float64(_ld(nd_side, g))
+                side = np.float64(e & 1)
                 passes[sl] = (1.0 - abs(_ld(right, p) - side)) * _ld(passes, prev)
                 c = _ld(nd_c, g)
-                w = wo + sl * lanes
+                w = wo + e * lanes
                 now = _ld(passes, sl)
                 before = _ld(passes, prev)
                 for m in range(mq):
@@ -367,14 +410,15 @@ def explain_block_rows(x, out, t_split, t_nsplit, t_slot, t_m, t_lanes, t_w, t_q
                 b_ = _ld(sp_right, s0 + k)
                 for m in range(mq):
                     q[k, m] = q[a_, m] + q[b_, m]
-            for sl in range(1, 2 * ns + 1):
+            for e in range(2 * ns):
+                sl = _ld(sp_right, s0 + (e >> 1)) if e & 1 else _ld(sp_left, s0 + (e >> 1))
                 g = g0 + sl
                 f = _ld(nd_feat, g)
                 for j in range(_ld(nd_block, g), _ld(nd_block, g + 1)):
                     u = _ld(block, j)
                     for m in range(mq):
                         q[sl, m] -= q[u, m]
-                w = wo + sl * lanes
+                w = wo + e * lanes
                 passed = _ld(passes, sl) > 0.5
                 for m in range(mq):
                     acc[f] += (_ld(w_in, w + m) if passed else -_ld(q_wout, qo + m)) * q[sl, m]
