@@ -29,10 +29,10 @@ Memory, precomputed once per model by :meth:`Explainer.for_booster` (0.5-2 s): w
 trees with at most 8 distinct features per path), ``B`` re-tests of a feature listed under the
 edge above them and ``W`` 32-bit words of category sets::
 
-    memory_bytes ~= sum_t N_t * (72 + 24 * L_t) + 50 * S + 64 * T + 8 * B + 4 * W
+    memory_bytes ~= sum_t N_t * (40 + 24 * L_t) + 50 * S + 64 * T + 8 * B + 4 * W
 
 (plus a few hundred bytes of quadrature tables): linear in the number of nodes, no ``2^depth``
-term. About 250-270 bytes per node: 3.7 MB for the fraud model (250 trees of 31 leaves), 16.2 MB
+term. About 240-260 bytes per node: 3.4 MB for the fraud model (250 trees of 31 leaves), 15.3 MB
 for 500 trees of 63 leaves. Bounded by ``max_memory_mb``; outside the bounds (more than one output,
 linear trees, random-forest averaging, or larger than ``max_memory_mb``) it falls back to
 ``booster.predict(pred_contrib=True)``, with a warning that names the bound.
@@ -104,8 +104,6 @@ class _Model:
     sp_left: np.ndarray   # per split: slot of its left child
     sp_right: np.ndarray  # per split: slot of its right child
     cat_bits: np.ndarray
-    nd_parent: np.ndarray  # per node: slot of its parent split
-    nd_side: np.ndarray    # per node: 1 for a right child
     nd_feat: np.ndarray    # per node: the feature its parent split tests
     nd_prev: np.ndarray    # per node: slot of the nearest edge above testing the same feature (0, the root: none)
     nd_c: np.ndarray       # per node: its factor when an earlier test of the feature failed (times a leaf's value)
@@ -402,7 +400,7 @@ def _flatten(trees: list[_Tree], max_memory_mb: float) -> _Model:
     n_slots = int(slots.sum())
     n_block = sum(len(b) for t in trees for b in t.block.values())
     cat_words = sum(max(s["cats"], default=-1) // 32 + 1 for t in trees for s in t.splits if s["kind"] == _KIND_CAT)
-    need = 24 * int((slots * t_lanes).sum()) + 72 * n_slots + 50 * n_splits + 64 * len(trees) + 8 * n_block \
+    need = 24 * int((slots * t_lanes).sum()) + 40 * n_slots + 50 * n_splits + 64 * len(trees) + 8 * n_block \
         + 4 * cat_words
     if need > max_memory_mb * 2**20:
         raise UnsupportedModel(f"its arrays would take {need / 2**20:.1f} MB, over max_memory_mb={max_memory_mb:g} "
@@ -419,7 +417,7 @@ def _flatten(trees: list[_Tree], max_memory_mb: float) -> _Model:
     sp_feat, sp_thr, sp_kind = i64(n_splits), np.zeros(n_splits), np.zeros(n_splits, np.int8)
     sp_dleft, sp_cat, sp_ncat = np.zeros(n_splits, np.bool_), i64(n_splits), i64(n_splits)
     sp_left, sp_right = i64(n_splits), i64(n_splits)
-    nd_parent, nd_side, nd_feat, nd_prev = i64(n_slots), i64(n_slots), i64(n_slots), i64(n_slots)
+    nd_feat, nd_prev = i64(n_slots), i64(n_slots)
     nd_block, nd_leaf, nd_c = i64(n_slots + 1), i64(n_slots, -1), np.zeros(n_slots)
     f_pass, f_fail, w_in = (np.zeros(int((slots * t_lanes).sum())) for _ in range(3))
     block, cat_bits = [], []
@@ -443,7 +441,7 @@ def _flatten(trees: list[_Tree], max_memory_mb: float) -> _Model:
             pos = 2 * nd["parent"] + nd["side"] if slot else 2 * len(tree.splits)  # siblings side by side
             g, o = so + slot, wo + pos * m
             z, value = nd["z"], nd["value"] if slot >= len(tree.splits) else 1.0
-            nd_parent[g], nd_side[g], nd_feat[g] = max(nd["parent"], 0), nd["side"], max(nd["feature"], 0)
+            nd_feat[g] = max(nd["feature"], 0)
             nd_prev[g], nd_leaf[g], nd_block[g] = max(nd["prev"], 0), nd["leaf"], len(block)
             block += tree.block.get(slot, [])
             passed = tq + one_minus * z                      # t + (1 - t) z: this edge's factor if passed
@@ -460,7 +458,7 @@ def _flatten(trees: list[_Tree], max_memory_mb: float) -> _Model:
         wo += len(tree.nodes) * m
     nd_block[n_slots] = len(block)
     return _Model(t_split, t_nsplit, t_slot, t_m, t_lanes, t_w, t_q, sp_feat, sp_thr, sp_kind, sp_dleft, sp_cat,
-                  sp_ncat, sp_left, sp_right, np.array(cat_bits, dtype=np.uint32), nd_parent, nd_side, nd_feat,
+                  sp_ncat, sp_left, sp_right, np.array(cat_bits, dtype=np.uint32), nd_feat,
                   nd_prev, nd_c, nd_block, np.array(block, dtype=np.int64), f_pass, f_fail, w_in, q_w / q_1mt,
                   int(slots.max()) if len(trees) else 1, int(t_lanes.max()) if len(trees) else LANES,
                   np.array([t.index for t in trees], dtype=np.int64), nd_leaf)

@@ -186,7 +186,7 @@ def _ld(typingctx, arr, i):
 
 @njit(cache=True, nogil=True)
 def explain_rows(x, out, t_split, t_nsplit, t_slot, t_m, t_lanes, t_w, t_q, sp_feat, sp_thr, sp_kind, sp_dleft,
-                 sp_cat, sp_ncat, sp_left, sp_right, cat_bits, nd_parent, nd_side, nd_feat, nd_prev, nd_c, nd_block,
+                 sp_cat, sp_ncat, sp_left, sp_right, cat_bits, nd_feat, nd_prev, nd_c, nd_block,
                  block, f_pass, f_fail, w_in, q_wout, max_slots, max_lanes):
     """Add each row's SHAP values to ``out``, one row at a time (the lowest latency for one claim).
 
@@ -267,7 +267,7 @@ def explain_rows(x, out, t_split, t_nsplit, t_slot, t_m, t_lanes, t_w, t_q, sp_f
 
 @njit(cache=True, nogil=True)
 def explain_block(x, out, block_rows, t_split, t_nsplit, t_slot, t_m, t_lanes, t_w, t_q, sp_feat, sp_thr, sp_kind,
-                  sp_dleft, sp_cat, sp_ncat, sp_left, sp_right, cat_bits, nd_parent, nd_side, nd_feat, nd_prev, nd_c,
+                  sp_dleft, sp_cat, sp_ncat, sp_left, sp_right, cat_bits, nd_feat, nd_prev, nd_c,
                   nd_block, block, f_pass, f_fail, w_in, q_wout, max_slots, max_lanes):
     """The computation of :func:`explain_rows` for blocks of rows, tree by tree, with the rows in the
     innermost loops (vectorised by the compiler; a tree's arrays stay in cache for the block). Only
@@ -356,7 +356,7 @@ def explain_block(x, out, block_rows, t_split, t_nsplit, t_slot, t_m, t_lanes, t
 
 @njit(cache=True, nogil=True)
 def explain_block_rows(x, out, t_split, t_nsplit, t_slot, t_m, t_lanes, t_w, t_q, sp_feat, sp_thr, sp_kind,
-                       sp_dleft, sp_cat, sp_ncat, sp_left, sp_right, cat_bits, nd_parent, nd_side, nd_feat, nd_prev,
+                       sp_dleft, sp_cat, sp_ncat, sp_left, sp_right, cat_bits, nd_feat, nd_prev,
                        nd_c, nd_block, block, f_pass, f_fail, w_in, q_wout, max_slots, max_lanes):
     """:func:`explain_block`'s arithmetic, operation for operation, one row at a time: the same
     values to the last bit (the stable mode of :class:`features.explain.Explainer`), without the

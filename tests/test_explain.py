@@ -188,6 +188,18 @@ def test_memory_is_stated_and_linear_in_the_nodes():
     assert b.memory_bytes / (2 * large.num_trees() * 31) < 600  # bytes per node, for ~30 splits a tree
 
 
+
+def test_memory_is_what_the_docstring_states():
+    booster, _ = _train(dict(num_leaves=40, rounds=12, min_data_in_leaf=2), seed=3)  # categorical splits too
+    explainer = Explainer.for_booster(booster)
+    m = explainer._model
+    nodes = np.diff(np.r_[m.t_slot, len(m.nd_feat)])
+    stated = (int((nodes * (40 + 24 * m.t_lanes)).sum()) + 50 * len(m.sp_feat) + 64 * len(m.t_split)
+              + 8 * len(m.block) + 4 * len(m.cat_bits))
+    assert len(m.cat_bits) > 0 and len(m.block) > 0
+    assert 0 <= explainer.memory_bytes - stated < 1024  # the quadrature tables
+
+
 def test_a_bundle_builds_its_explainer_once_and_top_reasons_use_it(synthetic_claims):
     from features.build import available_features, build_features
     from features.bundle import ModelBundle
