@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Literal
 
 Kind = Literal["numeric", "categorical"]
@@ -35,8 +36,9 @@ class Feature:
     kind: Kind
     family: Family
     description: str
-    reason: str
-    """Reason-code words; ``{value}`` is the feature's value (formatted by the template)."""
+    reason: str | Callable[[float], str]
+    """Reason-code words; ``{value}`` is the feature's value (formatted by the template), or a
+    function of the value where a format spec cannot say it (a time of day)."""
     needs: tuple[str, ...]
     """Canonical columns that must be provided for the feature to exist."""
     monotone: int = 0
@@ -49,9 +51,15 @@ class Feature:
         if value is None or (isinstance(value, float) and math.isnan(value)):
             return f"{self.description}: unknown"
         try:
-            return self.reason.format(value=value)
+            return self.reason(value) if callable(self.reason) else self.reason.format(value=value)
         except (ValueError, TypeError):
             return f"{self.description}: {value}"
+
+
+def _clock(hours: float) -> str:
+    """A fractional hour of the day as HH:MM (0.5167 -> 00:31)."""
+    h, m = divmod(int(round(float(hours) * 60)), 60)
+    return f"{h % 24:02d}:{m:02d}"
 
 
 def _num(name, entity, family, description, reason, needs, monotone=0, needs_any=()) -> Feature:
@@ -91,7 +99,7 @@ FEATURES: tuple[Feature, ...] = (
     _num("deductible", "policy", "notice", "Deductible", "Deductible {value:,.0f}", ("deductible",)),
     _num("annual_premium", "policy", "notice", "Annual premium", "Annual premium {value:,.0f}", ("annual_premium",)),
     _num("report_hour", "claim", "notice", "Hour of day the claim was reported",
-         "Reported at {value:.0f}h", ("report_date",)),
+         lambda hours: f"Reported at {_clock(hours)}", ("report_date",)),
     _num("report_weekday", "claim", "notice", "Day of week the claim was reported (0 = Monday)",
          "Reported on weekday {value:.0f} (0 = Monday)", ("report_date",)),
     _num("incident_weekday", "claim", "notice", "Day of week of the incident (0 = Monday)",

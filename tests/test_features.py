@@ -301,6 +301,10 @@ def test_reason_words_format_values():
     assert catalog.BY_NAME["claimant_claims_365d"].explain(3.0) == "3 claims by this claimant in the last 12 months"
     assert catalog.BY_NAME["channel"].explain("web") == "Reported through: web"
     assert catalog.BY_NAME["claimant_age"].explain(float("nan")) == "Claimant's age: unknown"
+    hour = catalog.BY_NAME["report_hour"]  # a fractional hour of the day reads as a clock time
+    assert hour.explain(31 / 60) == "Reported at 00:31"
+    assert hour.explain(23 + 59.7 / 60) == "Reported at 00:00"
+    assert hour.explain(14.25) == "Reported at 14:15"
 
 
 @pytest.mark.realdata
