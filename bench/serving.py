@@ -172,7 +172,7 @@ def _cpu_seconds(pids: list[int]) -> float:
 
 
 def main() -> dict:
-    from tests.test_service import Server  # the tests' real-server harness: free port, readiness poll
+    from tests.server import Server  # the tests' real-server harness: free port, readiness poll
 
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp)
