@@ -184,6 +184,15 @@ def _ld(typingctx, arr, i):
     return sig, codegen
 
 
+@njit(inline="always")
+def _directions(x, r, s0, ns, right, sp_feat, sp_thr, sp_kind, sp_dleft, sp_cat, sp_ncat, cat_bits):
+    """``right[k]`` = 1 if row ``r`` goes right at split ``k`` of the tree whose splits start at ``s0``."""
+    for k in range(ns):
+        g = s0 + k
+        right[k] = goes_right(x[r, _ld(sp_feat, g)], _ld(sp_kind, g), _ld(sp_thr, g), sp_dleft[g], sp_cat[g],
+                              sp_ncat[g], cat_bits)
+
+
 # --- SHAP -------------------------------------------------------------------------------------------
 
 @njit(cache=True, nogil=True)
@@ -213,10 +222,7 @@ def explain_rows(x, out, t_split, t_nsplit, t_slot, t_m, t_lanes, t_w, t_q, sp_f
             lanes = _ld(t_lanes, t)
             wo = _ld(t_w, t)
             qo = _ld(t_q, t)
-            for k in range(ns):
-                g = s0 + k
-                right[k] = goes_right(x[r, _ld(sp_feat, g)], sp_kind[g], _ld(sp_thr, g), sp_dleft[g], sp_cat[g],
-                                      sp_ncat[g], cat_bits)
+            _directions(x, r, s0, ns, right, sp_feat, sp_thr, sp_kind, sp_dleft, sp_cat, sp_ncat, cat_bits)
             for m in range(lanes):
                 q[m] = 1.0
             passes[0] = 1.0  # the root: also the "earlier test" of a feature's first test
@@ -376,10 +382,7 @@ def explain_block_rows(x, out, t_split, t_nsplit, t_slot, t_m, t_lanes, t_w, t_q
             lanes = _ld(t_lanes, t)
             wo = _ld(t_w, t)
             qo = _ld(t_q, t)
-            for k in range(ns):
-                g = s0 + k
-                right[k] = np.float64(goes_right(x[r, _ld(sp_feat, g)], _ld(sp_kind, g), _ld(sp_thr, g), sp_dleft[g],
-                                                 sp_cat[g], sp_ncat[g], cat_bits))
+            _directions(x, r, s0, ns, right, sp_feat, sp_thr, sp_kind, sp_dleft, sp_cat, sp_ncat, cat_bits)
             for m in range(mq):
                 q[0, m] = 1.0
             passes[0] = 1.0
