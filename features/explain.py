@@ -29,7 +29,7 @@ Memory, precomputed once per model by :meth:`Explainer.for_booster` (0.5-2 s): w
 trees with at most 8 distinct features per path), ``B`` re-tests of a feature listed under the
 edge above them and ``W`` 32-bit words of category sets::
 
-    memory_bytes ~= sum_t N_t * (40 + 24 * L_t) + 50 * S + 64 * T + 8 * B + 4 * W
+    memory_bytes ~= sum_t N_t * (40 + 24 * L_t) + 50 * S + 72 * T + 40 * B + 4 * W
 
 (plus a few hundred bytes of quadrature tables): linear in the number of nodes, no ``2^depth``
 term. About 240-260 bytes per node: 3.4 MB for the fraud model (250 trees of 31 leaves), 15.3 MB
@@ -61,7 +61,7 @@ from typing import Any
 
 import numpy as np
 
-from features.explain_kernels import LANES, explain_block, explain_block_rows, explain_rows, route
+from features.explain_kernels import LANES, explain_block, explain_block_rows, explain_rows, explain_rows_split, route
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +95,7 @@ class _Model:
     t_lanes: np.ndarray   # per tree: t_m padded to a multiple of LANES with nodes of weight 0
     t_w: np.ndarray       # per tree: offset of its nodes' vectors in f_pass / f_fail / w_in
     t_q: np.ndarray       # per tree: offset of its quadrature nodes in q_wout
+    t_retest: np.ndarray  # per tree and one more: offset of its re-tests in ``retest`` (of 4 numbers each)
     sp_feat: np.ndarray   # per split: feature column
     sp_thr: np.ndarray    # per split: numeric threshold
     sp_kind: np.ndarray   # per split: _KIND_*
@@ -109,6 +110,8 @@ class _Model:
     nd_c: np.ndarray       # per node: its factor when an earlier test of the feature failed (times a leaf's value)
     nd_block: np.ndarray   # per node: offset in ``block`` of the splits below it re-testing its feature
     block: np.ndarray      # slots: the nearest splits below a node that test its feature again
+    retest: np.ndarray     # per re-test, by tree: slot of the edge above testing the feature last, the offset
+                           # of that edge's vector in w_in, slot of the re-testing split, the feature
     f_pass: np.ndarray     # per node and quadrature node: factor when the claim passes (times a leaf's value)
     f_fail: np.ndarray     # ... when it fails this test, having passed the earlier ones
     w_in: np.ndarray       # ... weight of the node's share when the claim passes every test of the feature
@@ -123,16 +126,19 @@ class _Model:
         return sum(getattr(self, f.name).nbytes for f in fields(self) if isinstance(getattr(self, f.name), np.ndarray))
 
     def args(self) -> tuple:
-        """The kernels' arguments (everything up to ``max_lanes``)."""
-        names = [f.name for f in fields(self)]
-        return tuple(getattr(self, n) for n in names[:names.index("max_lanes") + 1])
+        """The block kernels' arguments (:func:`explain_block` less its block size)."""
+        return tuple(getattr(self, n) for n in _BLOCK_ARGS)
 
-    def halves(self) -> tuple[tuple, tuple]:
-        """The kernels' arguments for the first and the second half of the trees (views, no copies)."""
-        args, half = self.args(), len(self.t_split) // 2
-        per_tree = [f.name for f in fields(self)].index("sp_feat")  # the t_* arrays come first
-        return (tuple(a[:half] for a in args[:per_tree]) + args[per_tree:],
-                tuple(a[half:] for a in args[:per_tree]) + args[per_tree:])
+    def row_args(self) -> tuple:
+        """:func:`explain_rows`' arguments after its range of trees."""
+        return tuple(getattr(self, n) for n in _ROW_ARGS)
+
+
+_SPLITS = ("sp_feat", "sp_thr", "sp_kind", "sp_dleft", "sp_cat", "sp_ncat", "sp_left", "sp_right", "cat_bits")
+_BLOCK_ARGS = ("t_split", "t_nsplit", "t_slot", "t_m", "t_lanes", "t_w", "t_q", *_SPLITS, "nd_feat", "nd_prev", "nd_c",
+               "nd_block", "block", "f_pass", "f_fail", "w_in", "q_wout", "max_slots", "max_lanes")
+_ROW_ARGS = ("t_split", "t_nsplit", "t_slot", "t_lanes", "t_w", "t_q", "t_retest", *_SPLITS, "nd_prev", "nd_c",
+             "retest", "f_pass", "f_fail", "w_in", "q_wout", "max_slots", "max_lanes")
 
 
 class Explainer:
@@ -151,7 +157,7 @@ class Explainer:
         """Raw score (log-odds) of the average training row: contributions add up to raw score minus this."""
         self._model = model
         self._args = model.args() if model is not None else ()
-        self._halves = model.halves() if model is not None and len(model.t_split) >= SPLIT_MIN_TREES else None
+        self._row_args = model.row_args() if model is not None else ()
         self.fallback_reason = fallback_reason
         """Why LightGBM's ``pred_contrib`` is used instead (``None``: the fast path is in use)."""
 
@@ -201,15 +207,18 @@ class Explainer:
         out = np.zeros((len(x), self.n_features))
         threads = n_threads or _cores()
         if len(x) <= ROW_KERNEL_MAX_ROWS and not stable:
-            if threads < 2 or self._halves is None:
-                explain_rows(x, out, *self._args)
-                return out
-            first, second = self._halves
-            other = np.zeros_like(out)
-            done = _pool().submit(explain_rows, x, other, *second)
-            explain_rows(x, out, *first)
-            done.result()
-            return out + other
+            trees = len(self._model.t_split)
+            if threads < 2 or trees < SPLIT_MIN_TREES:
+                explain_rows(x, out, 0, trees, *self._row_args)
+            elif _split_on_numba_threads():
+                explain_rows_split(x, out, np.zeros_like(out), trees // 2, *self._row_args)
+            else:  # numba's workqueue threads wake too slowly for a claim: a thread of ours takes half
+                other = np.zeros_like(out)
+                done = _pool().submit(explain_rows, x, other, trees // 2, trees, *self._row_args)
+                explain_rows(x, out, 0, trees // 2, *self._row_args)
+                done.result()
+                out += other
+            return out
         threads = min(threads, max(1, len(x) // (PARALLEL_MIN_ROWS // 2)))
         args = self._args
         if len(x) <= ROW_KERNEL_MAX_ROWS:  # stable, a claim or two: the block kernel's sums, row by row
@@ -251,6 +260,19 @@ def _pool() -> ThreadPoolExecutor:
 
 
 @functools.cache
+def _split_on_numba_threads() -> bool:
+    """Whether numba runs its parallel loops on OpenMP (or TBB) threads, which wait spinning for a moment
+    after their work and take the next claim's half within microseconds; on its own workqueue threads
+    (no OpenMP runtime found) the hand-off costs more than half of a claim's trees."""
+    import numba
+
+    try:
+        return numba.threading_layer() in ("omp", "tbb")
+    except ValueError:  # no parallel loop has run yet (the explainers' warm-up runs one)
+        return False
+
+
+@functools.cache
 def _cores() -> int:
     try:
         return len(os.sched_getaffinity(0))
@@ -261,7 +283,8 @@ def _cores() -> int:
 def _warm_up(model: _Model, n_features: int) -> None:
     """Compile both kernels (or load them from numba's disk cache) now rather than on the first claim."""
     x, out = np.zeros((0, n_features)), np.zeros((0, n_features))
-    explain_rows(x, out, *model.args())
+    explain_rows(x, out, 0, 0, *model.row_args())
+    explain_rows_split(x, out, out, 0, *model.row_args())
     explain_block(x, out, BLOCK_ROWS, *model.args())
     explain_block_rows(x, out, *model.args())
 
@@ -400,7 +423,7 @@ def _flatten(trees: list[_Tree], max_memory_mb: float) -> _Model:
     n_slots = int(slots.sum())
     n_block = sum(len(b) for t in trees for b in t.block.values())
     cat_words = sum(max(s["cats"], default=-1) // 32 + 1 for t in trees for s in t.splits if s["kind"] == _KIND_CAT)
-    need = 24 * int((slots * t_lanes).sum()) + 40 * n_slots + 50 * n_splits + 64 * len(trees) + 8 * n_block \
+    need = 24 * int((slots * t_lanes).sum()) + 40 * n_slots + 50 * n_splits + 72 * len(trees) + 40 * n_block \
         + 4 * cat_words
     if need > max_memory_mb * 2**20:
         raise UnsupportedModel(f"its arrays would take {need / 2**20:.1f} MB, over max_memory_mb={max_memory_mb:g} "
@@ -420,12 +443,13 @@ def _flatten(trees: list[_Tree], max_memory_mb: float) -> _Model:
     nd_feat, nd_prev = i64(n_slots), i64(n_slots)
     nd_block, nd_leaf, nd_c = i64(n_slots + 1), i64(n_slots, -1), np.zeros(n_slots)
     f_pass, f_fail, w_in = (np.zeros(int((slots * t_lanes).sum())) for _ in range(3))
-    block, cat_bits = [], []
+    block, cat_bits, retest = [], [], []
+    t_retest = i64(len(trees) + 1)
     si = so = wo = 0
     for t, tree in enumerate(trees):
         m, q0 = int(t_lanes[t]), int(t_q[t])
         tq, one_minus, wq = q_t[q0:q0 + m], q_1mt[q0:q0 + m], q_w[q0:q0 + m]
-        t_split[t], t_nsplit[t], t_slot[t], t_w[t] = si, len(tree.splits), so, wo
+        t_split[t], t_nsplit[t], t_slot[t], t_w[t], t_retest[t] = si, len(tree.splits), so, wo, len(retest) // 4
         for sp in tree.splits:
             sp_feat[si], sp_thr[si], sp_kind[si], sp_dleft[si] = sp["feature"], sp["threshold"], sp["kind"], \
                 sp["default_left"]
@@ -444,6 +468,8 @@ def _flatten(trees: list[_Tree], max_memory_mb: float) -> _Model:
             nd_feat[g] = max(nd["feature"], 0)
             nd_prev[g], nd_leaf[g], nd_block[g] = max(nd["prev"], 0), nd["leaf"], len(block)
             block += tree.block.get(slot, [])
+            for below in tree.block.get(slot, []):
+                retest += [slot, o, below, nd["feature"]]
             passed = tq + one_minus * z                      # t + (1 - t) z: this edge's factor if passed
             w_in[o:o + m] = (1.0 - z) * wq / passed
             if nd["prev"] < 0:                               # the path's first test of this feature
@@ -457,8 +483,9 @@ def _flatten(trees: list[_Tree], max_memory_mb: float) -> _Model:
         so += len(tree.nodes)
         wo += len(tree.nodes) * m
     nd_block[n_slots] = len(block)
-    return _Model(t_split, t_nsplit, t_slot, t_m, t_lanes, t_w, t_q, sp_feat, sp_thr, sp_kind, sp_dleft, sp_cat,
+    t_retest[len(trees)] = len(retest) // 4
+    return _Model(t_split, t_nsplit, t_slot, t_m, t_lanes, t_w, t_q, t_retest, sp_feat, sp_thr, sp_kind, sp_dleft, sp_cat,
                   sp_ncat, sp_left, sp_right, np.array(cat_bits, dtype=np.uint32), nd_feat,
-                  nd_prev, nd_c, nd_block, np.array(block, dtype=np.int64), f_pass, f_fail, w_in, q_w / q_1mt,
+                  nd_prev, nd_c, nd_block, np.array(block, dtype=np.int64), np.array(retest, dtype=np.int64), f_pass, f_fail, w_in, q_w / q_1mt,
                   int(slots.max()) if len(trees) else 1, int(t_lanes.max()) if len(trees) else LANES,
                   np.array([t.index for t in trees], dtype=np.int64), nd_leaf)

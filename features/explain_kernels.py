@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 from llvmlite import ir
-from numba import njit, types
+from numba import njit, prange, types
 from numba.extending import intrinsic
 
 LANES = 4
@@ -196,17 +196,20 @@ def _directions(x, r, s0, ns, right, sp_feat, sp_thr, sp_kind, sp_dleft, sp_cat,
 # --- SHAP -------------------------------------------------------------------------------------------
 
 @njit(cache=True, nogil=True)
-def explain_rows(x, out, t_split, t_nsplit, t_slot, t_m, t_lanes, t_w, t_q, sp_feat, sp_thr, sp_kind, sp_dleft,
-                 sp_cat, sp_ncat, sp_left, sp_right, cat_bits, nd_feat, nd_prev, nd_c, nd_block,
-                 block, f_pass, f_fail, w_in, q_wout, max_slots, max_lanes):
-    """Add each row's SHAP values to ``out``, one row at a time (the lowest latency for one claim).
+def explain_rows(x, out, first, end, t_split, t_nsplit, t_slot, t_lanes, t_w, t_q, t_retest, sp_feat, sp_thr, sp_kind,
+                 sp_dleft, sp_cat, sp_ncat, sp_left, sp_right, cat_bits, nd_prev, nd_c, retest, f_pass, f_fail, w_in,
+                 q_wout, max_slots, max_lanes):
+    """Add each row's SHAP values from trees ``first`` to ``end - 1`` to ``out``, one row at a time
+    (the lowest latency for one claim).
 
     Per tree: every split's direction; top down, split by split, the vectors ``q`` of path products
     at the quadrature nodes of its two children and whether the claim passes every test of their
-    feature so far; bottom up, each split adds its two children's shares of its feature, less the
-    leaves below a re-test of that feature (they count at the re-test), then sums them. Choices
-    are made by multiplying by 0 or 1. Siblings are handled together (one read of their parent's
-    vector, one update of the feature's sum) and their data lie side by side."""
+    feature so far; bottom up, each split adds its two children's shares of its feature, then sums
+    them; last, the subtrees below a re-test of a feature are taken back out of the share of the
+    edge above (they count at the re-test), from the tree's flat list ``retest`` (four numbers each:
+    the edge's slot, its ``w_in`` offset, the re-testing split's slot, the feature; a loop per edge
+    mispredicted). Choices are made by multiplying by 0 or 1. Siblings are handled together (one
+    read of their parent's vector, one update of the feature's sum) and their data lie side by side."""
     nf = out.shape[1]
     ml = max_lanes
     right = np.empty(max_slots, np.int64)
@@ -215,7 +218,7 @@ def explain_rows(x, out, t_split, t_nsplit, t_slot, t_m, t_lanes, t_w, t_q, sp_f
     acc = np.empty(nf * ml)
     for r in range(x.shape[0]):
         acc[:] = 0.0
-        for t in range(len(t_split)):
+        for t in range(first, end):
             s0 = _ld(t_split, t)
             ns = _ld(t_nsplit, t)
             g0 = _ld(t_slot, t)
@@ -251,22 +254,37 @@ def explain_rows(x, out, t_split, t_nsplit, t_slot, t_m, t_lanes, t_w, t_q, sp_f
                 for c in range(0, lanes, LANES):
                     _v_share2(acc, f + c, w_in, wa + c, wa + lanes + c, q_wout, qo + c, q, a * ml + c, b * ml + c,
                               na, na - 1.0, nb, nb - 1.0)
-                for j in range(_ld(nd_block, g0 + a), _ld(nd_block, g0 + a + 1)):
-                    below = _ld(block, j) * ml
-                    for c in range(0, lanes, LANES):
-                        _v_share(acc, f + c, w_in, wa + c, q_wout, qo + c, q, below + c, -na, 1.0 - na)
-                for j in range(_ld(nd_block, g0 + b), _ld(nd_block, g0 + b + 1)):
-                    below = _ld(block, j) * ml
-                    for c in range(0, lanes, LANES):
-                        _v_share(acc, f + c, w_in, wa + lanes + c, q_wout, qo + c, q, below + c, -nb, 1.0 - nb)
                 if k > 0:
                     for c in range(0, lanes, LANES):
                         _v_sum(q, k * ml + c, a * ml + c, b * ml + c)
+            for j in range(4 * _ld(t_retest, t), 4 * _ld(t_retest, t + 1), 4):
+                p = _ld(passes, _ld(retest, j))
+                w = _ld(retest, j + 1)
+                below = _ld(retest, j + 2) * ml
+                f = _ld(retest, j + 3) * ml
+                for c in range(0, lanes, LANES):
+                    _v_share(acc, f + c, w_in, w + c, q_wout, qo + c, q, below + c, -p, 1.0 - p)
         for f in range(nf):
             total = 0.0
             for m in range(ml):
                 total += acc[f * ml + m]
             out[r, f] += total
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def explain_rows_split(x, out, other, middle, t_split, t_nsplit, t_slot, t_lanes, t_w, t_q, t_retest, sp_feat,
+                       sp_thr, sp_kind, sp_dleft, sp_cat, sp_ncat, sp_left, sp_right, cat_bits, nd_prev, nd_c, retest,
+                       f_pass, f_fail, w_in, q_wout, max_slots, max_lanes):
+    """:func:`explain_rows` with the trees split at ``middle`` over two of numba's threads (``other``,
+    zeros of ``out``'s shape, takes the second half; ``out`` gets the sum). Under OpenMP, numba's
+    threads wait spinning for a moment after their work, so the hand-off costs a few microseconds
+    rather than a thread pool's wake-up."""
+    for half in prange(2):
+        first, end, target = (0, middle, out) if half == 0 else (middle, len(t_split), other)
+        explain_rows(x, target, first, end, t_split, t_nsplit, t_slot, t_lanes, t_w, t_q, t_retest, sp_feat, sp_thr,
+                     sp_kind, sp_dleft, sp_cat, sp_ncat, sp_left, sp_right, cat_bits, nd_prev, nd_c, retest, f_pass,
+                     f_fail, w_in, q_wout, max_slots, max_lanes)
+    out += other
 
 
 @njit(cache=True, nogil=True)
