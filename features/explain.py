@@ -20,7 +20,8 @@ of the same feature count at the re-test. A claim costs ``O(nodes x M)`` multipl
 instead of TreeSHAP's ``O(leaves x depth^2)`` recursion, and nothing is approximated: the results
 differ from LightGBM's only by floating-point rounding.
 
-Two kernels: one claim at a time (the service; a claim is split by trees over two threads), and
+Two kernels: one claim at a time (a model of ``SPLIT_MIN_TREES`` trees or more is split by trees over
+two of numba's OpenMP threads, whose hand-off costs microseconds), and
 blocks of claims with the claims in the innermost loops, which the compiler vectorises (batch
 scoring; large batches are split by rows over every core). Measured in ``bench/explain.py``.
 
@@ -32,7 +33,7 @@ edge above them and ``W`` 32-bit words of category sets::
     memory_bytes ~= sum_t N_t * (40 + 24 * L_t) + 50 * S + 72 * T + 40 * B + 4 * W
 
 (plus a few hundred bytes of quadrature tables): linear in the number of nodes, no ``2^depth``
-term. About 240-260 bytes per node: 3.4 MB for the fraud model (250 trees of 31 leaves), 15.3 MB
+term. About 240-265 bytes per node: 3.5 MB for the fraud model (250 trees of 31 leaves), 15.5 MB
 for 500 trees of 63 leaves. Bounded by ``max_memory_mb``; outside the bounds (more than one output,
 linear trees, random-forest averaging, or larger than ``max_memory_mb``) it falls back to
 ``booster.predict(pred_contrib=True)``, with a warning that names the bound.

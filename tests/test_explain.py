@@ -151,6 +151,20 @@ def test_work_split_over_threads_gives_the_same_values():
         assert np.abs(explainer.contributions(x[i:i + 1], n_threads=2) - reference[i]).max() < TOL
 
 
+def test_one_claim_split_by_trees_gives_the_same_values_on_either_kind_of_thread(monkeypatch):
+    import features.explain as explain
+
+    booster, _ = _train({**CASES[5], "rounds": SPLIT_MIN_TREES + 7}, seed=4)  # an odd number of trees
+    x, _ = _data(np.random.default_rng(4), 20)
+    explainer = Explainer.for_booster(booster)
+    whole = np.vstack([explainer.contributions(x[i:i + 1], n_threads=1) for i in range(len(x))])
+    assert np.abs(whole - booster.predict(x, pred_contrib=True)[:, :-1]).max() < TOL
+    for numba_threads in (True, False):  # numba's OpenMP threads, or (without OpenMP) a thread of ours
+        monkeypatch.setattr(explain, "_split_on_numba_threads", lambda: numba_threads)
+        split = np.vstack([explainer.contributions(x[i:i + 1], n_threads=2) for i in range(len(x))])
+        assert np.abs(split - whole).max() < 1e-12
+
+
 def test_a_model_of_constant_trees_has_no_contributions():
     x, _ = _data(np.random.default_rng(2), 200)
     booster = lgb.train({"objective": "regression", "verbose": -1, "min_data_in_leaf": 500}, lgb.Dataset(x, x[:, 0]), 3)
