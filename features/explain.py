@@ -30,7 +30,7 @@ Memory, precomputed once per model by :meth:`Explainer.for_booster` (0.5-2 s): w
 trees with at most 8 distinct features per path), ``B`` re-tests of a feature listed under the
 edge above them and ``W`` 32-bit words of category sets::
 
-    memory_bytes ~= sum_t N_t * (40 + 24 * L_t) + 50 * S + 72 * T + 40 * B + 4 * W
+    memory_bytes ~= sum_t N_t * (40 + 24 * L_t) + 40 * S + 72 * T + 40 * B + 4 * W
 
 (plus a few hundred bytes of quadrature tables): linear in the number of nodes, no ``2^depth``
 term. About 240-265 bytes per node: 3.5 MB for the fraud model (250 trees of 31 leaves), 15.5 MB
@@ -62,7 +62,9 @@ from typing import Any
 
 import numpy as np
 
-from features.explain_kernels import LANES, explain_block, explain_block_rows, explain_rows, explain_rows_split, route
+from features.explain_kernels import (LANES, S_CAT, S_DLEFT, S_FEAT, S_KIND, S_LEFT, S_NCAT, S_RIGHT, SPLIT_WIDTH, T_LANES,
+                                      T_M, T_NSPLIT, T_Q, T_RETEST, T_SLOT, T_SPLIT, T_W, TREE_WIDTH, explain_block,
+                                      explain_block_rows, explain_rows, explain_rows_split, route)
 
 log = logging.getLogger(__name__)
 
@@ -89,22 +91,11 @@ class UnsupportedModel(ValueError):
 class _Model:
     """A booster flattened for the kernels (the layout is described in :mod:`features.explain_kernels`)."""
 
-    t_split: np.ndarray   # per tree: offset of its splits in the sp_* arrays
-    t_nsplit: np.ndarray  # per tree: splits (leaves = splits + 1)
-    t_slot: np.ndarray    # per tree: offset of its nodes in the nd_* arrays
-    t_m: np.ndarray       # per tree: quadrature nodes, ceil(most distinct features on a path / 2)
-    t_lanes: np.ndarray   # per tree: t_m padded to a multiple of LANES with nodes of weight 0
-    t_w: np.ndarray       # per tree: offset of its nodes' vectors in f_pass / f_fail / w_in
-    t_q: np.ndarray       # per tree: offset of its quadrature nodes in q_wout
-    t_retest: np.ndarray  # per tree and one more: offset of its re-tests in ``retest`` (of 4 numbers each)
-    sp_feat: np.ndarray   # per split: feature column
+    tree: np.ndarray      # per tree and one more, a row (features.explain_kernels.T_*): offsets of its splits,
+                          # nodes, vectors, quadrature nodes and re-tests; its splits and quadrature nodes
+    split: np.ndarray     # per split, a row (features.explain_kernels.S_*, int32): feature, child slots, kind,
+                          # default_left, its category bitset in cat_bits
     sp_thr: np.ndarray    # per split: numeric threshold
-    sp_kind: np.ndarray   # per split: _KIND_*
-    sp_dleft: np.ndarray  # per split: default_left
-    sp_cat: np.ndarray    # per split: offset of its category bitset in cat_bits
-    sp_ncat: np.ndarray   # per split: 32-bit words in that bitset
-    sp_left: np.ndarray   # per split: slot of its left child
-    sp_right: np.ndarray  # per split: slot of its right child
     cat_bits: np.ndarray
     nd_feat: np.ndarray    # per node: the feature its parent split tests
     nd_prev: np.ndarray    # per node: slot of the nearest edge above testing the same feature (0, the root: none)
@@ -126,6 +117,14 @@ class _Model:
     def nbytes(self) -> int:
         return sum(getattr(self, f.name).nbytes for f in fields(self) if isinstance(getattr(self, f.name), np.ndarray))
 
+    def column(self, col: int) -> np.ndarray:
+        """One column of the trees' rows (``features.explain_kernels.T_*``), one value per tree."""
+        return self.tree.reshape(-1, TREE_WIDTH)[:-1, col]
+
+    @property
+    def n_trees(self) -> int:
+        return len(self.tree) // TREE_WIDTH - 1
+
     def args(self) -> tuple:
         """The block kernels' arguments (:func:`explain_block` less its block size)."""
         return tuple(getattr(self, n) for n in _BLOCK_ARGS)
@@ -135,10 +134,9 @@ class _Model:
         return tuple(getattr(self, n) for n in _ROW_ARGS)
 
 
-_SPLITS = ("sp_feat", "sp_thr", "sp_kind", "sp_dleft", "sp_cat", "sp_ncat", "sp_left", "sp_right", "cat_bits")
-_BLOCK_ARGS = ("t_split", "t_nsplit", "t_slot", "t_m", "t_lanes", "t_w", "t_q", *_SPLITS, "nd_feat", "nd_prev", "nd_c",
+_BLOCK_ARGS = ("tree", "split", "sp_thr", "cat_bits", "nd_feat", "nd_prev", "nd_c",
                "nd_block", "block", "f_pass", "f_fail", "w_in", "q_wout", "max_slots", "max_lanes")
-_ROW_ARGS = ("t_split", "t_nsplit", "t_slot", "t_lanes", "t_w", "t_q", "t_retest", *_SPLITS, "nd_prev", "nd_c",
+_ROW_ARGS = ("tree", "split", "sp_thr", "cat_bits", "nd_prev", "nd_c",
              "retest", "f_pass", "f_fail", "w_in", "q_wout", "max_slots", "max_lanes")
 
 
@@ -159,6 +157,7 @@ class Explainer:
         self._model = model
         self._args = model.args() if model is not None else ()
         self._row_args = model.row_args() if model is not None else ()
+        self._n_trees = model.n_trees if model is not None else 0
         self.fallback_reason = fallback_reason
         """Why LightGBM's ``pred_contrib`` is used instead (``None``: the fast path is in use)."""
 
@@ -204,11 +203,12 @@ class Explainer:
             raise ValueError(f"matrix must have shape (rows, {self.n_features}), got {x.shape}")
         if self._model is None:
             return self.booster.predict(x, pred_contrib=True)[:, :-1]
-        x = np.ascontiguousarray(x)
+        if not x.flags.c_contiguous:
+            x = np.ascontiguousarray(x)
         out = np.zeros((len(x), self.n_features))
-        threads = n_threads or _cores()
-        if len(x) <= ROW_KERNEL_MAX_ROWS and not stable:
-            trees = len(self._model.t_split)
+        threads = n_threads or _CORES
+        if len(x) <= ROW_KERNEL_MAX_ROWS and not stable:  # the one-claim path: kept short, it is a tenth of the time
+            trees = self._n_trees
             if threads < 2 or trees < SPLIT_MIN_TREES:
                 explain_rows(x, out, 0, trees, *self._row_args)
             elif _split_on_numba_threads():
@@ -243,8 +243,7 @@ class Explainer:
         x = np.ascontiguousarray(np.asarray(matrix, dtype=np.float64))
         out = np.zeros((len(x), self.n_trees), dtype=np.int64)
         m = self._model
-        route(x, out, m.t_split, m.t_nsplit, m.t_slot, m.sp_feat, m.sp_thr, m.sp_kind, m.sp_dleft, m.sp_cat,
-               m.sp_ncat, m.sp_left, m.sp_right, m.cat_bits, m.t_index, m.nd_leaf)
+        route(x, out, m.tree, m.split, m.sp_thr, m.cat_bits, m.t_index, m.nd_leaf)
         return out
 
 
@@ -256,7 +255,7 @@ def _pool() -> ThreadPoolExecutor:
     """One pool of worker threads per process, for every explainer (the kernels release the GIL)."""
     with _POOL_LOCK:
         if not _POOL:
-            _POOL.append(ThreadPoolExecutor(max(2, _cores()), thread_name_prefix="explain"))
+            _POOL.append(ThreadPoolExecutor(max(2, _CORES), thread_name_prefix="explain"))
         return _POOL[0]
 
 
@@ -273,12 +272,15 @@ def _split_on_numba_threads() -> bool:
         return False
 
 
-@functools.cache
 def _cores() -> int:
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not Linux
         return os.cpu_count() or 1
+
+
+_CORES = _cores()
+"""Cores this process may use (read once)."""
 
 
 def _warm_up(model: _Model, n_features: int) -> None:
@@ -424,7 +426,7 @@ def _flatten(trees: list[_Tree], max_memory_mb: float) -> _Model:
     n_slots = int(slots.sum())
     n_block = sum(len(b) for t in trees for b in t.block.values())
     cat_words = sum(max(s["cats"], default=-1) // 32 + 1 for t in trees for s in t.splits if s["kind"] == _KIND_CAT)
-    need = 24 * int((slots * t_lanes).sum()) + 40 * n_slots + 50 * n_splits + 72 * len(trees) + 40 * n_block \
+    need = 24 * int((slots * t_lanes).sum()) + 40 * n_slots + 40 * n_splits + 72 * len(trees) + 40 * n_block \
         + 4 * cat_words
     if need > max_memory_mb * 2**20:
         raise UnsupportedModel(f"its arrays would take {need / 2**20:.1f} MB, over max_memory_mb={max_memory_mb:g} "
@@ -485,8 +487,17 @@ def _flatten(trees: list[_Tree], max_memory_mb: float) -> _Model:
         wo += len(tree.nodes) * m
     nd_block[n_slots] = len(block)
     t_retest[len(trees)] = len(retest) // 4
-    return _Model(t_split, t_nsplit, t_slot, t_m, t_lanes, t_w, t_q, t_retest, sp_feat, sp_thr, sp_kind, sp_dleft, sp_cat,
-                  sp_ncat, sp_left, sp_right, np.array(cat_bits, dtype=np.uint32), nd_feat,
-                  nd_prev, nd_c, nd_block, np.array(block, dtype=np.int64), np.array(retest, dtype=np.int64), f_pass, f_fail, w_in, q_w / q_1mt,
+    tree = np.zeros((len(trees) + 1, TREE_WIDTH), dtype=np.int64)
+    for col, values in ((T_SPLIT, t_split), (T_NSPLIT, t_nsplit), (T_SLOT, t_slot), (T_M, t_m), (T_LANES, t_lanes),
+                        (T_W, t_w), (T_Q, t_q)):
+        tree[:-1, col] = values
+    tree[:, T_RETEST] = t_retest
+    split = np.zeros((n_splits, SPLIT_WIDTH), dtype=np.int32)
+    for col, values in ((S_FEAT, sp_feat), (S_LEFT, sp_left), (S_RIGHT, sp_right), (S_KIND, sp_kind),
+                        (S_DLEFT, sp_dleft), (S_CAT, sp_cat), (S_NCAT, sp_ncat)):
+        split[:, col] = values
+    return _Model(tree.ravel(), split.ravel(), sp_thr, np.array(cat_bits, dtype=np.uint32), nd_feat,
+                  nd_prev, nd_c, nd_block, np.array(block, dtype=np.int64), np.array(retest, dtype=np.int64), f_pass,
+                  f_fail, w_in, q_w / q_1mt,
                   int(slots.max()) if len(trees) else 1, int(t_lanes.max()) if len(trees) else LANES,
                   np.array([t.index for t in trees], dtype=np.int64), nd_leaf)

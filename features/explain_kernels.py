@@ -36,6 +36,16 @@ ZERO = 1.0000000180025095e-35
 
 _VEC = ir.VectorType(ir.DoubleType(), LANES)
 
+TREE_WIDTH = 8
+T_SPLIT, T_NSPLIT, T_SLOT, T_M, T_LANES, T_W, T_Q, T_RETEST = range(TREE_WIDTH)
+"""A tree's row in ``tree`` (int64, one row per tree and one more, whose ``T_RETEST`` ends the last
+tree's re-tests): offset of its splits, its splits, offset of its nodes, its quadrature nodes, those
+padded to whole vectors, offset of its nodes' vectors, of its quadrature nodes, of its re-tests."""
+SPLIT_WIDTH = 8
+S_FEAT, S_LEFT, S_RIGHT, S_KIND, S_DLEFT, S_CAT, S_NCAT = range(7)
+"""A split's row in ``split`` (int32; one cache line holds two): feature, left and right child slots,
+kind, default_left, offset and words of its category set (the 8th column pads)."""
+
 
 # --- split directions -------------------------------------------------------------------------------
 
@@ -64,20 +74,19 @@ def goes_right(fval, kind, threshold, default_left, cat_off, cat_len, cat_bits):
 
 
 @njit(cache=True)
-def route(x, out, t_split, t_nsplit, t_slot, sp_feat, sp_thr, sp_kind, sp_dleft, sp_cat, sp_ncat, sp_left, sp_right,
-          cat_bits, t_index, nd_leaf):
+def route(x, out, tree, split, sp_thr, cat_bits, t_index, nd_leaf):
     """The LightGBM leaf index each row reaches in each tree."""
     for r in range(x.shape[0]):
-        for t in range(len(t_split)):
-            s0 = t_split[t]
+        for t in range(len(tree) // TREE_WIDTH - 1):
+            s0 = _ld(tree, TREE_WIDTH * t + T_SPLIT)
             slot = 0
-            while slot < t_nsplit[t]:
+            while slot < _ld(tree, TREE_WIDTH * t + T_NSPLIT):
                 g = s0 + slot
-                if goes_right(x[r, sp_feat[g]], sp_kind[g], sp_thr[g], sp_dleft[g], sp_cat[g], sp_ncat[g], cat_bits):
-                    slot = sp_right[g]
+                if _goes_right_at(x, r, g, split, sp_thr, cat_bits):
+                    slot = _ld(split, SPLIT_WIDTH * g + S_RIGHT)
                 else:
-                    slot = sp_left[g]
-            out[r, t_index[t]] = nd_leaf[t_slot[t] + slot]
+                    slot = _ld(split, SPLIT_WIDTH * g + S_LEFT)
+            out[r, t_index[t]] = nd_leaf[_ld(tree, TREE_WIDTH * t + T_SLOT) + slot]
 
 
 # --- vector steps, LANES wide (LLVM IR) -------------------------------------------------------------
@@ -185,19 +194,25 @@ def _ld(typingctx, arr, i):
 
 
 @njit(inline="always")
-def _directions(x, r, s0, ns, right, sp_feat, sp_thr, sp_kind, sp_dleft, sp_cat, sp_ncat, cat_bits):
+def _goes_right_at(x, r, g, split, sp_thr, cat_bits):
+    """:func:`goes_right` for row ``r`` at split ``g`` (its row in ``split``)."""
+    row = SPLIT_WIDTH * g
+    return goes_right(x[r, _ld(split, row + S_FEAT)], _ld(split, row + S_KIND), _ld(sp_thr, g),
+                      _ld(split, row + S_DLEFT), _ld(split, row + S_CAT), _ld(split, row + S_NCAT), cat_bits)
+
+
+@njit(inline="always")
+def _directions(x, r, s0, ns, right, split, sp_thr, cat_bits):
     """``right[k]`` = 1 if row ``r`` goes right at split ``k`` of the tree whose splits start at ``s0``."""
     for k in range(ns):
         g = s0 + k
-        right[k] = goes_right(x[r, _ld(sp_feat, g)], _ld(sp_kind, g), _ld(sp_thr, g), sp_dleft[g], sp_cat[g],
-                              sp_ncat[g], cat_bits)
+        right[k] = _goes_right_at(x, r, s0 + k, split, sp_thr, cat_bits)
 
 
 # --- SHAP -------------------------------------------------------------------------------------------
 
 @njit(cache=True, nogil=True)
-def explain_rows(x, out, first, end, t_split, t_nsplit, t_slot, t_lanes, t_w, t_q, t_retest, sp_feat, sp_thr, sp_kind,
-                 sp_dleft, sp_cat, sp_ncat, sp_left, sp_right, cat_bits, nd_prev, nd_c, retest, f_pass, f_fail, w_in,
+def explain_rows(x, out, first, end, tree, split, sp_thr, cat_bits, nd_prev, nd_c, retest, f_pass, f_fail, w_in,
                  q_wout, max_slots, max_lanes):
     """Add each row's SHAP values from trees ``first`` to ``end - 1`` to ``out``, one row at a time
     (the lowest latency for one claim).
@@ -215,23 +230,23 @@ def explain_rows(x, out, first, end, t_split, t_nsplit, t_slot, t_lanes, t_w, t_
     right = np.empty(max_slots, np.int64)
     passes = np.empty(max_slots)
     q = np.empty(max_slots * ml)
-    acc = np.empty(nf * ml)
+    acc = np.empty(nf * LANES)  # a feature's sums over every quadrature node, folded into one vector
     for r in range(x.shape[0]):
         acc[:] = 0.0
         for t in range(first, end):
-            s0 = _ld(t_split, t)
-            ns = _ld(t_nsplit, t)
-            g0 = _ld(t_slot, t)
-            lanes = _ld(t_lanes, t)
-            wo = _ld(t_w, t)
-            qo = _ld(t_q, t)
-            _directions(x, r, s0, ns, right, sp_feat, sp_thr, sp_kind, sp_dleft, sp_cat, sp_ncat, cat_bits)
+            s0 = _ld(tree, TREE_WIDTH * t + T_SPLIT)
+            ns = _ld(tree, TREE_WIDTH * t + T_NSPLIT)
+            g0 = _ld(tree, TREE_WIDTH * t + T_SLOT)
+            lanes = _ld(tree, TREE_WIDTH * t + T_LANES)
+            wo = _ld(tree, TREE_WIDTH * t + T_W)
+            qo = _ld(tree, TREE_WIDTH * t + T_Q)
+            _directions(x, r, s0, ns, right, split, sp_thr, cat_bits)
             for m in range(lanes):
                 q[m] = 1.0
             passes[0] = 1.0  # the root: also the "earlier test" of a feature's first test
             for k in range(ns):  # preorder: a split before its children
-                a = _ld(sp_left, s0 + k)
-                b = _ld(sp_right, s0 + k)
+                a = _ld(split, SPLIT_WIDTH * (s0 + k) + S_LEFT)
+                b = _ld(split, SPLIT_WIDTH * (s0 + k) + S_RIGHT)
                 before = _ld(passes, _ld(nd_prev, g0 + a))  # the same for both children
                 goes = np.float64(_ld(right, k))  # no branch: it would mispredict
                 now_a = before * (1.0 - goes)
@@ -245,52 +260,49 @@ def explain_rows(x, out, first, end, t_split, t_nsplit, t_slot, t_lanes, t_w, t_
                     _v_down(q, a * ml + c, k * ml + c, f_pass, f_fail, wa + c, now_a, before - now_a, ca)
                     _v_down(q, b * ml + c, k * ml + c, f_pass, f_fail, wa + lanes + c, now_b, before - now_b, cb)
             for k in range(ns - 1, -1, -1):  # reverse preorder: children before their parent
-                a = _ld(sp_left, s0 + k)
-                b = _ld(sp_right, s0 + k)
-                f = _ld(sp_feat, s0 + k) * ml
+                a = _ld(split, SPLIT_WIDTH * (s0 + k) + S_LEFT)
+                b = _ld(split, SPLIT_WIDTH * (s0 + k) + S_RIGHT)
+                f = _ld(split, SPLIT_WIDTH * (s0 + k) + S_FEAT) * LANES
                 na = _ld(passes, a)
                 nb = _ld(passes, b)
                 wa = wo + 2 * k * lanes
                 for c in range(0, lanes, LANES):
-                    _v_share2(acc, f + c, w_in, wa + c, wa + lanes + c, q_wout, qo + c, q, a * ml + c, b * ml + c,
+                    _v_share2(acc, f, w_in, wa + c, wa + lanes + c, q_wout, qo + c, q, a * ml + c, b * ml + c,
                               na, na - 1.0, nb, nb - 1.0)
                 if k > 0:
                     for c in range(0, lanes, LANES):
                         _v_sum(q, k * ml + c, a * ml + c, b * ml + c)
-            for j in range(4 * _ld(t_retest, t), 4 * _ld(t_retest, t + 1), 4):
+            for j in range(4 * _ld(tree, TREE_WIDTH * t + T_RETEST), 4 * _ld(tree, TREE_WIDTH * (t + 1) + T_RETEST), 4):
                 p = _ld(passes, _ld(retest, j))
                 w = _ld(retest, j + 1)
                 below = _ld(retest, j + 2) * ml
-                f = _ld(retest, j + 3) * ml
+                f = _ld(retest, j + 3) * LANES
                 for c in range(0, lanes, LANES):
-                    _v_share(acc, f + c, w_in, w + c, q_wout, qo + c, q, below + c, -p, 1.0 - p)
+                    _v_share(acc, f, w_in, w + c, q_wout, qo + c, q, below + c, -p, 1.0 - p)
         for f in range(nf):
             total = 0.0
-            for m in range(ml):
-                total += acc[f * ml + m]
+            for m in range(LANES):
+                total += acc[f * LANES + m]
             out[r, f] += total
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def explain_rows_split(x, out, other, middle, t_split, t_nsplit, t_slot, t_lanes, t_w, t_q, t_retest, sp_feat,
-                       sp_thr, sp_kind, sp_dleft, sp_cat, sp_ncat, sp_left, sp_right, cat_bits, nd_prev, nd_c, retest,
-                       f_pass, f_fail, w_in, q_wout, max_slots, max_lanes):
+def explain_rows_split(x, out, other, middle, tree, split, sp_thr, cat_bits, nd_prev, nd_c, retest, f_pass, f_fail,
+                       w_in, q_wout, max_slots, max_lanes):
     """:func:`explain_rows` with the trees split at ``middle`` over two of numba's threads (``other``,
     zeros of ``out``'s shape, takes the second half; ``out`` gets the sum). Under OpenMP, numba's
     threads wait spinning for a moment after their work, so the hand-off costs a few microseconds
     rather than a thread pool's wake-up."""
     for half in prange(2):
-        first, end, target = (0, middle, out) if half == 0 else (middle, len(t_split), other)
-        explain_rows(x, target, first, end, t_split, t_nsplit, t_slot, t_lanes, t_w, t_q, t_retest, sp_feat, sp_thr,
-                     sp_kind, sp_dleft, sp_cat, sp_ncat, sp_left, sp_right, cat_bits, nd_prev, nd_c, retest, f_pass,
-                     f_fail, w_in, q_wout, max_slots, max_lanes)
+        first, end, target = (0, middle, out) if half == 0 else (middle, len(tree) // TREE_WIDTH - 1, other)
+        explain_rows(x, target, first, end, tree, split, sp_thr, cat_bits, nd_prev, nd_c, retest, f_pass, f_fail,
+                     w_in, q_wout, max_slots, max_lanes)
     out += other
 
 
 @njit(cache=True, nogil=True)
-def explain_block(x, out, block_rows, t_split, t_nsplit, t_slot, t_m, t_lanes, t_w, t_q, sp_feat, sp_thr, sp_kind,
-                  sp_dleft, sp_cat, sp_ncat, sp_left, sp_right, cat_bits, nd_feat, nd_prev, nd_c,
-                  nd_block, block, f_pass, f_fail, w_in, q_wout, max_slots, max_lanes):
+def explain_block(x, out, block_rows, tree, split, sp_thr, cat_bits, nd_feat, nd_prev, nd_c, nd_block, block, f_pass,
+                  f_fail, w_in, q_wout, max_slots, max_lanes):
     """The computation of :func:`explain_rows` for blocks of rows, tree by tree, with the rows in the
     innermost loops (vectorised by the compiler; a tree's arrays stay in cache for the block). Only
     a tree's own quadrature nodes are visited, not the padding."""
@@ -306,18 +318,18 @@ def explain_block(x, out, block_rows, t_split, t_nsplit, t_slot, t_m, t_lanes, t
             for r in range(nb):
                 xt[f, r] = x[start + r, f]
                 acc[f, r] = 0.0
-        for t in range(len(t_split)):
-            s0 = t_split[t]
-            ns = t_nsplit[t]
-            g0 = t_slot[t]
-            mq = t_m[t]
-            lanes = t_lanes[t]
-            wo = t_w[t]
-            qo = t_q[t]
+        for t in range(len(tree) // TREE_WIDTH - 1):
+            s0 = _ld(tree, TREE_WIDTH * t + T_SPLIT)
+            ns = _ld(tree, TREE_WIDTH * t + T_NSPLIT)
+            g0 = _ld(tree, TREE_WIDTH * t + T_SLOT)
+            mq = _ld(tree, TREE_WIDTH * t + T_M)
+            lanes = _ld(tree, TREE_WIDTH * t + T_LANES)
+            wo = _ld(tree, TREE_WIDTH * t + T_W)
+            qo = _ld(tree, TREE_WIDTH * t + T_Q)
             for k in range(ns):
                 g = s0 + k
-                kind = sp_kind[g]
-                fi = sp_feat[g]
+                kind = _ld(split, SPLIT_WIDTH * g + S_KIND)
+                fi = _ld(split, SPLIT_WIDTH * g + S_FEAT)
                 thr = sp_thr[g]
                 if kind == 0:  # numeric, NaN read as 0: the common case, vectorised
                     for r in range(nb):
@@ -325,9 +337,10 @@ def explain_block(x, out, block_rows, t_split, t_nsplit, t_slot, t_m, t_lanes, t
                         v = 0.0 if np.isnan(v) or -ZERO <= v <= ZERO else v
                         right[k, r] = 0.0 if v <= thr else 1.0
                 else:
+                    row = SPLIT_WIDTH * g
+                    dleft, cat, ncat = _ld(split, row + S_DLEFT), _ld(split, row + S_CAT), _ld(split, row + S_NCAT)
                     for r in range(nb):
-                        right[k, r] = 1.0 if goes_right(xt[fi, r], kind, thr, sp_dleft[g], sp_cat[g], sp_ncat[g],
-                                                        cat_bits) else 0.0
+                        right[k, r] = 1.0 if goes_right(xt[fi, r], kind, thr, dleft, cat, ncat, cat_bits) else 0.0
             for m in range(mq):
                 for r in range(nb):
                     q[0, m, r] = 1.0
@@ -335,7 +348,7 @@ def explain_block(x, out, block_rows, t_split, t_nsplit, t_slot, t_m, t_lanes, t
                 passes[0, r] = 1.0
             for e in range(2 * ns):  # the splits' children in preorder of their parents (their data's order)
                 p = e >> 1
-                sl = sp_right[s0 + p] if e & 1 else sp_left[s0 + p]
+                sl = _ld(split, SPLIT_WIDTH * (s0 + p) + S_LEFT + (e & 1))  # S_RIGHT follows S_LEFT
                 g = g0 + sl
                 prev = nd_prev[g]
                 side = np.float64(e & 1)
@@ -351,13 +364,13 @@ def explain_block(x, out, block_rows, t_split, t_nsplit, t_slot, t_m, t_lanes, t
                         before = passes[prev, r]
                         q[sl, m, r] = q[p, m, r] * (now * fa + (before - now) * fb + (1.0 - before) * c)
             for k in range(ns - 1, -1, -1):
-                a_ = sp_left[s0 + k]
-                b_ = sp_right[s0 + k]
+                a_ = _ld(split, SPLIT_WIDTH * (s0 + k) + S_LEFT)
+                b_ = _ld(split, SPLIT_WIDTH * (s0 + k) + S_RIGHT)
                 for m in range(mq):
                     for r in range(nb):
                         q[k, m, r] = q[a_, m, r] + q[b_, m, r]
             for e in range(2 * ns):
-                sl = sp_right[s0 + (e >> 1)] if e & 1 else sp_left[s0 + (e >> 1)]
+                sl = _ld(split, SPLIT_WIDTH * (s0 + (e >> 1)) + S_LEFT + (e & 1))
                 g = g0 + sl
                 f = nd_feat[g]
                 for j in range(nd_block[g], nd_block[g + 1]):  # in place: the blocks lie below, read first
@@ -377,9 +390,8 @@ def explain_block(x, out, block_rows, t_split, t_nsplit, t_slot, t_m, t_lanes, t
 
 
 @njit(cache=True, nogil=True)
-def explain_block_rows(x, out, t_split, t_nsplit, t_slot, t_m, t_lanes, t_w, t_q, sp_feat, sp_thr, sp_kind,
-                       sp_dleft, sp_cat, sp_ncat, sp_left, sp_right, cat_bits, nd_feat, nd_prev,
-                       nd_c, nd_block, block, f_pass, f_fail, w_in, q_wout, max_slots, max_lanes):
+def explain_block_rows(x, out, tree, split, sp_thr, cat_bits, nd_feat, nd_prev, nd_c, nd_block, block, f_pass, f_fail,
+                       w_in, q_wout, max_slots, max_lanes):
     """:func:`explain_block`'s arithmetic, operation for operation, one row at a time: the same
     values to the last bit (the stable mode of :class:`features.explain.Explainer`), without the
     block kernel's per-loop set-up, which dominates for a claim or two. Scalar reads go through
@@ -392,21 +404,21 @@ def explain_block_rows(x, out, t_split, t_nsplit, t_slot, t_m, t_lanes, t_w, t_q
     for r in range(n):
         for f in range(nf):
             acc[f] = 0.0
-        for t in range(len(t_split)):
-            s0 = _ld(t_split, t)
-            ns = _ld(t_nsplit, t)
-            g0 = _ld(t_slot, t)
-            mq = _ld(t_m, t)
-            lanes = _ld(t_lanes, t)
-            wo = _ld(t_w, t)
-            qo = _ld(t_q, t)
-            _directions(x, r, s0, ns, right, sp_feat, sp_thr, sp_kind, sp_dleft, sp_cat, sp_ncat, cat_bits)
+        for t in range(len(tree) // TREE_WIDTH - 1):
+            s0 = _ld(tree, TREE_WIDTH * t + T_SPLIT)
+            ns = _ld(tree, TREE_WIDTH * t + T_NSPLIT)
+            g0 = _ld(tree, TREE_WIDTH * t + T_SLOT)
+            mq = _ld(tree, TREE_WIDTH * t + T_M)
+            lanes = _ld(tree, TREE_WIDTH * t + T_LANES)
+            wo = _ld(tree, TREE_WIDTH * t + T_W)
+            qo = _ld(tree, TREE_WIDTH * t + T_Q)
+            _directions(x, r, s0, ns, right, split, sp_thr, cat_bits)
             for m in range(mq):
                 q[0, m] = 1.0
             passes[0] = 1.0
             for e in range(2 * ns):
                 p = e >> 1
-                sl = _ld(sp_right, s0 + p) if e & 1 else _ld(sp_left, s0 + p)
+                sl = _ld(split, SPLIT_WIDTH * (s0 + p) + S_LEFT + (e & 1))  # S_RIGHT follows S_LEFT
                 g = g0 + sl
                 prev = _ld(nd_prev, g)
                 side = np.float64(e & 1)
@@ -419,12 +431,12 @@ def explain_block_rows(x, out, t_split, t_nsplit, t_slot, t_m, t_lanes, t_w, t_q
                     q[sl, m] = q[p, m] * (now * _ld(f_pass, w + m) + (before - now) * _ld(f_fail, w + m)
                                           + (1.0 - before) * c)
             for k in range(ns - 1, -1, -1):
-                a_ = _ld(sp_left, s0 + k)
-                b_ = _ld(sp_right, s0 + k)
+                a_ = _ld(split, SPLIT_WIDTH * (s0 + k) + S_LEFT)
+                b_ = _ld(split, SPLIT_WIDTH * (s0 + k) + S_RIGHT)
                 for m in range(mq):
                     q[k, m] = q[a_, m] + q[b_, m]
             for e in range(2 * ns):
-                sl = _ld(sp_right, s0 + (e >> 1)) if e & 1 else _ld(sp_left, s0 + (e >> 1))
+                sl = _ld(split, SPLIT_WIDTH * (s0 + (e >> 1)) + S_LEFT + (e & 1))
                 g = g0 + sl
                 f = _ld(nd_feat, g)
                 for j in range(_ld(nd_block, g), _ld(nd_block, g + 1)):

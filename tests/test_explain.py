@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from features.explain import PARALLEL_MIN_ROWS, SPLIT_MIN_TREES, Explainer
+from features.explain_kernels import T_LANES, T_SLOT
 
 TOL = 1e-6
 N_NUM, N_CAT, LEVELS = 6, 2, 12
@@ -207,8 +208,8 @@ def test_memory_is_what_the_docstring_states():
     booster, _ = _train(dict(num_leaves=40, rounds=12, min_data_in_leaf=2), seed=3)  # categorical splits too
     explainer = Explainer.for_booster(booster)
     m = explainer._model
-    nodes = np.diff(np.r_[m.t_slot, len(m.nd_feat)])
-    stated = (int((nodes * (40 + 24 * m.t_lanes)).sum()) + 50 * len(m.sp_feat) + 72 * len(m.t_split)
+    nodes = np.diff(np.r_[m.column(T_SLOT), len(m.nd_feat)])
+    stated = (int((nodes * (40 + 24 * m.column(T_LANES))).sum()) + 40 * len(m.sp_thr) + 72 * m.n_trees
               + 40 * len(m.block) + 4 * len(m.cat_bits))
     assert len(m.cat_bits) > 0 and len(m.block) > 0
     assert 0 <= explainer.memory_bytes - stated < 1024  # the quadrature tables
