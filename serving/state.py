@@ -101,7 +101,7 @@ class ServiceState:
             versions = {**self.scorer.versions, "policy": self.policy_version}
             names = list(table)
             answers, decisions = [], []
-            for i, features in enumerate(zip(*table.values())):
+            for i, features in enumerate(zip(*(_plain_column(column) for column in table.values()))):
                 claim_id = records[i]["claim_id"]
                 scores = {task: float(result.scores[task][i]) for task in result.scores}
                 reasons = {task: result.reasons[task][i] for task in result.reasons}
@@ -114,7 +114,7 @@ class ServiceState:
                     "scored_at": scored_at,
                 })
                 decisions.append(Decision(claim_id, input_hash(payloads[i]), route, scores,
-                                          {k: _plain(v) for k, v in zip(names, features)}, result.rules[i], reasons,
+                                          dict(zip(names, features)), result.rules[i], reasons,
                                           versions, keys[i], scored_at))
             self.log.write(decisions)
             self.history.append(claims)
@@ -150,6 +150,15 @@ class ServiceState:
                             "label": b.label, "periods": b.metadata.get("periods"),
                             "test_metrics": b.metadata.get("test_metrics"), "features": list(b.features)}
         return {"models": models, "policy_version": self.policy_version, "policy": self.scorer.policy.to_dict()}
+
+
+def _plain_column(column: np.ndarray) -> list:
+    """A feature column as plain Python values (missing: None), as :func:`_plain` makes them one by one."""
+    if column.dtype.kind in "iub":
+        return column.tolist()
+    if column.dtype.kind == "f":
+        return [None if v != v else v for v in column.tolist()]
+    return [_plain(v) for v in column]
 
 
 def _plain(v: Any) -> Any:

@@ -81,3 +81,26 @@ def test_a_failing_batch_fails_each_of_its_requests_and_the_next_batch_is_scored
             f.result(10)
     assert batcher.submit(_claims("later"), [{}], "k").result(10)[0]["claim_id"] == "later"
     batcher.close()
+
+
+def test_a_busy_batcher_waits_for_claims_arriving_close_behind_and_a_quiet_one_does_not():
+    recorder = Recorder()
+    recorder.release.set()  # no batch is held
+    batcher = Batcher(recorder, gap_s=0.5, linger_s=5.0)
+    batcher.submit(_claims("quiet"), [{}], "k").result(10)  # a quiet worker: scored at once, alone
+    batcher.mean_claims = 8.0  # as after batches of eight
+    first = batcher.submit(_claims("a"), [{}], "k")
+    second = batcher.submit(_claims("b"), [{}], "k")  # well within the gap: joins the first
+    assert first.result(10)[0]["batch"] == second.result(10)[0]["batch"] == 2
+    assert recorder.batches == [["quiet"], ["a", "b"]]
+    batcher.close()
+
+
+def test_a_busy_batcher_stops_waiting_once_the_batch_is_full():
+    recorder = Recorder()
+    recorder.release.set()
+    batcher = Batcher(recorder, max_claims=2, gap_s=30.0, linger_s=60.0)
+    batcher.mean_claims = 8.0
+    futures = [batcher.submit(_claims(i), [{}], "k") for i in ("a", "b")]
+    assert [f.result(10)[0]["batch"] for f in futures] == [1, 1]  # well before the 30 s gap
+    batcher.close()
