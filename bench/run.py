@@ -115,7 +115,9 @@ def bench_serving() -> tuple[dict, str]:
           f"| floor: LightGBM predict + pred_contrib, both models, in process | {seq['requests']:,} | - | "
           f"{low['p50_ms']:.1f} ms | {low['p99_ms']:.1f} ms | {1e3 / low['mean_ms']:,.0f} |\n"
           f"\nSequential p50 is {seq['p50_ms'] / low['p50_ms']:.1f}x the floor's. Under load the {r['workers']} workers "
-          f"spent {con['server_cpu_ms_per_claim']:.2f} ms of CPU per claim. Each answer holds scores, route, rules "
+          f"spent {con['server_cpu_ms_per_claim']:.2f} ms of CPU per claim, {con['http_cpu_ms_per_claim']:.2f} ms of "
+          "it in their HTTP threads (parsing, validation, the answer's JSON, BentoML's middleware) and the rest "
+          "scoring the batches and writing the logs. Each answer holds scores, route, rules "
           f"and top reasons, is computed from the claim's history ({r['history_claims']:,} claims loaded, growing "
           "with every claim scored), is committed to the decision log before it leaves and is appended to the "
           "history. The load generator runs on the same 2 cores.\n")
