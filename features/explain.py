@@ -62,9 +62,10 @@ from typing import Any
 
 import numpy as np
 
-from features.explain_kernels import (LANES, S_CAT, S_DLEFT, S_FEAT, S_KIND, S_LEFT, S_NCAT, S_RIGHT, SPLIT_WIDTH, T_LANES,
-                                      T_M, T_NSPLIT, T_Q, T_RETEST, T_SLOT, T_SPLIT, T_W, TREE_WIDTH, explain_block,
-                                      explain_block_rows, explain_rows, explain_rows_split, route)
+from features.explain_kernels import (F_C, F_FAIL, F_PASS, F_QWOUT, F_THR, F_WIN, LANES, S_CAT, S_DLEFT, S_FEAT, S_KIND,
+                                      S_LEFT, S_NCAT, S_RIGHT, SPLIT_WIDTH, T_LANES, T_M, T_NSPLIT, T_Q, T_RETEST,
+                                      T_SLOT, T_SPLIT, T_W, TREE_WIDTH, explain_block, explain_block_rows, explain_rows,
+                                      explain_rows_split, route)
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +96,7 @@ class _Model:
                           # nodes, vectors, quadrature nodes and re-tests; its splits and quadrature nodes
     split: np.ndarray     # per split, a row (features.explain_kernels.S_*, int32): feature, child slots, kind,
                           # default_left, its category bitset in cat_bits
+    fl: np.ndarray        # sp_thr, nd_c, q_wout, f_pass, f_fail, w_in one after the other (these are views of it)
     sp_thr: np.ndarray    # per split: numeric threshold
     cat_bits: np.ndarray
     nd_feat: np.ndarray    # per node: the feature its parent split tests
@@ -115,7 +117,9 @@ class _Model:
 
     @property
     def nbytes(self) -> int:
-        return sum(getattr(self, f.name).nbytes for f in fields(self) if isinstance(getattr(self, f.name), np.ndarray))
+        """Bytes held (the float arrays are views of ``fl``: counted once)."""
+        return sum(a.nbytes for a in (getattr(self, f.name) for f in fields(self))
+                   if isinstance(a, np.ndarray) and a.base is not self.fl)
 
     def column(self, col: int) -> np.ndarray:
         """One column of the trees' rows (``features.explain_kernels.T_*``), one value per tree."""
@@ -136,8 +140,7 @@ class _Model:
 
 _BLOCK_ARGS = ("tree", "split", "sp_thr", "cat_bits", "nd_feat", "nd_prev", "nd_c",
                "nd_block", "block", "f_pass", "f_fail", "w_in", "q_wout", "max_slots", "max_lanes")
-_ROW_ARGS = ("tree", "split", "sp_thr", "cat_bits", "nd_prev", "nd_c",
-             "retest", "f_pass", "f_fail", "w_in", "q_wout", "max_slots", "max_lanes")
+_ROW_ARGS = ("tree", "split", "fl", "cat_bits", "nd_prev", "retest", "max_slots", "max_lanes")
 
 
 class Explainer:
@@ -492,12 +495,17 @@ def _flatten(trees: list[_Tree], max_memory_mb: float) -> _Model:
                         (T_W, t_w), (T_Q, t_q)):
         tree[:-1, col] = values
     tree[:, T_RETEST] = t_retest
+    q_wout = q_w / q_1mt
+    fl = np.concatenate([sp_thr, nd_c, q_wout, f_pass, f_fail, w_in])
+    starts = np.cumsum([0] + [len(a) for a in (sp_thr, nd_c, q_wout, f_pass, f_fail, w_in)])
+    sp_thr, nd_c, q_wout, f_pass, f_fail, w_in = (fl[a:b] for a, b in zip(starts[:-1], starts[1:]))
+    tree[-1, [F_THR, F_C, F_QWOUT, F_PASS, F_FAIL, F_WIN]] = starts[:-1]
     split = np.zeros((n_splits, SPLIT_WIDTH), dtype=np.int32)
     for col, values in ((S_FEAT, sp_feat), (S_LEFT, sp_left), (S_RIGHT, sp_right), (S_KIND, sp_kind),
                         (S_DLEFT, sp_dleft), (S_CAT, sp_cat), (S_NCAT, sp_ncat)):
         split[:, col] = values
-    return _Model(tree.ravel(), split.ravel(), sp_thr, np.array(cat_bits, dtype=np.uint32), nd_feat,
+    return _Model(tree.ravel(), split.ravel(), fl, sp_thr, np.array(cat_bits, dtype=np.uint32), nd_feat,
                   nd_prev, nd_c, nd_block, np.array(block, dtype=np.int64), np.array(retest, dtype=np.int64), f_pass,
-                  f_fail, w_in, q_w / q_1mt,
+                  f_fail, w_in, q_wout,
                   int(slots.max()) if len(trees) else 1, int(t_lanes.max()) if len(trees) else LANES,
                   np.array([t.index for t in trees], dtype=np.int64), nd_leaf)

@@ -38,9 +38,14 @@ _VEC = ir.VectorType(ir.DoubleType(), LANES)
 
 TREE_WIDTH = 8
 T_SPLIT, T_NSPLIT, T_SLOT, T_M, T_LANES, T_W, T_Q, T_RETEST = range(TREE_WIDTH)
-"""A tree's row in ``tree`` (int64, one row per tree and one more, whose ``T_RETEST`` ends the last
-tree's re-tests): offset of its splits, its splits, offset of its nodes, its quadrature nodes, those
-padded to whole vectors, offset of its nodes' vectors, of its quadrature nodes, of its re-tests."""
+"""A tree's row in ``tree`` (int64, one row per tree and one more): offset of its splits, its splits,
+offset of its nodes, its quadrature nodes, those padded to whole vectors, offset of its nodes'
+vectors, of its quadrature nodes, of its re-tests."""
+F_THR, F_C, F_QWOUT, F_PASS, F_FAIL, F_WIN = range(6)
+"""The last row of ``tree``: where ``sp_thr``, ``nd_c``, ``q_wout``, ``f_pass``, ``f_fail`` and ``w_in``
+start in ``fl``, the one float array that holds them all (``T_RETEST`` there ends the last tree's
+re-tests): the one-claim kernel takes one argument for the six (numba's dispatch costs ~45 ns an
+array)."""
 SPLIT_WIDTH = 8
 S_FEAT, S_LEFT, S_RIGHT, S_KIND, S_DLEFT, S_CAT, S_NCAT = range(7)
 """A split's row in ``split`` (int32; one cache line holds two): feature, left and right child slots,
@@ -82,7 +87,7 @@ def route(x, out, tree, split, sp_thr, cat_bits, t_index, nd_leaf):
             slot = 0
             while slot < _ld(tree, TREE_WIDTH * t + T_NSPLIT):
                 g = s0 + slot
-                if _goes_right_at(x, r, g, split, sp_thr, cat_bits):
+                if _goes_right_at(x, r, g, split, sp_thr, 0, cat_bits):
                     slot = _ld(split, SPLIT_WIDTH * g + S_RIGHT)
                 else:
                     slot = _ld(split, SPLIT_WIDTH * g + S_LEFT)
@@ -103,16 +108,17 @@ def _splat(builder, x):
 
 
 @intrinsic
-def _v_down(typingctx, q, dst, src, fa, fb, fo, ka, kb, kc):
-    """q[dst:+L] = q[src:+L] * (ka * fa[fo:+L] + kb * fb[fo:+L] + kc), L = LANES"""
-    sig = types.void(q, types.intp, types.intp, fa, fb, types.intp, types.float64, types.float64, types.float64)
+def _v_down(typingctx, q, dst, src, fa, fao, fb, fbo, ka, kb, kc):
+    """q[dst:+L] = q[src:+L] * (ka * fa[fao:+L] + kb * fb[fbo:+L] + kc), L = LANES"""
+    sig = types.void(q, types.intp, types.intp, fa, types.intp, fb, types.intp, types.float64, types.float64,
+                     types.float64)
 
     def codegen(context, builder, signature, args):
-        q_, dst_, src_, fa_, fb_, fo_, ka_, kb_, kc_ = args
+        q_, dst_, src_, fa_, fao_, fb_, fbo_, ka_, kb_, kc_ = args
         ts = signature.args
         parent = builder.load(_at(context, builder, ts[0], q_, src_), align=8)
-        a = builder.fmul(builder.load(_at(context, builder, ts[3], fa_, fo_), align=8), _splat(builder, ka_))
-        b = builder.fmul(builder.load(_at(context, builder, ts[4], fb_, fo_), align=8), _splat(builder, kb_))
+        a = builder.fmul(builder.load(_at(context, builder, ts[3], fa_, fao_), align=8), _splat(builder, ka_))
+        b = builder.fmul(builder.load(_at(context, builder, ts[5], fb_, fbo_), align=8), _splat(builder, kb_))
         factor = builder.fadd(builder.fadd(a, b), _splat(builder, kc_))
         builder.store(builder.fmul(parent, factor), _at(context, builder, ts[0], q_, dst_), align=8)
         return context.get_dummy_value()
@@ -194,26 +200,26 @@ def _ld(typingctx, arr, i):
 
 
 @njit(inline="always")
-def _goes_right_at(x, r, g, split, sp_thr, cat_bits):
-    """:func:`goes_right` for row ``r`` at split ``g`` (its row in ``split``)."""
+def _goes_right_at(x, r, g, split, thr, thr_at, cat_bits):
+    """:func:`goes_right` for row ``r`` at split ``g`` (its row in ``split``; its threshold at
+    ``thr[thr_at + g]``)."""
     row = SPLIT_WIDTH * g
-    return goes_right(x[r, _ld(split, row + S_FEAT)], _ld(split, row + S_KIND), _ld(sp_thr, g),
+    return goes_right(x[r, _ld(split, row + S_FEAT)], _ld(split, row + S_KIND), _ld(thr, thr_at + g),
                       _ld(split, row + S_DLEFT), _ld(split, row + S_CAT), _ld(split, row + S_NCAT), cat_bits)
 
 
 @njit(inline="always")
-def _directions(x, r, s0, ns, right, split, sp_thr, cat_bits):
+def _directions(x, r, s0, ns, right, split, thr, thr_at, cat_bits):
     """``right[k]`` = 1 if row ``r`` goes right at split ``k`` of the tree whose splits start at ``s0``."""
     for k in range(ns):
         g = s0 + k
-        right[k] = _goes_right_at(x, r, s0 + k, split, sp_thr, cat_bits)
+        right[k] = _goes_right_at(x, r, s0 + k, split, thr, thr_at, cat_bits)
 
 
 # --- SHAP -------------------------------------------------------------------------------------------
 
 @njit(cache=True, nogil=True)
-def explain_rows(x, out, first, end, tree, split, sp_thr, cat_bits, nd_prev, nd_c, retest, f_pass, f_fail, w_in,
-                 q_wout, max_slots, max_lanes):
+def explain_rows(x, out, first, end, tree, split, fl, cat_bits, nd_prev, retest, max_slots, max_lanes):
     """Add each row's SHAP values from trees ``first`` to ``end - 1`` to ``out``, one row at a time
     (the lowest latency for one claim).
 
@@ -227,6 +233,9 @@ def explain_rows(x, out, first, end, tree, split, sp_thr, cat_bits, nd_prev, nd_
     read of their parent's vector, one update of the feature's sum) and their data lie side by side."""
     nf = out.shape[1]
     ml = max_lanes
+    head = len(tree) - TREE_WIDTH  # the last row: where each float array starts in ``fl``
+    o_thr, o_c, o_qw = _ld(tree, head + F_THR), _ld(tree, head + F_C), _ld(tree, head + F_QWOUT)
+    o_pass, o_fail, o_win = _ld(tree, head + F_PASS), _ld(tree, head + F_FAIL), _ld(tree, head + F_WIN)
     right = np.empty(max_slots, np.int64)
     passes = np.empty(max_slots)
     q = np.empty(max_slots * ml)
@@ -240,7 +249,7 @@ def explain_rows(x, out, first, end, tree, split, sp_thr, cat_bits, nd_prev, nd_
             lanes = _ld(tree, TREE_WIDTH * t + T_LANES)
             wo = _ld(tree, TREE_WIDTH * t + T_W)
             qo = _ld(tree, TREE_WIDTH * t + T_Q)
-            _directions(x, r, s0, ns, right, split, sp_thr, cat_bits)
+            _directions(x, r, s0, ns, right, split, fl, o_thr, cat_bits)
             for m in range(lanes):
                 q[m] = 1.0
             passes[0] = 1.0  # the root: also the "earlier test" of a feature's first test
@@ -253,12 +262,14 @@ def explain_rows(x, out, first, end, tree, split, sp_thr, cat_bits, nd_prev, nd_
                 now_b = before * goes
                 passes[a] = now_a
                 passes[b] = now_b
-                ca = (1.0 - before) * _ld(nd_c, g0 + a)
-                cb = (1.0 - before) * _ld(nd_c, g0 + b)
+                ca = (1.0 - before) * _ld(fl, o_c + g0 + a)
+                cb = (1.0 - before) * _ld(fl, o_c + g0 + b)
                 wa = wo + 2 * k * lanes
                 for c in range(0, lanes, LANES):
-                    _v_down(q, a * ml + c, k * ml + c, f_pass, f_fail, wa + c, now_a, before - now_a, ca)
-                    _v_down(q, b * ml + c, k * ml + c, f_pass, f_fail, wa + lanes + c, now_b, before - now_b, cb)
+                    _v_down(q, a * ml + c, k * ml + c, fl, o_pass + wa + c, fl, o_fail + wa + c, now_a, before - now_a,
+                            ca)
+                    _v_down(q, b * ml + c, k * ml + c, fl, o_pass + wa + lanes + c, fl, o_fail + wa + lanes + c, now_b,
+                            before - now_b, cb)
             for k in range(ns - 1, -1, -1):  # reverse preorder: children before their parent
                 a = _ld(split, SPLIT_WIDTH * (s0 + k) + S_LEFT)
                 b = _ld(split, SPLIT_WIDTH * (s0 + k) + S_RIGHT)
@@ -267,7 +278,8 @@ def explain_rows(x, out, first, end, tree, split, sp_thr, cat_bits, nd_prev, nd_
                 nb = _ld(passes, b)
                 wa = wo + 2 * k * lanes
                 for c in range(0, lanes, LANES):
-                    _v_share2(acc, f, w_in, wa + c, wa + lanes + c, q_wout, qo + c, q, a * ml + c, b * ml + c,
+                    _v_share2(acc, f, fl, o_win + wa + c, o_win + wa + lanes + c, fl, o_qw + qo + c, q, a * ml + c,
+                              b * ml + c,
                               na, na - 1.0, nb, nb - 1.0)
                 if k > 0:
                     for c in range(0, lanes, LANES):
@@ -278,7 +290,7 @@ def explain_rows(x, out, first, end, tree, split, sp_thr, cat_bits, nd_prev, nd_
                 below = _ld(retest, j + 2) * ml
                 f = _ld(retest, j + 3) * LANES
                 for c in range(0, lanes, LANES):
-                    _v_share(acc, f, w_in, w + c, q_wout, qo + c, q, below + c, -p, 1.0 - p)
+                    _v_share(acc, f, fl, o_win + w + c, fl, o_qw + qo + c, q, below + c, -p, 1.0 - p)
         for f in range(nf):
             total = 0.0
             for m in range(LANES):
@@ -287,16 +299,14 @@ def explain_rows(x, out, first, end, tree, split, sp_thr, cat_bits, nd_prev, nd_
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def explain_rows_split(x, out, other, middle, tree, split, sp_thr, cat_bits, nd_prev, nd_c, retest, f_pass, f_fail,
-                       w_in, q_wout, max_slots, max_lanes):
+def explain_rows_split(x, out, other, middle, tree, split, fl, cat_bits, nd_prev, retest, max_slots, max_lanes):
     """:func:`explain_rows` with the trees split at ``middle`` over two of numba's threads (``other``,
     zeros of ``out``'s shape, takes the second half; ``out`` gets the sum). Under OpenMP, numba's
     threads wait spinning for a moment after their work, so the hand-off costs a few microseconds
     rather than a thread pool's wake-up."""
     for half in prange(2):
         first, end, target = (0, middle, out) if half == 0 else (middle, len(tree) // TREE_WIDTH - 1, other)
-        explain_rows(x, target, first, end, tree, split, sp_thr, cat_bits, nd_prev, nd_c, retest, f_pass, f_fail,
-                     w_in, q_wout, max_slots, max_lanes)
+        explain_rows(x, target, first, end, tree, split, fl, cat_bits, nd_prev, retest, max_slots, max_lanes)
     out += other
 
 
@@ -412,7 +422,7 @@ def explain_block_rows(x, out, tree, split, sp_thr, cat_bits, nd_feat, nd_prev, 
             lanes = _ld(tree, TREE_WIDTH * t + T_LANES)
             wo = _ld(tree, TREE_WIDTH * t + T_W)
             qo = _ld(tree, TREE_WIDTH * t + T_Q)
-            _directions(x, r, s0, ns, right, split, sp_thr, cat_bits)
+            _directions(x, r, s0, ns, right, split, sp_thr, 0, cat_bits)
             for m in range(mq):
                 q[0, m] = 1.0
             passes[0] = 1.0
