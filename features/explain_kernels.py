@@ -277,13 +277,10 @@ def explain_rows(x, out, first, end, tree, split, fl, cat_bits, nd_prev, retest,
                 na = _ld(passes, a)
                 nb = _ld(passes, b)
                 wa = wo + 2 * k * lanes
-                for c in range(0, lanes, LANES):
+                for c in range(0, lanes, LANES):  # (the root's sum, at k = 0, is written and never read)
                     _v_share2(acc, f, fl, o_win + wa + c, o_win + wa + lanes + c, fl, o_qw + qo + c, q, a * ml + c,
-                              b * ml + c,
-                              na, na - 1.0, nb, nb - 1.0)
-                if k > 0:
-                    for c in range(0, lanes, LANES):
-                        _v_sum(q, k * ml + c, a * ml + c, b * ml + c)
+                              b * ml + c, na, na - 1.0, nb, nb - 1.0)
+                    _v_sum(q, k * ml + c, a * ml + c, b * ml + c)
             for j in range(4 * _ld(tree, TREE_WIDTH * t + T_RETEST), 4 * _ld(tree, TREE_WIDTH * (t + 1) + T_RETEST), 4):
                 p = _ld(passes, _ld(retest, j))
                 w = _ld(retest, j + 1)
