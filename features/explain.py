@@ -33,7 +33,7 @@ edge above them and ``W`` 32-bit words of category sets::
     memory_bytes ~= sum_t N_t * (40 + 24 * L_t) + 40 * S + 72 * T + 40 * B + 4 * W
 
 (plus a few hundred bytes of quadrature tables): linear in the number of nodes, no ``2^depth``
-term. About 240-265 bytes per node: 3.5 MB for the fraud model (250 trees of 31 leaves), 15.5 MB
+term. About 235-255 bytes per node: 3.4 MB for the fraud model (250 trees of 31 leaves), 15.2 MB
 for 500 trees of 63 leaves. Bounded by ``max_memory_mb``; outside the bounds (more than one output,
 linear trees, random-forest averaging, or larger than ``max_memory_mb``) it falls back to
 ``booster.predict(pred_contrib=True)``, with a warning that names the bound.

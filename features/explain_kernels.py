@@ -1,10 +1,11 @@
 """Compiled kernels of :mod:`features.explain` (numba): split directions, and the quadrature form of
 path-dependent TreeSHAP for one claim at a time and for blocks of claims.
 
-Arrays, as :class:`features.explain._Model` lays them out. Per tree, nodes are numbered splits first
-(preorder), then leaves ("slot"; the node's row in the ``nd_*`` arrays is the tree's ``t_slot`` plus
-the slot). Per node and quadrature node (``t_lanes`` of them, at ``t_w + (2 * parent + side) *
-t_lanes``: the two children of a split side by side, in the order of their parents; the root last):
+Arrays, as :class:`features.explain._Model` lays them out. A tree's numbers are one row of ``tree``
+(``T_*`` below) and a split's one row of ``split`` (``S_*``). Per tree, nodes are numbered splits
+first (preorder), then leaves ("slot"; the node's row in the ``nd_*`` arrays is the tree's ``T_SLOT``
+plus the slot). Per node and quadrature node (``T_LANES`` of them, at ``T_W + (2 * parent + side) *
+T_LANES``: the two children of a split side by side, in the order of their parents; the root last):
 
 - ``f_pass`` / ``f_fail``: the factor the node's edge multiplies the path product by when the claim
   passes / fails the edge's test (having passed the earlier tests of the same feature), times the
@@ -15,9 +16,9 @@ zero fractions, times the leaf value). ``q_wout`` is the weight of a share when 
 
 The one-claim kernel moves 4 quadrature nodes at a time (one AVX2 register) with explicit vector
 instructions (the ``_v_*`` intrinsics below, a few lines of LLVM IR each) and no data-dependent
-branch in its node loops (a mispredicted one per node was its largest cost); its scalar reads skip numba's
-negative-index check (``_ld``). The block kernel puts claims in its innermost loops, which the
-compiler vectorises on its own.
+branch in its node loops (a mispredicted one per node was its largest cost); its scalar reads skip
+numba's negative-index check (``_ld``), and it takes its float arrays as one (``fl``). The block
+kernel puts claims in its innermost loops, which the compiler vectorises on its own.
 """
 
 from __future__ import annotations
@@ -212,7 +213,6 @@ def _goes_right_at(x, r, g, split, thr, thr_at, cat_bits):
 def _directions(x, r, s0, ns, right, split, thr, thr_at, cat_bits):
     """``right[k]`` = 1 if row ``r`` goes right at split ``k`` of the tree whose splits start at ``s0``."""
     for k in range(ns):
-        g = s0 + k
         right[k] = _goes_right_at(x, r, s0 + k, split, thr, thr_at, cat_bits)
 
 
