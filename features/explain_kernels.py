@@ -210,6 +210,15 @@ def _goes_right_at(x, r, g, split, thr, thr_at, cat_bits):
 
 
 @njit(inline="always")
+def _tree_at(tree, t):
+    """Tree ``t``'s row of ``tree``: the offset of its splits, its splits, the offset of its nodes, its
+    quadrature nodes, those padded to whole vectors, the offsets of its vectors and quadrature nodes."""
+    row = TREE_WIDTH * t
+    return (_ld(tree, row + T_SPLIT), _ld(tree, row + T_NSPLIT), _ld(tree, row + T_SLOT), _ld(tree, row + T_M),
+            _ld(tree, row + T_LANES), _ld(tree, row + T_W), _ld(tree, row + T_Q))
+
+
+@njit(inline="always")
 def _directions(x, r, s0, ns, right, split, thr, thr_at, cat_bits):
     """``right[k]`` = 1 if row ``r`` goes right at split ``k`` of the tree whose splits start at ``s0``."""
     for k in range(ns):
@@ -243,12 +252,7 @@ def explain_rows(x, out, first, end, tree, split, fl, cat_bits, nd_prev, retest,
     for r in range(x.shape[0]):
         acc[:] = 0.0
         for t in range(first, end):
-            s0 = _ld(tree, TREE_WIDTH * t + T_SPLIT)
-            ns = _ld(tree, TREE_WIDTH * t + T_NSPLIT)
-            g0 = _ld(tree, TREE_WIDTH * t + T_SLOT)
-            lanes = _ld(tree, TREE_WIDTH * t + T_LANES)
-            wo = _ld(tree, TREE_WIDTH * t + T_W)
-            qo = _ld(tree, TREE_WIDTH * t + T_Q)
+            s0, ns, g0, _, lanes, wo, qo = _tree_at(tree, t)
             _directions(x, r, s0, ns, right, split, fl, o_thr, cat_bits)
             for m in range(lanes):
                 q[m] = 1.0
@@ -326,13 +330,7 @@ def explain_block(x, out, block_rows, tree, split, sp_thr, cat_bits, nd_feat, nd
                 xt[f, r] = x[start + r, f]
                 acc[f, r] = 0.0
         for t in range(len(tree) // TREE_WIDTH - 1):
-            s0 = _ld(tree, TREE_WIDTH * t + T_SPLIT)
-            ns = _ld(tree, TREE_WIDTH * t + T_NSPLIT)
-            g0 = _ld(tree, TREE_WIDTH * t + T_SLOT)
-            mq = _ld(tree, TREE_WIDTH * t + T_M)
-            lanes = _ld(tree, TREE_WIDTH * t + T_LANES)
-            wo = _ld(tree, TREE_WIDTH * t + T_W)
-            qo = _ld(tree, TREE_WIDTH * t + T_Q)
+            s0, ns, g0, mq, lanes, wo, qo = _tree_at(tree, t)
             for k in range(ns):
                 g = s0 + k
                 kind = _ld(split, SPLIT_WIDTH * g + S_KIND)
@@ -412,13 +410,7 @@ def explain_block_rows(x, out, tree, split, sp_thr, cat_bits, nd_feat, nd_prev, 
         for f in range(nf):
             acc[f] = 0.0
         for t in range(len(tree) // TREE_WIDTH - 1):
-            s0 = _ld(tree, TREE_WIDTH * t + T_SPLIT)
-            ns = _ld(tree, TREE_WIDTH * t + T_NSPLIT)
-            g0 = _ld(tree, TREE_WIDTH * t + T_SLOT)
-            mq = _ld(tree, TREE_WIDTH * t + T_M)
-            lanes = _ld(tree, TREE_WIDTH * t + T_LANES)
-            wo = _ld(tree, TREE_WIDTH * t + T_W)
-            qo = _ld(tree, TREE_WIDTH * t + T_Q)
+            s0, ns, g0, mq, lanes, wo, qo = _tree_at(tree, t)
             _directions(x, r, s0, ns, right, split, sp_thr, 0, cat_bits)
             for m in range(mq):
                 q[0, m] = 1.0
