@@ -128,22 +128,6 @@ def _v_down(typingctx, q, dst, src, fa, fao, fb, fbo, ka, kb, kc):
 
 
 @intrinsic
-def _v_sum(typingctx, q, dst, a, b):
-    """q[dst:+L] = q[a:+L] + q[b:+L]"""
-    sig = types.void(q, types.intp, types.intp, types.intp)
-
-    def codegen(context, builder, signature, args):
-        q_, dst_, a_, b_ = args
-        t = signature.args[0]
-        total = builder.fadd(builder.load(_at(context, builder, t, q_, a_), align=8),
-                             builder.load(_at(context, builder, t, q_, b_), align=8))
-        builder.store(total, _at(context, builder, t, q_, dst_), align=8)
-        return context.get_dummy_value()
-
-    return sig, codegen
-
-
-@intrinsic
 def _v_share(typingctx, acc, ao, w1, w1o, w0, w0o, q, qo, k1, k0):
     """acc[ao:+L] += (k1 * w1[w1o:+L] + k0 * w0[w0o:+L]) * q[qo:+L]"""
     sig = types.void(acc, types.intp, w1, types.intp, w0, types.intp, q, types.intp, types.float64, types.float64)
@@ -163,25 +147,29 @@ def _v_share(typingctx, acc, ao, w1, w1o, w0, w0o, q, qo, k1, k0):
 
 
 @intrinsic
-def _v_share2(typingctx, acc, ao, w1, wa, wb, w0, w0o, q, qa, qb, ka1, ka0, kb1, kb0):
-    """acc[ao:+L] += (ka1 * w1[wa:+L] + ka0 * w0[w0o:+L]) * q[qa:+L] + (kb1 * w1[wb:+L] + kb0 * w0[w0o:+L]) * q[qb:+L]:
-    two siblings' shares of their feature in one update."""
+def _v_share2_sum(typingctx, acc, ao, w1, wa, wb, w0, w0o, q, qa, qb, qk, ka1, ka0, kb1, kb0):
+    """acc[ao:+L] += (ka1 * w1[wa:+L] + ka0 * w0[w0o:+L]) * q[qa:+L] + (kb1 * w1[wb:+L] + kb0 * w0[w0o:+L]) * q[qb:+L],
+    then q[qk:+L] = q[qa:+L] + q[qb:+L] from the same loads: a split's two children's shares of its
+    feature, and their sum."""
     sig = types.void(acc, types.intp, w1, types.intp, types.intp, w0, types.intp, q, types.intp, types.intp,
-                     types.float64, types.float64, types.float64, types.float64)
+                     types.intp, types.float64, types.float64, types.float64, types.float64)
 
     def codegen(context, builder, signature, args):
-        acc_, ao_, w1_, wa_, wb_, w0_, w0o_, q_, qa_, qb_, ka1, ka0, kb1, kb0 = args
+        acc_, ao_, w1_, wa_, wb_, w0_, w0o_, q_, qa_, qb_, qk_, ka1, ka0, kb1, kb0 = args
         ts = signature.args
         target = _at(context, builder, ts[0], acc_, ao_)
         w0v = builder.load(_at(context, builder, ts[5], w0_, w0o_), align=8)
+        va = builder.load(_at(context, builder, ts[7], q_, qa_), align=8)
+        vb = builder.load(_at(context, builder, ts[7], q_, qb_), align=8)
 
-        def share(w_off, q_off, k1, k0):
+        def share(w_off, v, k1, k0):
             w1v = builder.load(_at(context, builder, ts[2], w1_, w_off), align=8)
             w = builder.fadd(builder.fmul(w1v, _splat(builder, k1)), builder.fmul(w0v, _splat(builder, k0)))
-            return builder.fmul(w, builder.load(_at(context, builder, ts[7], q_, q_off), align=8))
+            return builder.fmul(w, v)
 
-        both = builder.fadd(share(wa_, qa_, ka1, ka0), share(wb_, qb_, kb1, kb0))
+        both = builder.fadd(share(wa_, va, ka1, ka0), share(wb_, vb, kb1, kb0))
         builder.store(builder.fadd(builder.load(target, align=8), both), target, align=8)
+        builder.store(builder.fadd(va, vb), _at(context, builder, ts[7], q_, qk_), align=8)
         return context.get_dummy_value()
 
     return sig, codegen
@@ -282,9 +270,8 @@ def explain_rows(x, out, first, end, tree, split, fl, cat_bits, nd_prev, retest,
                 nb = _ld(passes, b)
                 wa = wo + 2 * k * lanes
                 for c in range(0, lanes, LANES):  # (the root's sum, at k = 0, is written and never read)
-                    _v_share2(acc, f, fl, o_win + wa + c, o_win + wa + lanes + c, fl, o_qw + qo + c, q, a * ml + c,
-                              b * ml + c, na, na - 1.0, nb, nb - 1.0)
-                    _v_sum(q, k * ml + c, a * ml + c, b * ml + c)
+                    _v_share2_sum(acc, f, fl, o_win + wa + c, o_win + wa + lanes + c, fl, o_qw + qo + c, q, a * ml + c,
+                                  b * ml + c, k * ml + c, na, na - 1.0, nb, nb - 1.0)
             for j in range(4 * _ld(tree, TREE_WIDTH * t + T_RETEST), 4 * _ld(tree, TREE_WIDTH * (t + 1) + T_RETEST), 4):
                 p = _ld(passes, _ld(retest, j))
                 w = _ld(retest, j + 1)
