@@ -50,9 +50,8 @@ two use both cores of a 2-core machine (one Python process is bound by its GIL t
 TRACING = {"excluded_urls": list(api.SCORING)}
 """BentoML traces every request with OpenTelemetry unless told otherwise. A span per scored claim
 cost ~0.1 ms of the HTTP thread's CPU, about an eighth of the claims per second at 32 concurrent
-clients (measured in one session, alternating runs: 1,057-1,397 claims/s with spans, 1,411-1,612
-without), and the scoring paths are answered from the service's own middleware, so the spans said
-little. Every other path is still traced; each scoring request is still counted and timed in
+clients (``python -m bench.run serving``: 973-1,081 claims/s with spans, 1,132-1,452 without), and
+the scoring paths are answered from the service's own middleware, so the spans said little. Every other path is still traced; each scoring request is still counted and timed in
 /metrics (BentoML's traffic metrics), and each decision is in the decision log with its time."""
 
 
