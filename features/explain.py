@@ -62,10 +62,10 @@ from typing import Any
 
 import numpy as np
 
-from features.explain_kernels import (F_C, F_FAIL, F_PASS, F_QWOUT, F_THR, F_WIN, LANES, S_CAT, S_DLEFT, S_FEAT, S_KIND,
-                                      S_LEFT, S_NCAT, S_RIGHT, SPLIT_WIDTH, T_LANES, T_M, T_NSPLIT, T_Q, T_RETEST,
-                                      T_SLOT, T_SPLIT, T_W, TREE_WIDTH, explain_block, explain_block_rows, explain_rows,
-                                      explain_rows_split, route)
+from features.explain_kernels import (F_C, F_FAIL, F_PASS, F_QWOUT, F_THR, F_WIN, LANES, S_CAT, S_DLEFT, S_FEAT,
+                                      S_KIND, S_LEFT, S_NCAT, S_PREV, S_RIGHT, SPLIT_WIDTH, T_LANES, T_M, T_NSPLIT,
+                                      T_Q, T_RETEST, T_SLOT, T_SPLIT, T_W, TREE_WIDTH, explain_block,
+                                      explain_block_rows, explain_rows, explain_rows_split, route)
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +140,7 @@ class _Model:
 
 _BLOCK_ARGS = ("tree", "split", "sp_thr", "cat_bits", "nd_feat", "nd_prev", "nd_c",
                "nd_block", "block", "f_pass", "f_fail", "w_in", "q_wout", "max_slots", "max_lanes")
-_ROW_ARGS = ("tree", "split", "fl", "cat_bits", "nd_prev", "retest", "max_slots", "max_lanes")
+_ROW_ARGS = ("tree", "split", "fl", "cat_bits", "retest", "max_slots", "max_lanes")
 
 
 class Explainer:
@@ -501,8 +501,10 @@ def _flatten(trees: list[_Tree], max_memory_mb: float) -> _Model:
     sp_thr, nd_c, q_wout, f_pass, f_fail, w_in = (fl[a:b] for a, b in zip(starts[:-1], starts[1:]))
     tree[-1, [F_THR, F_C, F_QWOUT, F_PASS, F_FAIL, F_WIN]] = starts[:-1]
     split = np.zeros((n_splits, SPLIT_WIDTH), dtype=np.int32)
+    tree_of_split = np.repeat(np.arange(len(trees)), t_nsplit)
     for col, values in ((S_FEAT, sp_feat), (S_LEFT, sp_left), (S_RIGHT, sp_right), (S_KIND, sp_kind),
-                        (S_DLEFT, sp_dleft), (S_CAT, sp_cat), (S_NCAT, sp_ncat)):
+                        (S_DLEFT, sp_dleft), (S_CAT, sp_cat), (S_NCAT, sp_ncat),
+                        (S_PREV, nd_prev[t_slot[tree_of_split] + sp_left])):
         split[:, col] = values
     return _Model(tree.ravel(), split.ravel(), fl, sp_thr, np.array(cat_bits, dtype=np.uint32), nd_feat,
                   nd_prev, nd_c, nd_block, np.array(block, dtype=np.int64), np.array(retest, dtype=np.int64), f_pass,

@@ -48,9 +48,10 @@ start in ``fl``, the one float array that holds them all (``T_RETEST`` there end
 re-tests): the one-claim kernel takes one argument for the six (numba's dispatch costs ~45 ns an
 array)."""
 SPLIT_WIDTH = 8
-S_FEAT, S_LEFT, S_RIGHT, S_KIND, S_DLEFT, S_CAT, S_NCAT = range(7)
+S_FEAT, S_LEFT, S_RIGHT, S_KIND, S_DLEFT, S_CAT, S_NCAT, S_PREV = range(8)
 """A split's row in ``split`` (int32; one cache line holds two): feature, left and right child slots,
-kind, default_left, offset and words of its category set (the 8th column pads)."""
+kind, default_left, offset and words of its category set, and its children's ``nd_prev`` (the same
+for both: the one-claim kernel reads it from the row it has just read)."""
 
 
 # --- split directions -------------------------------------------------------------------------------
@@ -216,7 +217,7 @@ def _directions(x, r, s0, ns, right, split, thr, thr_at, cat_bits):
 # --- SHAP -------------------------------------------------------------------------------------------
 
 @njit(cache=True, nogil=True)
-def explain_rows(x, out, first, end, tree, split, fl, cat_bits, nd_prev, retest, max_slots, max_lanes):
+def explain_rows(x, out, first, end, tree, split, fl, cat_bits, retest, max_slots, max_lanes):
     """Add each row's SHAP values from trees ``first`` to ``end - 1`` to ``out``, one row at a time
     (the lowest latency for one claim).
 
@@ -248,7 +249,7 @@ def explain_rows(x, out, first, end, tree, split, fl, cat_bits, nd_prev, retest,
             for k in range(ns):  # preorder: a split before its children
                 a = _ld(split, SPLIT_WIDTH * (s0 + k) + S_LEFT)
                 b = _ld(split, SPLIT_WIDTH * (s0 + k) + S_RIGHT)
-                before = _ld(passes, _ld(nd_prev, g0 + a))  # the same for both children
+                before = _ld(passes, _ld(split, SPLIT_WIDTH * (s0 + k) + S_PREV))  # the same for both children
                 goes = np.float64(_ld(right, k))  # no branch: it would mispredict
                 now_a = before * (1.0 - goes)
                 now_b = before * goes
@@ -287,14 +288,14 @@ def explain_rows(x, out, first, end, tree, split, fl, cat_bits, nd_prev, retest,
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def explain_rows_split(x, out, other, middle, tree, split, fl, cat_bits, nd_prev, retest, max_slots, max_lanes):
+def explain_rows_split(x, out, other, middle, tree, split, fl, cat_bits, retest, max_slots, max_lanes):
     """:func:`explain_rows` with the trees split at ``middle`` over two of numba's threads (``other``,
     zeros of ``out``'s shape, takes the second half; ``out`` gets the sum). Under OpenMP, numba's
     threads wait spinning for a moment after their work, so the hand-off costs a few microseconds
     rather than a thread pool's wake-up."""
     for half in prange(2):
         first, end, target = (0, middle, out) if half == 0 else (middle, len(tree) // TREE_WIDTH - 1, other)
-        explain_rows(x, target, first, end, tree, split, fl, cat_bits, nd_prev, retest, max_slots, max_lanes)
+        explain_rows(x, target, first, end, tree, split, fl, cat_bits, retest, max_slots, max_lanes)
     out += other
 
 
