@@ -210,7 +210,7 @@ class Explainer:
             x = np.ascontiguousarray(x)
         out = np.zeros((len(x), self.n_features))
         threads = n_threads or _CORES
-        if len(x) <= ROW_KERNEL_MAX_ROWS and not stable:  # one claim: its Python here is ~0.4 of ~6 us, keep it short
+        if len(x) <= ROW_KERNEL_MAX_ROWS and not stable:  # one claim: the kernel takes microseconds, keep this short
             trees = self._n_trees
             if threads < 2 or trees < SPLIT_MIN_TREES:
                 explain_rows(x, out, 0, trees, *self._row_args)

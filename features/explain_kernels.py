@@ -45,8 +45,8 @@ vectors, of its quadrature nodes, of its re-tests."""
 F_THR, F_C, F_QWOUT, F_PASS, F_FAIL, F_WIN = range(6)
 """The last row of ``tree``: where ``sp_thr``, ``nd_c``, ``q_wout``, ``f_pass``, ``f_fail`` and ``w_in``
 start in ``fl``, the one float array that holds them all (``T_RETEST`` there ends the last tree's
-re-tests): the one-claim kernel takes one argument for the six (numba's dispatch costs ~45 ns an
-array)."""
+re-tests): the one-claim kernel takes one argument for the six (numba's dispatch cost grows with
+every array)."""
 SPLIT_WIDTH = 8
 S_FEAT, S_LEFT, S_RIGHT, S_KIND, S_DLEFT, S_CAT, S_NCAT, S_PREV = range(8)
 """A split's row in ``split`` (int32; one cache line holds two): feature, left and right child slots,
@@ -85,15 +85,15 @@ def route(x, out, tree, split, sp_thr, cat_bits, t_index, nd_leaf):
     """The LightGBM leaf index each row reaches in each tree."""
     for r in range(x.shape[0]):
         for t in range(len(tree) // TREE_WIDTH - 1):
-            s0 = _ld(tree, TREE_WIDTH * t + T_SPLIT)
+            s0, ns, g0, _, _, _, _ = _tree_at(tree, t)
             slot = 0
-            while slot < _ld(tree, TREE_WIDTH * t + T_NSPLIT):
+            while slot < ns:
                 g = s0 + slot
                 if _goes_right_at(x, r, g, split, sp_thr, 0, cat_bits):
                     slot = _ld(split, SPLIT_WIDTH * g + S_RIGHT)
                 else:
                     slot = _ld(split, SPLIT_WIDTH * g + S_LEFT)
-            out[r, t_index[t]] = nd_leaf[_ld(tree, TREE_WIDTH * t + T_SLOT) + slot]
+            out[r, t_index[t]] = nd_leaf[g0 + slot]
 
 
 # --- vector steps, LANES wide (LLVM IR) -------------------------------------------------------------
@@ -228,7 +228,7 @@ def explain_rows(x, out, first, end, tree, split, fl, cat_bits, retest, max_slot
     edge above (they count at the re-test), from the tree's flat list ``retest`` (four numbers each:
     the edge's slot, its ``w_in`` offset, the re-testing split's slot, the feature; a loop per edge
     mispredicted). Choices are made by multiplying by 0 or 1. Siblings are handled together (one
-    read of their parent's vector, one update of the feature's sum) and their data lie side by side."""
+    update of the feature's sum and their sum from one read of each) and their data lie side by side."""
     nf = out.shape[1]
     ml = max_lanes
     head = len(tree) - TREE_WIDTH  # the last row: where each float array starts in ``fl``
@@ -302,8 +302,8 @@ def explain_rows_split(x, out, other, middle, tree, split, fl, cat_bits, retest,
 @njit(cache=True, nogil=True)
 def explain_block(x, out, block_rows, tree, split, sp_thr, cat_bits, nd_feat, nd_prev, nd_c, nd_block, block, f_pass,
                   f_fail, w_in, q_wout, max_slots, max_lanes):
-    """The computation of :func:`explain_rows` for blocks of rows, tree by tree, with the rows in the
-    innermost loops (vectorised by the compiler; a tree's arrays stay in cache for the block). Only
+    """:func:`explain_rows`' values (to rounding: the sums run in another order) for blocks of rows,
+    tree by tree, with the rows in the innermost loops (vectorised by the compiler; a tree's arrays stay in cache for the block). Only
     a tree's own quadrature nodes are visited, not the padding."""
     n, nf = x.shape
     xt = np.empty((nf, block_rows))
