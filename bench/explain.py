@@ -1,4 +1,4 @@
-"""Exact SHAP throughput: features.explain against LightGBM's pred_contrib and shap.TreeExplainer.
+"""Exact SHAP throughput: serving.model.explainer against LightGBM's pred_contrib and shap.TreeExplainer.
 
 Three models, in a fresh process: the fraud and fast-track models trained as ``training/fit.py``
 trains them on 200,000 synthetic claims, and a 500-tree, 63-leaf LightGBM on the same features.
@@ -34,8 +34,8 @@ def models() -> list[tuple[str, object, np.ndarray]]:
 
     from features.build import available_features, build_features
     from features.schema import LABELS
-    from features.sources import load_claims
-    from features.synthetic import generate_claims
+    from features.data.sources import load_claims
+    from features.data.synthetic import generate_claims
     from training.config import TrainingConfig
     from training.fit import fit_model
     from training.split import time_split
@@ -94,7 +94,7 @@ def one_by_one(fn, x: np.ndarray, n: int):
 def measure(name: str, booster, matrix: np.ndarray) -> dict:
     import shap
 
-    from features.explain import Explainer
+    from serving.model.explainer import Explainer
 
     t0 = time.perf_counter()
     explainer = Explainer.for_booster(booster)

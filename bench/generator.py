@@ -9,7 +9,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from features.synthetic import generate_claims
+from features.data.synthetic import generate_claims
 
 
 def main(rows: int) -> dict:

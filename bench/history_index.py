@@ -1,4 +1,4 @@
-"""The service's in-memory history (features/history_index.py): time to read a store of N claims
+"""The service's in-memory history (features/store/index.py): time to read a store of N claims
 and the memory it then holds, in a fresh process (the store is filled in another one)."""
 
 from __future__ import annotations
@@ -20,14 +20,14 @@ def _resident_mb() -> float:
 
 
 def main(claims: int) -> dict:
-    from features.history_index import HistoryIndex
-    from features.history_store import HistoryStore
+    from features.store.index import HistoryIndex
+    from features.store.history import HistoryStore
 
     with tempfile.TemporaryDirectory() as tmp:
         data, url = Path(tmp) / "claims.parquet", f"sqlite:///{Path(tmp) / 'history.db'}"
         subprocess.run([sys.executable, "-m", "pipelines.cli", "generate", "--claims", str(claims), "--seed", "3",
                         "--out", str(data)], check=True, capture_output=True)
-        subprocess.run([sys.executable, "-c", "import sys, pandas as pd; from features.history_store import "
+        subprocess.run([sys.executable, "-c", "import sys, pandas as pd; from features.store.history import "
                         "HistoryStore; HistoryStore(sys.argv[1]).load(pd.read_parquet(sys.argv[2]))", url, str(data)],
                        check=True, capture_output=True)
         store = HistoryStore(url)

@@ -26,9 +26,9 @@ def main() -> dict:
     from features.build import available_features, build_features
     from features.config import Settings
     from features.schema import LABELS
-    from features.sources import load_claims
+    from features.data.sources import load_claims
     from training.config import load_training_config
-    from training.evaluate import binary_metrics
+    from monitoring.metrics import binary_metrics
     from training.pipeline import train
     from training.split import time_split
 

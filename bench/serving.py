@@ -71,7 +71,7 @@ def floor(home: Path, payloads: list[dict]) -> dict:
     from features.build import build_features
     from features.config import load_settings
     from serving.request import parse_records
-    from serving.scorer import Scorer
+    from serving.model.scorer import Scorer
 
     scorer = Scorer.from_registry(load_settings().ensure_dirs())
     table = build_features(columns.from_records(parse_records(payloads[:SEQUENTIAL])), scorer.features, scorer.extras)
@@ -174,7 +174,7 @@ def _cpu_seconds(pids: list[int], http_only: bool = False) -> float:
 
 
 def main() -> dict:
-    from tests.server import Server  # the tests' real-server harness: free port, readiness poll
+    from pipelines.local_server import Server  # the tests' real-server harness: free port, readiness poll
 
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp)

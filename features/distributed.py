@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Iterator, Mapping, Sequence
 
 import pandas as pd
@@ -33,7 +34,7 @@ import pandas as pd
 from features import schema
 from features.build import build_features, resolve
 from features.catalog import Feature
-from features.errors import SchemaError
+from features.errors import DataFileError, SchemaError
 
 if TYPE_CHECKING:  # dask is imported by the caller who hands us a dask frame
     import dask.dataframe as dd
@@ -174,3 +175,20 @@ def local_cluster(n_workers: int = 2, threads_per_worker: int = 1, processes: bo
         with Client(cluster) as client:
             yield client
 
+
+
+def features_to_parquet(data: str, out: str | Path, n_workers: int) -> int:
+    """Every feature a canonical Parquet file supports, on a loopback cluster of ``n_workers``
+    processes, written as a Parquet folder ``out``; returns the number of claims."""
+    import dask.dataframe as dd
+
+    from features.build import available_features
+
+    if not Path(data).exists():
+        raise DataFileError(f"{data}: no such file")
+    with local_cluster(n_workers=n_workers):
+        claims = dd.read_parquet(data)
+        sample = schema.conform(claims.head(50_000, npartitions=-1))  # which features the data supports
+        table = build_features_dask(claims, available_features(sample))
+        table.to_parquet(str(out), write_index=True, overwrite=True)
+        return int(table.shape[0].compute())

@@ -19,7 +19,7 @@ from typing import Any, Sequence
 import sqlalchemy as sa
 
 from features.errors import ClaimScoreError
-from features.sources.readers import db_error, describe, with_installed_driver
+from features.sql import db_error, describe, with_installed_driver
 
 TABLE = "decisions"
 

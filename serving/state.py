@@ -3,7 +3,7 @@
 A live claim is scored from its online features (the claim plus the history rows that can
 influence it, through the same ``build_features`` as training), then its decision is written to the
 decision log (committed before the answer leaves) and the claim is appended to the history store.
-The history is read from memory (:class:`features.history_index.HistoryIndex`, which follows the
+The history is read from memory (:class:`features.store.index.HistoryIndex`, which follows the
 store's change feed, so claims loaded and outcomes recorded by other processes are seen at the next
 batch).
 The whole path runs on arrays (:mod:`features.columns`), and claims that arrive together are scored
@@ -24,13 +24,13 @@ import numpy as np
 
 from features import catalog, columns
 from features.config import Settings, load_settings
-from features.history_index import HistoryIndex
-from features.history_store import HistoryStore
-from features.sqlite_wal import checkpoint_in_background
-from features.online import online_features
+from features.store.index import HistoryIndex
+from features.store.history import HistoryStore
+from features.sql import checkpoint_in_background
+from features.store.online import online_features
 from serving.batching import Batcher, Job
 from serving.decision_log import Decision, DecisionLog, input_hash
-from serving.scorer import Scorer
+from serving.model.scorer import Scorer
 
 
 @dataclass

@@ -27,7 +27,7 @@ def shared_data() -> Path:
 @pytest.fixture(scope="session")
 def synthetic_claims():
     """5,000 synthetic claims, seed 11 (generated once per session; do not mutate)."""
-    from features.synthetic import generate_claims
+    from features.data.synthetic import generate_claims
 
     return generate_claims(5_000, seed=11)
 

@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 
 from features.build import available_features, build_features
-from features.bundle import Calibration, ModelBundle
-from features.encoding import FeatureEncoder
+from serving.model.bundle import Calibration, ModelBundle
+from serving.model.encoding import FeatureEncoder
 
 
 @pytest.fixture(scope="module")

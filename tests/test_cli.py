@@ -101,7 +101,7 @@ def test_each_builtin_source_maps_its_real_file_with_no_validation_failure(cli, 
 
 
 def test_invalid_claims_fail_with_one_line_per_check_and_a_report(cli, tmp_path):
-    from features.synthetic import generate_claims
+    from features.data.synthetic import generate_claims
 
     frame = generate_claims(2000, seed=4)
     frame.loc[3, "claimed_amount"] = -50.0
@@ -163,7 +163,7 @@ def test_mlproject_runs_offline_with_the_local_environment(tmp_path):
 
     repo = Path(__file__).resolve().parents[1]
     data = tmp_path / "c.parquet"
-    from features.synthetic import generate_claims
+    from features.data.synthetic import generate_claims
 
     generate_claims(2_000, seed=5).to_parquet(data)
     bin_dir = Path(sys.executable).parent

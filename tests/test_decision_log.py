@@ -69,7 +69,7 @@ def test_decisions_round_trip_on_postgresql():
 
     url = "postgresql://postgres@127.0.0.1:5432/test"
     try:
-        from features.sources.readers import with_installed_driver
+        from features.sql import with_installed_driver
 
         engine = sa.create_engine(with_installed_driver(sa.engine.make_url(url)), connect_args={"connect_timeout": 2})
         with engine.connect():

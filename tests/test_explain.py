@@ -9,8 +9,8 @@ import lightgbm as lgb
 import numpy as np
 import pytest
 
-from features.explain import PARALLEL_MIN_ROWS, SPLIT_MIN_TREES, Explainer
-from features.explain_kernels import T_LANES, T_SLOT
+from serving.model.explainer import PARALLEL_MIN_ROWS, SPLIT_MIN_TREES, Explainer
+from serving.model.kernels import T_LANES, T_SLOT
 
 TOL = 1e-6
 N_NUM, N_CAT, LEVELS = 6, 2, 12
@@ -153,7 +153,7 @@ def test_work_split_over_threads_gives_the_same_values():
 
 
 def test_one_claim_split_by_trees_gives_the_same_values_on_either_kind_of_thread(monkeypatch):
-    import features.explain as explain
+    import serving.model.explainer as explain
 
     booster, _ = _train({**CASES[5], "rounds": SPLIT_MIN_TREES + 7}, seed=4)  # an odd number of trees
     x, _ = _data(np.random.default_rng(4), 20)
@@ -176,7 +176,7 @@ def test_a_model_of_constant_trees_has_no_contributions():
 
 def test_a_model_over_the_memory_bound_falls_back_to_pred_contrib(caplog):
     booster, x = _train(CASES[5], seed=5)
-    with caplog.at_level(logging.WARNING, logger="features.explain"):
+    with caplog.at_level(logging.WARNING, logger="serving.model.explainer"):
         explainer = Explainer.for_booster(booster, max_memory_mb=0.01)
     assert explainer.uses_fallback and explainer.memory_bytes == 0
     assert "max_memory_mb=0.01" in caplog.text and "pred_contrib" in caplog.text
@@ -190,7 +190,7 @@ def test_a_multiclass_model_falls_back_with_the_reason(caplog):
     x = rng.normal(size=(500, 4))
     booster = lgb.train({"objective": "multiclass", "num_class": 3, "verbose": -1, "num_leaves": 4},
                         lgb.Dataset(x, rng.integers(0, 3, 500)), 3)
-    with caplog.at_level(logging.WARNING, logger="features.explain"):
+    with caplog.at_level(logging.WARNING, logger="serving.model.explainer"):
         explainer = Explainer.for_booster(booster)
     assert explainer.uses_fallback and "num_class=3" in caplog.text
 
@@ -217,9 +217,9 @@ def test_memory_is_what_the_docstring_states():
 
 def test_a_bundle_builds_its_explainer_once_and_top_reasons_use_it(synthetic_claims):
     from features.build import available_features, build_features
-    from features.bundle import ModelBundle
-    from features.encoding import FeatureEncoder
-    from serving.scorer import top_reasons
+    from serving.model.bundle import ModelBundle
+    from serving.model.encoding import FeatureEncoder
+    from serving.model.scorer import top_reasons
 
     feats = available_features(synthetic_claims)
     table = build_features(synthetic_claims, feats).head(400)

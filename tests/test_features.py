@@ -8,7 +8,7 @@ import pytest
 
 from features import catalog, schema
 from features.build import available_features, build_features
-from features.synthetic import generate_claims
+from features.data.synthetic import generate_claims
 
 T0 = pd.Timestamp("2024-01-01 09:00")
 
@@ -310,7 +310,7 @@ def test_reason_words_format_values():
 @pytest.mark.realdata
 def test_real_sources_lack_what_they_do_not_have(shared_data):
     from features.config import Settings
-    from features.sources import load_claims
+    from features.data.sources import load_claims
 
     settings = Settings(shared_data=shared_data)
     vehicle = load_claims(None, "vehicle_fraud", settings)

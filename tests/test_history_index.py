@@ -6,9 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from features import columns, history_store
-from features.history_index import HistoryIndex
-from features.history_store import HistoryStore, as_canonical
+from features import columns
+from features.store import history as history_store
+from features.store.index import HistoryIndex
+from features.store.history import HistoryStore, as_canonical
 from tests.test_online import prepared_claims
 
 

@@ -15,11 +15,10 @@ import pytest
 from features import columns, schema
 from features.build import available_features, build_features
 from features.errors import ClaimScoreError, HistoryError, UnknownClaimError
-from features.history_index import HistoryIndex
-from features.history_store import HistoryStore, as_canonical
-from features.online import online_features
-from features.synthetic import generate_claims
-from tests.conftest import CliResult
+from features.store.index import HistoryIndex
+from features.store.history import HistoryStore, as_canonical
+from features.store.online import online_features
+from features.data.synthetic import generate_claims
 
 DECISION = ("investigated", "fraud_confirmed", "investigation_closed_date")
 POSTGRES_URL = os.environ.get("CLAIMSCORE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -264,7 +263,7 @@ def test_history_excludes_the_live_claims_own_rows_and_later_claims(claims, stor
 def test_group_expansion_beyond_max_rows_warns_naming_the_claim(claims, store, caplog):
     store.load(claims.iloc[:2_000])
     live = claims.iloc[[1_999]]
-    with caplog.at_level(logging.WARNING, logger="features.history_store"):
+    with caplog.at_level(logging.WARNING, logger="features.store.history"):
         history = store.history_for(live, max_rows=3)
     assert live["claim_id"].iloc[0] in caplog.text and "max_rows=3" in caplog.text
     assert len(history) >= 3
@@ -326,28 +325,9 @@ def test_live_claims_get_their_batch_features_on_postgresql(postgres_store, path
 
 @pytest.fixture
 def history_cli(cli, tmp_path, monkeypatch):
-    """``claimscore history ARGS`` through ``pipelines.cli.main`` once the sub-app is mounted there;
-    until then through Typer's runner on ``history_app``, turning a ClaimScoreError into the line
-    ``main`` would print."""
-    from pipelines.cli import app
-
+    """``claimscore history ARGS`` through ``pipelines.cli.main``."""
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("CLAIMSCORE_HOME", str(tmp_path / "state"))
-    if any(group.name == "history" for group in app.registered_groups):
-        return lambda *args: cli("history", *args)
-    from typer.testing import CliRunner
-
-    from pipelines.history_cli import history_app
-
-    def run(*args: str) -> CliResult:
-        result = CliRunner().invoke(history_app, [str(a) for a in args])
-        if isinstance(result.exception, ClaimScoreError):
-            return CliResult(result.exception.exit_code, result.stdout, f"error: {result.exception}\n")
-        if result.exception is not None and not isinstance(result.exception, SystemExit):
-            raise result.exception
-        return CliResult(result.exit_code, result.stdout, result.stderr)
-
-    return run
+    return lambda *args: cli("history", *args)
 
 
 def test_history_load_fills_the_configured_store(history_cli, tmp_path):

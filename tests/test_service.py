@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 
 from features.config import Settings
-from features.synthetic import generate_claims
+from features.data.synthetic import generate_claims
 from serving.decision_log import DecisionLog
 from serving.keys import KeyStore
-from tests.server import Server, _free_port
+from pipelines.local_server import Server, free_port
 from tests.test_request import BAD, GOOD
 from training import registry
 from training.config import TrainingConfig
@@ -218,6 +218,6 @@ def test_serve_without_a_champion_exits_with_one_line(tmp_path):
     env = {**os.environ, "CLAIMSCORE_HOME": str(tmp_path)}
     env.pop("MLFLOW_TRACKING_URI", None)
     done = subprocess.run([sys.executable, "-c", "import sys; from pipelines.cli import main; sys.exit(main())",
-                           "serve", "--port", str(_free_port())], env=env, capture_output=True, text=True, timeout=120)
+                           "serve", "--port", str(free_port())], env=env, capture_output=True, text=True, timeout=120)
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert done.returncode == 2 and len(lines) == 1 and "no champion" in lines[0]

@@ -1,4 +1,4 @@
-"""features.sources: built-in sources on the real tables, the mapping language, and every bad input."""
+"""features.data.sources: built-in sources on the real tables, the mapping language, and every bad input."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import pytest
 from features import schema
 from features.config import Settings
 from features.errors import ClaimScoreError, DataFileError, MappingError, SchemaError
-from features.sources import BUILTIN_SOURCES, LoadedClaims, load_claims
+from features.data.sources import BUILTIN_SOURCES, LoadedClaims, load_claims
 
 SHARED = Path(__file__).parents[2] / "shared" / "data"
 VEHICLE = SHARED / "vehicle_claims_fraud_1994_1995.csv"
@@ -130,7 +130,7 @@ def test_aus_bodily_injury_maps_every_claim_with_a_fast_track_label(bodily_injur
 
 
 def test_each_builtin_mapping_says_where_to_get_its_data() -> None:
-    from features.sources import load_mapping
+    from features.data.sources import load_mapping
 
     for name in BUILTIN_SOURCES:
         m = load_mapping(name)

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from features import schema
-from features.synthetic import AUTHORITY_LIMITS, generate_claims
+from features.data.synthetic import AUTHORITY_LIMITS, generate_claims
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,9 @@ import pytest
 
 from features.build import build_features
 from features.config import Settings
-from features.routing import RoutingPolicy
-from features.synthetic import generate_claims
+from serving.model.routing import RoutingPolicy
+from features.data.synthetic import generate_claims
+from serving.model.registry import load_bundle
 from training import registry
 from training.config import TrainingConfig, load_training_config
 from training.pipeline import train
@@ -53,7 +54,7 @@ def test_both_models_are_registered_as_challenger_and_promoted(first):
 def test_registered_champion_scores_like_the_trained_bundle(first, claims_file):
     claims = pd.read_parquet(claims_file).head(500)
     table = build_features(claims, first.bundles["fraud"].features)
-    loaded = registry.load_bundle("fraud")
+    loaded = load_bundle("fraud")
     trained = first.bundles["fraud"]
     np.testing.assert_array_equal(loaded.predict(loaded.encoder.transform(table)),
                                   trained.predict(trained.encoder.transform(table)))

@@ -14,7 +14,7 @@ import pytest
 
 from features import schema
 from features.errors import SchemaError, ValidationFailed
-from features.validation import ValidationResult, validate_claims
+from features.data.validation import ValidationResult, validate_claims
 from tests.validation_frames import valid_claims
 
 ROWS = 300
@@ -237,7 +237,7 @@ def test_checks_import_gx_lazily_and_never_touch_the_network(tmp_path):
     script = textwrap.dedent(f"""
         import sys
         from pathlib import Path
-        import features.validation as v
+        import features.data.validation as v
         assert "great_expectations" not in sys.modules, "imported at module import time"
 
         def no_network(event, args):

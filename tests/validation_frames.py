@@ -108,7 +108,7 @@ def _generic(f: schema.Field, rng: np.random.Generator, n: int) -> np.ndarray | 
 
 
 if __name__ == "__main__":  # time validate_claims on a large frame
-    from features.validation import validate_claims
+    from features.data.validation import validate_claims
 
     rows = int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000
     t0 = time.perf_counter()

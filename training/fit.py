@@ -8,9 +8,9 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from features.bundle import Calibration, ModelBundle
+from serving.model.bundle import Calibration, ModelBundle
 from features.catalog import Feature
-from features.encoding import FeatureEncoder
+from serving.model.encoding import FeatureEncoder
 from training.config import TrainingConfig
 
 

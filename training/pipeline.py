@@ -3,6 +3,7 @@ policy -> evaluation on the latest period -> MLflow run, registered challengers.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import tempfile
@@ -14,17 +15,18 @@ import numpy as np
 import pandas as pd
 
 from features.build import available_features, build_features
-from features.bundle import ModelBundle
+from serving.model.bundle import ModelBundle
 from features.config import Settings
-from features.routing import RoutingPolicy
+from serving.model.registry import load_bundle
+from serving.model.routing import RoutingPolicy
 from features.schema import LABELS
-from features.sources import load_claims
-from features.validation import validate_claims
+from features.data.sources import load_claims
+from features.data.validation import validate_claims
 from training import registry
 from training.config import TrainingConfig
-from training.evaluate import binary_metrics, lift_table, slice_metrics
+from monitoring.metrics import binary_metrics, lift_table, routing_kpis, slice_metrics
 from training.fit import fit_model
-from training.routing import choose_policy, routing_kpis
+from training.routing import choose_policy
 from training.split import TimeSplit, time_split
 from training.tune import tune
 
@@ -108,7 +110,7 @@ def train(data: str | None, source: str, settings: Settings, cfg: TrainingConfig
                            _part(scores.get("fast_track"), split.valid), _part(y_fraud, split.valid))
     kpis = routing_kpis(policy, table[split.test], _part(scores.get("fraud"), split.test),
                         _part(scores.get("fast_track"), split.test), _part(y_fraud, split.test))
-    policy = RoutingPolicy(**{**policy.__dict__, "expected_kpis": kpis})
+    policy = dataclasses.replace(policy, expected_kpis=kpis)
     metrics.update({f"routing.test.{k}": v for k, v in kpis.items()})
     on_stage(STAGES[4])
 
@@ -147,7 +149,7 @@ def _champion_on_test(task: str, table: pd.DataFrame, y: np.ndarray, mask: np.nd
     """The current champion's metrics on this run's test period (for a fair promotion decision)."""
     if registry.version_for(task, registry.CHAMPION) is None:
         return {}
-    champion = registry.load_bundle(task, registry.CHAMPION)
+    champion = load_bundle(task, registry.CHAMPION)
     if not set(champion.features) <= set(table.columns):
         return {}
     p = champion.predict(champion.encoder.transform(table[mask]))

@@ -1,53 +1,32 @@
-"""MLflow tracking and the model registry: where runs, models and aliases live.
+"""The model registry's write side: runs, registered versions, the challenger alias and promotion.
 
-Models are registered as ``claimscore-fraud`` and ``claimscore-fast-track``. A training run's models
-get the alias ``challenger``; ``claimscore promote`` moves ``champion`` to them when they beat the
-champion on the challenger's test period by the configured margin (or there is no champion).
-Who promoted and why are recorded as model-version tags.
+A training run's models get the alias ``challenger``; ``claimscore promote`` moves ``champion`` to them
+when they beat the champion on the challenger's test period by the configured margin (or there is no
+champion). Who promoted and why are recorded as model-version tags. Reading models back is
+:mod:`serving.model.registry`'s.
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
-import logging
 import os
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
 from features.config import Settings
 from features.errors import ClaimScoreError
+from serving.model.registry import (CHALLENGER, CHAMPION, MODEL_NAMES, RegisteredModel, RegistryError,
+                                    configure, version_for)
 
-MODEL_NAMES = {"fraud": "claimscore-fraud", "fast_track": "claimscore-fast-track"}
-EXPERIMENT = "claimscore"
-CHAMPION, CHALLENGER = "champion", "challenger"
+__all__ = ["CHALLENGER", "CHAMPION", "MODEL_NAMES", "RegisteredModel", "RegistryError", "PromotionRefused",
+           "configure", "version_for", "start_run", "log_bundle", "promote", "format_table"]
+
 PIP_REQUIREMENTS = ["lightgbm==4.7.0", "scikit-learn==1.9.1", "pandas==3.1.1", "numpy==2.4.6", "mlflow==3.17.2"]
-
-
-class RegistryError(ClaimScoreError):
-    """The registry lacks what was asked for (no champion, no challenger...)."""
 
 
 class PromotionRefused(ClaimScoreError):
     exit_code = 1
-
-
-def configure(settings: Settings) -> str:
-    """Point MLflow at the configured store; return the experiment id (artifacts under ``home``)."""
-    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    import mlflow
-
-    for name in ("mlflow", "alembic"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
-    mlflow.set_registry_uri(settings.mlflow_tracking_uri)
-    exp = mlflow.get_experiment_by_name(EXPERIMENT)
-    if exp is not None:
-        return exp.experiment_id
-    settings.artifacts_dir.mkdir(parents=True, exist_ok=True)
-    return mlflow.create_experiment(EXPERIMENT, artifact_location=Path(settings.artifacts_dir).resolve().as_uri())
 
 
 def start_run(settings: Settings, **kwargs):
@@ -61,45 +40,12 @@ def start_run(settings: Settings, **kwargs):
     return mlflow.start_run(experiment_id=experiment, **kwargs)
 
 
-@dataclass(frozen=True)
-class RegisteredModel:
-    task: str
-    name: str
-    version: str
-    run_id: str
-    tags: dict
-
-
-def version_for(task: str, alias: str) -> RegisteredModel | None:
-    """The model version behind ``alias`` for ``task``, or None."""
-    from mlflow.exceptions import MlflowException
-    from mlflow.tracking import MlflowClient
-
-    name = MODEL_NAMES[task]
-    try:
-        mv = MlflowClient().get_model_version_by_alias(name, alias)
-    except MlflowException:
-        return None
-    return RegisteredModel(task, name, mv.version, mv.run_id, dict(mv.tags or {}))
-
-
-def load_bundle(task: str, alias: str = CHAMPION):
-    """The :class:`ModelBundle` behind ``alias`` (loaded through MLflow's pyfunc, unwrapped)."""
-    import mlflow.pyfunc
-
-    if version_for(task, alias) is None:
-        raise RegistryError(f"no {alias} for {MODEL_NAMES[task]}: train and promote a model first "
-                            f"(claimscore train ..., claimscore promote)")
-    model = mlflow.pyfunc.load_model(f"models:/{MODEL_NAMES[task]}@{alias}")
-    return model.unwrap_python_model().bundle
-
-
 def log_bundle(task: str, bundle_dir: Path, input_example) -> RegisteredModel:
     """Log a bundle folder as a pyfunc model in the active run, register it, alias it challenger."""
     import mlflow.pyfunc
     from mlflow.tracking import MlflowClient
 
-    from features.pyfunc import BundleModel
+    from serving.model.pyfunc import BundleModel
 
     name = MODEL_NAMES[task]
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):  # registry chatter

@@ -6,6 +6,9 @@
   fraud score below) whose confirmed-fraud rate among fast-tracked claims stays within the leakage
   cap. Without a fraud label (a source with only settlement outcomes) leakage cannot be measured:
   the fast-track threshold is then the configured minimum score, and the policy says so.
+- Rules: a rule naming a feature the catalog does not know is a typo and refused (naming it); a rule
+  naming a catalog feature this source cannot build is left out, and the policy records why
+  (``skipped_rules``: printed by ``claimscore train``, logged with the run, shown by ``GET /model``).
 """
 
 from __future__ import annotations
@@ -13,16 +16,19 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from features.routing import Rule, RoutingPolicy
+from features import catalog
+from features.errors import ConfigError
+from serving.model.routing import ROUTING_FIELDS, PolicyError, Rule, RoutingPolicy, rule_mask
 from training.config import RoutingConfig
 
 
 def choose_policy(cfg: RoutingConfig, table: pd.DataFrame, fraud: np.ndarray | None, fast: np.ndarray | None,
                   y_fraud: np.ndarray | None) -> RoutingPolicy:
     """A policy meeting ``cfg`` on the validation ``table`` (features) and its scores and labels."""
-    rules = tuple(Rule(r.name, r.when, r.route) for r in cfg.rules if _usable(r.when, table))
+    rules, skipped = usable_rules(cfg, table.columns)
+    inputs = tuple(c for c in table.columns)
     base = RoutingPolicy(None, None, None, cfg.fast_track_amount_limit, cfg.large_loss_limit,
-                         tuple(cfg.specialist_severities), rules)
+                         tuple(cfg.specialist_severities), rules, inputs=inputs, skipped_rules=skipped)
     routes, _ = base.route_table(table, None, None)
     rule_referred = routes == "siu_referral"
     siu = None
@@ -40,25 +46,46 @@ def choose_policy(cfg: RoutingConfig, table: pd.DataFrame, fraud: np.ndarray | N
         if fraud is not None and y_fraud is not None:
             ft, ft_max = _fast_track_pair(cfg, table, fraud, fast, y_fraud, siu, base)
     return RoutingPolicy(siu, ft, ft_max, cfg.fast_track_amount_limit, cfg.large_loss_limit,
-                         tuple(cfg.specialist_severities), rules)
+                         tuple(cfg.specialist_severities), rules, inputs=inputs, skipped_rules=skipped)
 
 
-def _usable(expr: str, table: pd.DataFrame) -> bool:
-    """A rule applies only where the source has the features it names."""
-    import ast
+def usable_rules(cfg: RoutingConfig, available) -> tuple[tuple[Rule, ...], dict[str, str]]:
+    """The configured rules this source's features can evaluate, and why the others are left out.
 
-    names = {n.id for n in ast.walk(ast.parse(expr, mode="eval")) if isinstance(n, ast.Name)}
-    return names <= set(table.columns)
+    A name that is no feature at all (not in the catalog, not one of the source's extras) raises
+    :class:`ConfigError` naming the rule, the name and the closest feature names."""
+    import difflib
+
+    have = set(available)
+    known = set(catalog.BY_NAME) | have | set(ROUTING_FIELDS)
+    rules, skipped = [], {}
+    for r in cfg.rules:
+        try:
+            rule = Rule(r.name, r.when, r.route)
+        except PolicyError as exc:
+            raise ConfigError(f"training config: routing.rules: {exc}") from None
+        unknown = sorted(rule.names - known)
+        if unknown:
+            close = difflib.get_close_matches(unknown[0], sorted(known), n=2)
+            hint = f" (did you mean {' or '.join(close)}?)" if close else ""
+            raise ConfigError(f"training config: routing rule '{r.name}' names unknown feature(s) "
+                              f"{', '.join(unknown)}{hint}")
+        lacking = sorted(rule.names - have)
+        if lacking:
+            skipped[r.name] = f"this source has no {', '.join(lacking)}"
+        else:
+            rules.append(rule)
+    return tuple(rules), skipped
 
 
 def _fast_track_pair(cfg, table, fraud, fast, y_fraud, siu, base) -> tuple[float, float]:
     # what the fast-track thresholds cannot change: referrals, specialist claims, rule blocks, amounts
     routes, _ = RoutingPolicy(siu, np.inf, None, base.fast_track_amount_limit, base.large_loss_limit,
-                              base.specialist_severities, base.rules).route_table(table, fraud, fast)
+                              base.specialist_severities, base.rules, inputs=base.inputs).route_table(table, fraud, fast)
     standard_rule = np.zeros(len(table), bool)
     for r in base.rules:
         if r.route == "standard":
-            standard_rule |= RoutingPolicy._rule_mask(r, table)
+            standard_rule |= rule_mask(r, table)
     amount = pd.to_numeric(table["claimed_amount"], errors="coerce").to_numpy() if "claimed_amount" in table \
         else np.full(len(table), np.nan)
     eligible = (routes == "standard") & ~standard_rule & (amount <= base.fast_track_amount_limit)
@@ -76,16 +103,3 @@ def _fast_track_pair(cfg, table, fraud, fast, y_fraud, siu, base) -> tuple[float
     if best[2] < 0:  # nothing meets the cap: fast-track nobody rather than leak
         return float(np.inf), 0.0
     return best[0], best[1]
-
-
-def routing_kpis(policy: RoutingPolicy, table: pd.DataFrame, fraud: np.ndarray | None, fast: np.ndarray | None,
-                 y_fraud: np.ndarray | None) -> dict[str, float]:
-    """Route shares, and where the fraud label exists: fraud caught, SIU hit rate, fast-track leakage."""
-    routes, _ = policy.route_table(table, fraud, fast)
-    out = {f"share_{r}": float((routes == r).mean()) for r in ("fast_track", "standard", "specialist", "siu_referral")}
-    if y_fraud is not None and len(y_fraud):
-        referred, fast_tracked = routes == "siu_referral", routes == "fast_track"
-        out["fraud_caught"] = float(y_fraud[referred].sum() / y_fraud.sum()) if y_fraud.sum() else float("nan")
-        out["siu_hit_rate"] = float(y_fraud[referred].mean()) if referred.any() else float("nan")
-        out["fast_track_leakage"] = float(y_fraud[fast_tracked].mean()) if fast_tracked.any() else 0.0
-    return out

@@ -7,7 +7,7 @@ from typing import Callable
 
 import numpy as np
 
-from features.bundle import ModelBundle
+from serving.model.bundle import ModelBundle
 from training.config import TrainingConfig
 
 

@@ -1,6 +1,6 @@
 """Read a source table (CSV, Parquet or a SQL query) into a DataFrame, or fail with one readable line.
 
-This is the I/O edge of :mod:`features.sources`: every way a file can be wrong becomes a
+This is the I/O edge of :mod:`features.data.sources`: every way a file can be wrong becomes a
 :class:`DataFileError` (or :class:`MappingError` when the mapping's read settings are at fault) that
 names the file and the problem.
 """
@@ -13,8 +13,10 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from features import sql
 from features.errors import DataFileError, MappingError
-from features.sources.mapping import ReadSpec
+from features.sql import db_error, first_line, with_installed_driver
+from features.data.sources.mapping import ReadSpec
 
 if TYPE_CHECKING:
     import sqlalchemy as sa
@@ -29,14 +31,7 @@ def is_url(data: str | Path | None) -> bool:
 
 def describe(data: str | Path | None) -> str:
     """How to name ``data`` in messages (database URLs without their password)."""
-    if is_url(data):
-        import sqlalchemy as sa
-
-        try:
-            return sa.engine.make_url(str(data)).render_as_string(hide_password=True)
-        except sa.exc.ArgumentError:
-            return "<unreadable database URL>"
-    return str(data)
+    return sql.describe(str(data)) if is_url(data) else str(data)
 
 
 def read_table(data: str | Path | None, spec: ReadSpec, *, text_columns: tuple[str, ...] = ()) -> pd.DataFrame:
@@ -89,7 +84,7 @@ def _read_csv(path: Path, spec: ReadSpec, text_columns: tuple[str, ...]) -> pd.D
     except pd.errors.EmptyDataError:
         raise DataFileError(f"{path}: has no header line (only blank lines)") from None
     except (pd.errors.ParserError, ValueError) as exc:
-        raise DataFileError(f"{path}: not a readable CSV file ({_first_line(exc)})") from None
+        raise DataFileError(f"{path}: not a readable CSV file ({first_line(exc)})") from None
     if len(df) == 0:
         raise DataFileError(f"{path}: has a header but no data rows")
     return df
@@ -112,7 +107,7 @@ def _read_parquet(path: Path) -> pd.DataFrame:
     try:
         df = pd.read_parquet(path, engine="pyarrow")
     except Exception as exc:  # pyarrow raises ArrowInvalid, OSError, ... for a damaged file
-        raise DataFileError(f"{path}: not a readable Parquet file ({_first_line(exc)})") from None
+        raise DataFileError(f"{path}: not a readable Parquet file ({first_line(exc)})") from None
     if len(df) == 0:
         raise DataFileError(f"{path}: Parquet file has no rows")
     return df
@@ -134,7 +129,7 @@ def _read_sql(url: str, spec: ReadSpec) -> pd.DataFrame:
     try:
         engine = sa.create_engine(with_installed_driver(sa.engine.make_url(url)))
     except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ImportError) as exc:
-        raise DataFileError(f"{shown}: cannot open this database ({_first_line(exc)})") from None
+        raise DataFileError(f"{shown}: cannot open this database ({first_line(exc)})") from None
     try:
         try:
             conn = engine.connect()
@@ -150,23 +145,3 @@ def _read_sql(url: str, spec: ReadSpec) -> pd.DataFrame:
     if len(df) == 0:
         raise DataFileError(f"{shown}: the query returned no rows")
     return df
-
-
-def with_installed_driver(url: "sa.engine.URL") -> "sa.engine.URL":
-    """``postgresql://`` means psycopg 3 to SQLAlchemy 2.1; fall back to psycopg2 when only it is installed."""
-    import importlib.util
-
-    if url.drivername == "postgresql" and importlib.util.find_spec("psycopg") is None \
-            and importlib.util.find_spec("psycopg2") is not None:
-        return url.set(drivername="postgresql+psycopg2")
-    return url
-
-
-def db_error(exc: BaseException) -> str:
-    orig = getattr(exc, "orig", None)
-    return _first_line(orig if orig is not None else exc)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

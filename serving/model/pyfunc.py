@@ -1,4 +1,4 @@
-"""The MLflow pyfunc face of a :class:`~features.bundle.ModelBundle`.
+"""The MLflow pyfunc face of a :class:`~serving.model.bundle.ModelBundle`.
 
 ``mlflow.pyfunc.load_model("models:/claimscore-fraud@champion").predict(feature_table)`` returns
 calibrated probabilities for a table of features (the columns the model was trained on; categories
@@ -12,7 +12,7 @@ import mlflow.pyfunc
 import numpy as np
 import pandas as pd
 
-from features.bundle import ModelBundle
+from serving.model.bundle import ModelBundle
 
 
 class BundleModel(mlflow.pyfunc.PythonModel):

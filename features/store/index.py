@@ -3,9 +3,9 @@ history store through its change feed.
 
 A SQL round trip per live claim (several, with the linked-group expansion) cost ~4 ms for one claim
 and ~15 ms for 32 against a 200,000-claim store. :class:`HistoryIndex` holds the store's
-:data:`~features.history_store.HISTORY_COLUMNS` as numpy arrays with a position list per
+:data:`~features.store.history.HISTORY_COLUMNS` as numpy arrays with a position list per
 identifier value, answers :meth:`history_columns` exactly as
-:meth:`HistoryStore.history_columns <features.history_store.HistoryStore.history_columns>` does
+:meth:`HistoryStore.history_columns <features.store.history.HistoryStore.history_columns>` does
 (the same rows: the same features), and writes through to the store.
 
 Staying in step: every write to the store (this index's own appends, ``claimscore history load``,
@@ -32,7 +32,7 @@ import pandas as pd
 
 from features import columns
 from features.columns import Columns
-from features.history_store import ALL_PAST_KEYS, GROUP_NODES, HISTORY_COLUMNS, KEYS, LOOKBACK, HistoryStore, _links
+from features.store.history import ALL_PAST_KEYS, GROUP_NODES, HISTORY_COLUMNS, KEYS, LOOKBACK, HistoryStore, _links
 
 log = logging.getLogger(__name__)
 
@@ -187,7 +187,7 @@ class HistoryIndex:
 
     def history_columns(self, live: Columns, max_rows: int = 20_000) -> Columns:
         """The rows that can influence the live claims' features, as
-        :meth:`HistoryStore.history_columns <features.history_store.HistoryStore.history_columns>`
+        :meth:`HistoryStore.history_columns <features.store.history.HistoryStore.history_columns>`
         answers them: rows sharing a key in its time range, and the live claimants' linked groups
         (up to ``max_rows`` rows, with a warning naming the claim when cut)."""
         if not columns.length(live):

@@ -2,7 +2,7 @@
 
 The service asks :meth:`HistoryStore.history_for` for the stored rows that can influence a live
 claim's features, computes the features with :func:`features.build.build_features` (the batch code;
-see :mod:`features.online`) and :meth:`~HistoryStore.append`\\ s the claim after scoring.
+see :mod:`features.store.online`) and :meth:`~HistoryStore.append`\\ s the claim after scoring.
 Investigation and settlement outcomes arrive later through :meth:`~HistoryStore.record_outcome`.
 ``claimscore history load`` fills the store from a table.
 
@@ -26,7 +26,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from features import catalog, columns, schema
 from features.columns import Columns
 from features.errors import HistoryError, UnknownClaimError
-from features.sources.readers import db_error, with_installed_driver, describe
+from features.sql import db_error, describe, with_installed_driver
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +102,7 @@ class HistoryStore:
                                 sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
                                 sa.Column("claim_id", sa.String, nullable=True))
         """The change feed: one row per claim written (``claim_id`` NULL: a bulk write, anything may
-        have changed), in commit order; :class:`features.history_index.HistoryIndex` follows it."""
+        have changed), in commit order; :class:`features.store.index.HistoryIndex` follows it."""
         self.last_write: tuple[int, int] | None = None
         """Sequence numbers ``(first, last)`` of the change rows of this object's latest write."""
         try:
@@ -238,7 +238,7 @@ class HistoryStore:
 
     def snapshot(self) -> tuple[Columns, int]:
         """Every stored claim's :data:`HISTORY_COLUMNS`, and the change feed's last sequence number,
-        read in one transaction (what :class:`features.history_index.HistoryIndex` starts from)."""
+        read in one transaction (what :class:`features.store.index.HistoryIndex` starts from)."""
         try:
             with self.engine.connect() as conn, conn.begin():
                 seq = conn.execute(sa.select(sa.func.max(self.changes.c.seq))).scalar_one() or 0

@@ -1,11 +1,11 @@
 """Bring real tables into the canonical claims schema.
 
-    from features.sources import load_claims
+    from features.data.sources import load_claims
     loaded = load_claims("claims.csv", "mapping:my_claims.yaml")
     loaded.frame            # canonical columns in schema order, canonical dtypes, then x_ extras
 
 ``source`` is a built-in name (:data:`BUILTIN_SOURCES`) or ``mapping:PATH.yaml``; the mapping
-language is documented in :mod:`features.sources.mapping`.
+language is documented in :mod:`features.data.sources.mapping`.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ import pandas as pd
 from features.config import Settings, load_settings
 from features.errors import DataFileError, MappingError
 from features.schema import BY_NAME, EXTRA_PREFIX, TypeProblem, extra_columns
-from features.sources import readers
-from features.sources.apply import apply_mapping
-from features.sources.mapping import Mapping, parse_mapping, read_mapping
+from features.data.sources import readers
+from features.data.sources.apply import apply_mapping
+from features.data.sources.mapping import Mapping, parse_mapping, read_mapping
 
 __all__ = ["BUILTIN_SOURCES", "ExtraSpec", "LoadedClaims", "Mapping", "load_claims", "load_mapping"]
 

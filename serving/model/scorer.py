@@ -18,8 +18,8 @@ import pandas as pd
 from features import catalog
 from features.build import build_features
 from features.columns import Columns
-from features.bundle import ModelBundle
-from features.routing import RoutingPolicy
+from serving.model.bundle import ModelBundle
+from serving.model.routing import RoutingPolicy
 
 TOP_REASONS = 3
 
@@ -33,7 +33,7 @@ class Scorer:
 
     @classmethod
     def from_registry(cls, settings, alias: str = "champion") -> "Scorer":
-        from training import registry  # the registry client only: where MLflow keeps the models
+        from serving.model import registry  # the read side: where MLflow keeps the models
 
         registry.configure(settings)
         bundles, versions = {}, {}
@@ -44,9 +44,11 @@ class Scorer:
         if not bundles:
             raise registry.RegistryError(f"no {alias} model is registered: run claimscore train and claimscore promote")
         policy = RoutingPolicy.from_dict(next(iter(bundles.values())).metadata["policy"])
+        scorer = cls(bundles, policy, versions)
+        policy.check(scorer.features)  # a rule naming a feature nobody builds is refused here, by name
         for bundle in bundles.values():  # precompute the explainers now, not on the first claim
             bundle.explainer
-        return cls(bundles, policy, versions)
+        return scorer
 
     @property
     def extras(self) -> dict[str, SimpleNamespace]:
@@ -58,10 +60,11 @@ class Scorer:
 
     @property
     def features(self) -> list[str]:
+        """The features to build: the models' and those the routing policy reads."""
         names: list[str] = []
         for b in self.bundles.values():
             names += [f for f in b.features if f not in names]
-        return names
+        return names + [f for f in self.policy.reads if f not in names]
 
     def score_table(self, claims: pd.DataFrame, extras: Mapping[str, object] | None = None) -> pd.DataFrame:
         """One row per claim: scores, route, fired rules and top reasons (JSON lists)."""

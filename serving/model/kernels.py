@@ -1,7 +1,7 @@
-"""Compiled kernels of :mod:`features.explain` (numba): split directions, and the quadrature form of
+"""Compiled kernels of :mod:`serving.model.explainer` (numba): split directions, and the quadrature form of
 path-dependent TreeSHAP for one claim at a time and for blocks of claims.
 
-Arrays, as :class:`features.explain._Model` lays them out. A tree's numbers are one row of ``tree``
+Arrays, as :class:`serving.model.explainer._Model` lays them out. A tree's numbers are one row of ``tree``
 (``T_*`` below) and a split's one row of ``split`` (``S_*``). Per tree, nodes are numbered splits
 first (preorder), then leaves ("slot"; the node's row in the ``nd_*`` arrays is the tree's ``T_SLOT``
 plus the slot). Per node and quadrature node (``T_LANES`` of them, at ``T_W + (2 * parent + side) *
@@ -386,7 +386,7 @@ def explain_block(x, out, block_rows, tree, split, sp_thr, cat_bits, nd_feat, nd
 def explain_block_rows(x, out, tree, split, sp_thr, cat_bits, nd_feat, nd_prev, nd_c, nd_block, block, f_pass, f_fail,
                        w_in, q_wout, max_slots, max_lanes):
     """:func:`explain_block`'s arithmetic, operation for operation, one row at a time: the same
-    values to the last bit (the stable mode of :class:`features.explain.Explainer`), without the
+    values to the last bit (the stable mode of :class:`serving.model.explainer.Explainer`), without the
     block kernel's per-loop set-up, which dominates for a claim or two. Scalar reads go through
     ``_ld`` as in :func:`explain_rows` (the arithmetic, and so every bit, is unchanged)."""
     n, nf = x.shape

@@ -20,10 +20,10 @@ from features import columns
 from features.build import build_features
 from features.columns import Columns
 from features.catalog import Feature
-from features.history_store import HistoryStore, as_canonical
+from features.store.history import HistoryStore, as_canonical
 
 if TYPE_CHECKING:
-    from features.history_index import HistoryIndex
+    from features.store.index import HistoryIndex
 
 
 def online_features(store: HistoryStore | HistoryIndex, claims: pd.DataFrame | Columns, features: Sequence[Feature | str],
@@ -33,7 +33,7 @@ def online_features(store: HistoryStore | HistoryIndex, claims: pd.DataFrame | C
 
     ``claims`` is a canonical DataFrame (answered with a DataFrame) or :data:`features.columns.Columns`
     with every canonical column (answered with a dict of arrays, no pandas on the way: the service).
-    ``store`` may be the service's in-memory :class:`~features.history_index.HistoryIndex` (for
+    ``store`` may be the service's in-memory :class:`~features.store.index.HistoryIndex` (for
     columns only; the caller refreshes it).
 
     ``features`` is the model's recorded feature list: always explicit, since which features a

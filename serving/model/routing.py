@@ -4,6 +4,10 @@ Training chooses the thresholds (``training/routing.py``) and logs the policy wi
 versioned JSON file; batch scoring and the service apply it with :meth:`RoutingPolicy.route_table`
 (a table) or :meth:`RoutingPolicy.route_one` (one claim), which give the same answers.
 
+A rule names features; a rule whose names the policy's inputs lack, or whose route or expression
+is unknown, is refused with a :class:`PolicyError` naming it, when the policy is built and when it is
+loaded: a typo never quietly switches a referral rule off.
+
 Precedence: ``siu_referral`` (fraud score at or above the SIU threshold, or a referral rule) beats
 ``specialist`` (large loss, high severity, or a specialist rule) beats ``fast_track`` (likely to
 settle simply, unlikely to be fraud, small) beats ``standard``.
@@ -11,6 +15,7 @@ settle simply, unlikely to be fraud, small) beats ``standard``.
 
 from __future__ import annotations
 
+import ast
 import functools
 import math
 from dataclasses import asdict, dataclass, field
@@ -19,8 +24,17 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from features.errors import ClaimScoreError
+
 ROUTES = ("fast_track", "standard", "specialist", "siu_referral")
-POLICY_VERSION = 1
+RULE_ROUTES = ("siu_referral", "specialist", "standard")
+ROUTING_FIELDS = ("claimed_amount", "incident_severity")
+"""Features the thresholds read besides the scores (large loss, severity, fast-track amount)."""
+POLICY_VERSION = 2
+
+
+class PolicyError(ClaimScoreError):
+    """A routing rule or policy that cannot be applied as written."""
 
 
 @dataclass(frozen=True)
@@ -29,6 +43,21 @@ class Rule:
     when: str
     """An expression over feature names: comparisons, arithmetic, ``and``/``or``/``not``."""
     route: str
+
+    def __post_init__(self) -> None:
+        if self.route not in RULE_ROUTES:
+            raise PolicyError(f"routing rule '{self.name}': unknown route '{self.route}' "
+                              f"(one of {', '.join(RULE_ROUTES)})")
+        self.names  # noqa: B018 - parses the expression now, so a bad one is refused here
+
+    @functools.cached_property
+    def names(self) -> frozenset[str]:
+        """The feature names the rule's expression reads."""
+        try:
+            tree = ast.parse(self.when, mode="eval")
+        except SyntaxError as exc:
+            raise PolicyError(f"routing rule '{self.name}': cannot read '{self.when}': {exc.msg}") from None
+        return frozenset(n.id for n in ast.walk(tree) if isinstance(n, ast.Name))
 
 
 @dataclass(frozen=True)
@@ -45,7 +74,32 @@ class RoutingPolicy:
     rules: tuple[Rule, ...] = ()
     expected_kpis: Mapping[str, float] = field(default_factory=dict)
     """What the policy did on the test period: fast-track rate, fraud caught, hit rate, leakage."""
+    inputs: tuple[str, ...] | None = None
+    """The features the policy may read (those the training data had); None: not checked."""
+    skipped_rules: Mapping[str, str] = field(default_factory=dict)
+    """Configured rules left out at training, with why (the source lacks a feature they name)."""
     version: int = POLICY_VERSION
+
+    def __post_init__(self) -> None:
+        if self.inputs is not None:
+            self.check(self.inputs)
+
+    def check(self, available: Sequence[str]) -> None:
+        """Refuse rules naming a feature outside ``available``, naming the rule and the features."""
+        have = set(available)
+        for r in self.rules:
+            unknown = r.names - have
+            if unknown:
+                raise PolicyError(f"routing rule '{r.name}' names {', '.join(sorted(unknown))}, which the "
+                                  f"model's features do not include")
+
+    @property
+    def reads(self) -> tuple[str, ...]:
+        """Every feature the policy reads: its rules' names and the routing fields it has."""
+        names = set(ROUTING_FIELDS if self.inputs is None else set(ROUTING_FIELDS) & set(self.inputs))
+        for r in self.rules:
+            names |= r.names
+        return tuple(sorted(names))
 
     # --- a table -------------------------------------------------------------------------------
     def route_table(self, table: pd.DataFrame, fraud: np.ndarray | None, fast: np.ndarray | None
@@ -53,7 +107,7 @@ class RoutingPolicy:
         """Routes and fired rule names for every row of a feature table (needs ``claimed_amount``
         and ``incident_severity`` columns where present)."""
         n = len(table)
-        fired = {r.name: self._rule_mask(r, table) for r in self.rules}
+        fired = {r.name: rule_mask(r, table) for r in self.rules}
         amount = _column(table, "claimed_amount")
         severity = table["incident_severity"].astype("str").to_numpy() if "incident_severity" in table else np.full(n, "")
         siu = np.zeros(n, bool)
@@ -76,15 +130,10 @@ class RoutingPolicy:
             ok &= np.asarray(fraud) < self.fast_track_max_fraud
         return ok
 
-    @staticmethod
-    def _rule_mask(rule: Rule, table: pd.DataFrame) -> np.ndarray:
-        out = table.eval(rule.when, engine="python")
-        return np.asarray(pd.Series(out).fillna(False), dtype=bool)
-
     # --- one claim ------------------------------------------------------------------------------
     def route_one(self, values: Mapping[str, Any], fraud: float | None, fast: float | None) -> tuple[str, list[str]]:
         """The route of one claim from its feature values (a dict); same answer as ``route_table``."""
-        fired = [r for r in self.rules if _eval_scalar(r.when, values)]
+        fired = [r for r in self.rules if _eval_scalar(r, values)]
         amount = _float(values.get("claimed_amount"))
         severity = values.get("incident_severity")
         if (fraud is not None and self.siu_threshold is not None and fraud >= self.siu_threshold) or any(
@@ -108,6 +157,8 @@ class RoutingPolicy:
         d["rules"] = [asdict(r) for r in self.rules]
         d["specialist_severities"] = list(self.specialist_severities)
         d["expected_kpis"] = dict(self.expected_kpis)
+        d["skipped_rules"] = dict(self.skipped_rules)
+        d["inputs"] = None if self.inputs is None else list(self.inputs)
         return d
 
     @classmethod
@@ -115,7 +166,19 @@ class RoutingPolicy:
         d = dict(d)
         d["rules"] = tuple(Rule(**r) for r in d.get("rules", ()))
         d["specialist_severities"] = tuple(d.get("specialist_severities", ()))
+        if d.get("inputs") is not None:
+            d["inputs"] = tuple(d["inputs"])
         return cls(**d)
+
+
+def rule_mask(rule: Rule, table: pd.DataFrame) -> np.ndarray:
+    """Where ``rule`` fires on a feature table (unknown values make comparisons false)."""
+    missing = rule.names - set(table.columns)
+    if missing:
+        raise PolicyError(f"routing rule '{rule.name}' names {', '.join(sorted(missing))}, which the feature "
+                          "table lacks")
+    out = table.eval(rule.when, engine="python")
+    return np.asarray(pd.Series(out).fillna(False), dtype=bool)
 
 
 def _column(table: pd.DataFrame, name: str) -> np.ndarray:
@@ -136,26 +199,11 @@ def _compiled(expr: str):
     return compile(expr, "<rule>", "eval")
 
 
-def _eval_scalar(expr: str, values: Mapping[str, Any]) -> bool:
+def _eval_scalar(rule: Rule, values: Mapping[str, Any]) -> bool:
     """Evaluate a rule for one claim; unknown values (None/NaN) make comparisons false, as in pandas."""
+    missing = rule.names - values.keys()
+    if missing:
+        raise PolicyError(f"routing rule '{rule.name}' names {', '.join(sorted(missing))}, which the claim's "
+                          "features lack")
     names = {k: (math.nan if v is None else v) for k, v in values.items()}
-    try:
-        return bool(eval(_compiled(expr), {"__builtins__": {}}, names))  # noqa: S307 - rule text is config
-    except (TypeError, NameError):
-        return False
-
-
-def check_rules(rules: Sequence[Rule], feature_names: Sequence[str]) -> None:
-    """Refuse rules that name unknown features or routes (at training time, not at scoring time)."""
-    import ast
-
-    for r in rules:
-        if r.route not in ROUTES:
-            raise ValueError(f"rule '{r.name}': unknown route '{r.route}'")
-        try:
-            tree = ast.parse(r.when, mode="eval")
-        except SyntaxError as exc:
-            raise ValueError(f"rule '{r.name}': cannot read '{r.when}': {exc.msg}") from None
-        unknown = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)} - set(feature_names)
-        if unknown:
-            raise ValueError(f"rule '{r.name}' names unknown feature(s): {', '.join(sorted(unknown))}")
+    return bool(eval(_compiled(rule.when), {"__builtins__": {}}, names))  # noqa: S307 - rule text is config

@@ -1,6 +1,8 @@
-"""WAL checkpoints off the request path, for the SQLite files the service writes on every batch.
+"""SQL stores' plumbing: the installed PostgreSQL driver, readable errors, a URL safe to print, and
+SQLite WAL checkpoints off the request path.
 
-SQLite copies its write-ahead log back into the database file when a commit takes the log past
+The history store, the decision log and SQL sources share these. SQLite files the service writes on
+every batch need their checkpoints moved off the request path. SQLite copies its write-ahead log back into the database file when a commit takes the log past
 1,000 pages ("automatic checkpoint"): that commit then also writes and fsyncs megabytes, 10-50 ms
 measured here, inside whichever request made it. A service that commits on every batch would
 answer every fortieth batch or so that much later. :func:`checkpoint_in_background` turns the
@@ -47,3 +49,31 @@ def _no_autocheckpoint(dbapi_conn, _record) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA wal_autocheckpoint=0")
     cur.close()
+
+
+def describe(url: str) -> str:
+    """How to name a database URL in messages (without its password)."""
+    try:
+        return sa.engine.make_url(str(url)).render_as_string(hide_password=True)
+    except sa.exc.ArgumentError:
+        return "<unreadable database URL>"
+
+
+def with_installed_driver(url: "sa.engine.URL") -> "sa.engine.URL":
+    """``postgresql://`` means psycopg 3 to SQLAlchemy 2.1; fall back to psycopg2 when only it is installed."""
+    import importlib.util
+
+    if url.drivername == "postgresql" and importlib.util.find_spec("psycopg") is None \
+            and importlib.util.find_spec("psycopg2") is not None:
+        return url.set(drivername="postgresql+psycopg2")
+    return url
+
+
+def db_error(exc: BaseException) -> str:
+    orig = getattr(exc, "orig", None)
+    return first_line(orig if orig is not None else exc)
+
+
+def first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -62,7 +62,7 @@ from typing import Any
 
 import numpy as np
 
-from features.explain_kernels import (F_C, F_FAIL, F_PASS, F_QWOUT, F_THR, F_WIN, LANES, S_CAT, S_DLEFT, S_FEAT,
+from serving.model.kernels import (F_C, F_FAIL, F_PASS, F_QWOUT, F_THR, F_WIN, LANES, S_CAT, S_DLEFT, S_FEAT,
                                       S_KIND, S_LEFT, S_NCAT, S_PREV, S_RIGHT, SPLIT_WIDTH, T_LANES, T_M, T_NSPLIT,
                                       T_Q, T_RETEST, T_SLOT, T_SPLIT, T_W, TREE_WIDTH, explain_block,
                                       explain_block_rows, explain_rows, explain_rows_split, route)
@@ -90,11 +90,11 @@ class UnsupportedModel(ValueError):
 
 @dataclass(frozen=True)
 class _Model:
-    """A booster flattened for the kernels (the layout is described in :mod:`features.explain_kernels`)."""
+    """A booster flattened for the kernels (the layout is described in :mod:`serving.model.kernels`)."""
 
-    tree: np.ndarray      # per tree and one more, a row (features.explain_kernels.T_*): offsets of its splits,
+    tree: np.ndarray      # per tree and one more, a row (serving.model.kernels.T_*): offsets of its splits,
                           # nodes, vectors, quadrature nodes and re-tests; its splits and quadrature nodes
-    split: np.ndarray     # per split, a row (features.explain_kernels.S_*, int32): feature, child slots, kind,
+    split: np.ndarray     # per split, a row (serving.model.kernels.S_*, int32): feature, child slots, kind,
                           # default_left, its category bitset in cat_bits
     fl: np.ndarray        # sp_thr, nd_c, q_wout, f_pass, f_fail, w_in one after the other (these are views of it)
     sp_thr: np.ndarray    # per split: numeric threshold
@@ -122,7 +122,7 @@ class _Model:
                    if isinstance(a, np.ndarray) and a.base is not self.fl)
 
     def column(self, col: int) -> np.ndarray:
-        """One column of the trees' rows (``features.explain_kernels.T_*``), one value per tree."""
+        """One column of the trees' rows (``serving.model.kernels.T_*``), one value per tree."""
         return self.tree.reshape(-1, TREE_WIDTH)[:-1, col]
 
     @property

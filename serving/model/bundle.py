@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 
-from features.encoding import FeatureEncoder
+from serving.model.encoding import FeatureEncoder
 
 if TYPE_CHECKING:
-    from features.explain import Explainer
+    from serving.model.explainer import Explainer
 
 FORMAT_VERSION = 1
 TIE_BREAK = 1e-9
@@ -80,10 +80,10 @@ class ModelBundle:
 
     @property
     def explainer(self) -> "Explainer":
-        """Exact SHAP values for this booster (:mod:`features.explain`): built on first use (a few
+        """Exact SHAP values for this booster (:mod:`serving.model.explainer`): built on first use (a few
         hundred ms), then kept, so a service pays for it once per loaded model."""
         if self._explainer is None:
-            from features.explain import Explainer
+            from serving.model.explainer import Explainer
 
             self._explainer = Explainer.for_booster(self.booster)
         return self._explainer

@@ -1,4 +1,4 @@
-"""Apply a :class:`~features.sources.mapping.Mapping` to a table that has been read: pure and vectorised.
+"""Apply a :class:`~features.data.sources.mapping.Mapping` to a table that has been read: pure and vectorised.
 
 Every per-value step (text matching, value maps, hashing, date parsing) runs once per distinct value
 and is broadcast back with the codes of :func:`pandas.factorize`, so a million rows with a few
@@ -18,7 +18,7 @@ import pandas as pd
 from features import schema
 from features.errors import MappingError, SchemaError
 from features.schema import TypeProblem
-from features.sources.mapping import ColumnSpec, ExtraEntry, Mapping
+from features.data.sources.mapping import ColumnSpec, ExtraEntry, Mapping
 
 MONTHS = {m: i + 1 for i, m in enumerate(
     ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"))}

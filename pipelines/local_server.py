@@ -15,7 +15,7 @@ import urllib.request
 from pathlib import Path
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -23,7 +23,7 @@ def _free_port() -> int:
 
 class Server:
     def __init__(self, home: Path):
-        self.home, self.port = home, _free_port()
+        self.home, self.port = home, free_port()
         env = {**os.environ, "CLAIMSCORE_HOME": str(home), "BENTOML_HOME": str(home / "bentoml"),
                "BENTOML_DO_NOT_TRACK": "true", "MLFLOW_DISABLE_TELEMETRY": "true"}
         env.pop("MLFLOW_TRACKING_URI", None)

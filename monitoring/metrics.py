@@ -1,9 +1,15 @@
-"""Metrics a claims team reads: ranking, capacity, calibration, lift, and the same per slice."""
+"""Metrics a claims team reads: ranking, capacity, calibration, lift, the same per slice, and what a
+routing policy does (route shares, fraud caught, hit rate, leakage).
+
+Training reports its test-period figures with these functions and monitoring its live ones, so the
+two are comparable by construction."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+
+from serving.model.routing import ROUTES, RoutingPolicy
 
 AMOUNT_BANDS = (0, 1_000, 5_000, 25_000, np.inf)
 SLICE_COLUMNS = ("line_of_business", "channel", "region")
@@ -78,3 +84,16 @@ def slice_metrics(frame: pd.DataFrame, y: np.ndarray, p: np.ndarray, capacity: f
                 continue
             rows.append({"slice": column, "value": value, **binary_metrics(y[mask], p[mask], capacity)})
     return pd.DataFrame(rows)
+
+
+def routing_kpis(policy: RoutingPolicy, table: pd.DataFrame, fraud: np.ndarray | None, fast: np.ndarray | None,
+                 y_fraud: np.ndarray | None) -> dict[str, float]:
+    """Route shares, and where the fraud label exists: fraud caught, SIU hit rate, fast-track leakage."""
+    routes, _ = policy.route_table(table, fraud, fast)
+    out = {f"share_{r}": float((routes == r).mean()) for r in ROUTES}
+    if y_fraud is not None and len(y_fraud):
+        referred, fast_tracked = routes == "siu_referral", routes == "fast_track"
+        out["fraud_caught"] = float(y_fraud[referred].sum() / y_fraud.sum()) if y_fraud.sum() else float("nan")
+        out["siu_hit_rate"] = float(y_fraud[referred].mean()) if referred.any() else float("nan")
+        out["fast_track_leakage"] = float(y_fraud[fast_tracked].mean()) if fast_tracked.any() else 0.0
+    return out

@@ -1,0 +1,65 @@
+"""``claimscore train`` and ``claimscore promote``: challengers, and the gate to champion."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Annotated
+
+import typer
+
+from pipelines.cli.common import ConfigOpt, DataOpt, SourceOpt, Stages, TrainingConfigOpt, area, settings
+
+app = area("Training and promotion.")
+
+
+@app.command()
+def train(
+    data: DataOpt = None,
+    source: SourceOpt = "synthetic",
+    config: ConfigOpt = None,
+    training_config: TrainingConfigOpt = None,
+    tune: Annotated[int, typer.Option("--tune", min=0, help="Trials of random search over LightGBM settings, "
+                                                            "judged on the validation period.")] = 0,
+) -> None:
+    """Train the fraud and fast-track models on a time-ordered split; register them as challengers."""
+    from training.config import load_training_config
+    from training.pipeline import STAGES, train as run_training
+
+    state = settings(config)
+    cfg = load_training_config(training_config)
+    t0 = time.perf_counter()
+    with Stages(len(STAGES), "validating claims") as bar:
+        result = run_training(data, source, state, cfg, on_stage=bar.advance, tune_trials=tune)
+    for task, why in result.skipped.items():
+        typer.echo(f"{task} model not trained: {why}")
+    for rule, why in result.policy.skipped_rules.items():
+        typer.echo(f"routing rule '{rule}' not applied: {why}")
+    for task, model in result.models.items():
+        m = result.metrics
+        typer.echo(f"{model.name} v{model.version} (challenger): test ROC-AUC {m[f'{task}.test.roc_auc']:.3f}, "
+                   f"average precision {m[f'{task}.test.average_precision']:.3f}, "
+                   f"calibration error {m[f'{task}.test.calibration_error']:.4f}")
+    k = result.policy.expected_kpis
+    typer.echo("routing on the test period: " + ", ".join(f"{key} {value:.1%}" for key, value in k.items()))
+    typer.echo(f"run {result.run_id} in {time.perf_counter() - t0:.0f} s; periods: "
+               + "; ".join(f"{n} {p}" for n, p in result.periods.items()))
+
+
+@app.command()
+def promote(
+    reason: Annotated[str, typer.Option("--reason", help="Why (recorded on the model versions).")] = "retrained",
+    by: Annotated[str, typer.Option("--by", help="Who (recorded on the model versions).")] = os.environ.get(
+        "USER", "unknown"),
+    config: ConfigOpt = None,
+    training_config: TrainingConfigOpt = None,
+) -> None:
+    """Make the challengers champions if they beat the champions on the latest test period."""
+    from training import registry
+    from training.config import load_training_config
+
+    state = settings(config)
+    cfg = load_training_config(training_config)
+    registry.configure(state)
+    rows = registry.promote(cfg.promotion.metric, cfg.promotion.margin, by, reason)
+    typer.echo(registry.format_table(rows))
