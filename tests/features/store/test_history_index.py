@@ -10,7 +10,7 @@ from features import columns
 from features.store import history as history_store
 from features.store.index import HistoryIndex
 from features.store.history import HistoryStore, as_canonical
-from tests.test_online import prepared_claims
+from tests.features.store.test_online import prepared_claims
 
 
 @pytest.fixture(scope="module")

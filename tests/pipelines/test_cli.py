@@ -161,7 +161,7 @@ def test_mlproject_runs_offline_with_the_local_environment(tmp_path):
     import os
     from pathlib import Path
 
-    repo = Path(__file__).resolve().parents[1]
+    repo = Path(__file__).resolve().parents[2]
     data = tmp_path / "c.parquet"
     from features.data.synthetic import generate_claims
 

@@ -18,7 +18,7 @@ from features.data.synthetic import generate_claims
 from serving.decision_log import DecisionLog
 from serving.keys import KeyStore
 from pipelines.local_server import Server, free_port
-from tests.test_request import BAD, GOOD
+from tests.serving.test_request import BAD, GOOD
 from training import registry
 from training.config import TrainingConfig
 from training.pipeline import train

@@ -15,7 +15,7 @@ import pytest
 from features import schema
 from features.errors import SchemaError, ValidationFailed
 from features.data.validation import ValidationResult, validate_claims
-from tests.validation_frames import valid_claims
+from tests.features.data.validation_frames import valid_claims
 
 ROWS = 300
 
@@ -246,13 +246,13 @@ def test_checks_import_gx_lazily_and_never_touch_the_network(tmp_path):
         sys.addaudithook(no_network)
 
         from features import schema
-        from tests.validation_frames import valid_claims
+        from tests.features.data.validation_frames import valid_claims
         frame, problems = schema.coerce(valid_claims(200, seed=2))
         result = v.validate_claims(frame, problems, report_dir=Path({str(tmp_path)!r}), name="offline")
         assert result.success, result.lines
         print("ok")
     """)
-    run = subprocess.run([sys.executable, "-c", script], cwd=Path(__file__).parents[1],
+    run = subprocess.run([sys.executable, "-c", script], cwd=Path(__file__).resolve().parents[3],
                          capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr[-2000:]
     assert run.stdout.strip().endswith("ok")

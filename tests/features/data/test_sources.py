@@ -18,7 +18,7 @@ from features.config import Settings
 from features.errors import ClaimScoreError, DataFileError, MappingError, SchemaError
 from features.data.sources import BUILTIN_SOURCES, LoadedClaims, load_claims
 
-SHARED = Path(__file__).parents[2] / "shared" / "data"
+SHARED = Path(__file__).resolve().parents[4] / "shared" / "data"
 VEHICLE = SHARED / "vehicle_claims_fraud_1994_1995.csv"
 BI = SHARED / "aus_bodily_injury_claims_to_1996.csv"
 PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
