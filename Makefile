@@ -14,7 +14,7 @@ export BENTOML_DO_NOT_TRACK := true
 export GX_ANALYTICS_ENABLED := false
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install demo test bench clean stop
+.PHONY: install demo test lint format bench clean stop
 
 install: $(STAMP)
 
@@ -49,7 +49,15 @@ demo: $(STAMP)
 stop:
 	-@test -f $(DEMO_DIR)/server.pid && kill $$(cat $(DEMO_DIR)/server.pid) 2>/dev/null && rm -f $(DEMO_DIR)/server.pid && echo "service stopped"
 
-test: $(STAMP)
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(STAMP)
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+test: lint
 	$(PY) -m pytest -q -p no:cacheprovider
 
 bench: $(STAMP)

@@ -23,8 +23,22 @@ def main(rows: int) -> dict:
 
     with tempfile.TemporaryDirectory() as tmp:  # generated in another process: its peak is not ours
         path = Path(tmp) / "claims.parquet"
-        subprocess.run([sys.executable, "-m", "pipelines.cli", "generate", "--claims", str(rows), "--seed", "7",
-                        "--out", str(path)], check=True, capture_output=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pipelines.cli",
+                "generate",
+                "--claims",
+                str(rows),
+                "--seed",
+                "7",
+                "--out",
+                str(path),
+            ],
+            check=True,
+            capture_output=True,
+        )
         claims = conform(pd.read_parquet(path))
     names = available_features(claims)
     build_features(claims.head(2_000), names)  # compile the numba sweeps (cached on disk afterwards)
@@ -32,9 +46,14 @@ def main(rows: int) -> dict:
     t0 = time.perf_counter()
     table = build_features(claims, names)
     elapsed = time.perf_counter() - t0
-    return {"rows": rows, "features": len(names), "build_s": elapsed,
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            "rss_before_mb": rss_before, "table_mb": table.memory_usage(deep=True).sum() / 2**20}
+    return {
+        "rows": rows,
+        "features": len(names),
+        "build_s": elapsed,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "rss_before_mb": rss_before,
+        "table_mb": table.memory_usage(deep=True).sum() / 2**20,
+    }
 
 
 if __name__ == "__main__":

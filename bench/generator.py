@@ -19,8 +19,12 @@ def main(rows: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         frame.to_parquet(Path(tmp) / "claims.parquet", index=False)
     t2 = time.perf_counter()
-    return {"rows": rows, "generate_s": t1 - t0, "write_s": t2 - t1,
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    return {
+        "rows": rows,
+        "generate_s": t1 - t0,
+        "write_s": t2 - t1,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
 
 
 if __name__ == "__main__":

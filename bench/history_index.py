@@ -20,23 +20,46 @@ def _resident_mb() -> float:
 
 
 def main(claims: int) -> dict:
-    from features.store.index import HistoryIndex
     from features.store.history import HistoryStore
+    from features.store.index import HistoryIndex
 
     with tempfile.TemporaryDirectory() as tmp:
         data, url = Path(tmp) / "claims.parquet", f"sqlite:///{Path(tmp) / 'history.db'}"
-        subprocess.run([sys.executable, "-m", "pipelines.cli", "generate", "--claims", str(claims), "--seed", "3",
-                        "--out", str(data)], check=True, capture_output=True)
-        subprocess.run([sys.executable, "-c", "import sys, pandas as pd; from features.store.history import "
-                        "HistoryStore; HistoryStore(sys.argv[1]).load(pd.read_parquet(sys.argv[2]))", url, str(data)],
-                       check=True, capture_output=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pipelines.cli",
+                "generate",
+                "--claims",
+                str(claims),
+                "--seed",
+                "3",
+                "--out",
+                str(data),
+            ],
+            check=True,
+            capture_output=True,
+        )
+        subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "import sys, pandas as pd; from features.store.history import "
+                "HistoryStore; HistoryStore(sys.argv[1]).load(pd.read_parquet(sys.argv[2]))",
+                url,
+                str(data),
+            ],
+            check=True,
+            capture_output=True,
+        )
         store = HistoryStore(url)
         before = _resident_mb()
         t0 = time.perf_counter()
         index = HistoryIndex(store)
         read_s = time.perf_counter() - t0
         held = _resident_mb() - before
-        distinct = sum(len(lookup.index) for lookup in index._by.values())
+        distinct = index.distinct_identifiers
         return {"claims": len(index), "read_s": read_s, "held_mb": held, "distinct_identifiers": distinct}
 
 

@@ -25,10 +25,10 @@ def main() -> dict:
 
     from features.build import available_features, build_features
     from features.config import Settings
-    from features.schema import LABELS
     from features.data.sources import load_claims
-    from training.config import load_training_config
+    from features.schema import LABELS
     from monitoring.metrics import binary_metrics
+    from training.config import load_training_config
     from training.pipeline import train
     from training.split import time_split
 
@@ -53,8 +53,13 @@ def main() -> dict:
         p = base.predict_proba(table[split.test & lab])[:, 1]
         ours = {k.split(".")[-1]: v for k, v in result.metrics.items() if k.startswith(f"{task}.test.")}
         theirs = binary_metrics(y[split.test & lab], p, cfg.routing.siu_capacity)
-        out[source] = {"task": task, "periods": result.periods, "features": len(feats),
-                       "claimscore": ours, "baseline": theirs}
+        out[source] = {
+            "task": task,
+            "periods": result.periods,
+            "features": len(feats),
+            "claimscore": ours,
+            "baseline": theirs,
+        }
     return out
 
 

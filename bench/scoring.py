@@ -24,15 +24,55 @@ def main() -> dict:
         env = {**os.environ, "CLAIMSCORE_HOME": str(home)}
         cli = [sys.executable, "-m", "pipelines.cli"]
         new, out = home / "new.parquet", home / "scored.parquet"
-        subprocess.run(cli + ["generate", "--claims", str(CLAIMS), "--seed", "9", "--start", "2025-01-01", "--years", "1",
-                              "--out", str(new)], env=env, check=True, capture_output=True)
+        subprocess.run(
+            cli
+            + [
+                "generate",
+                "--claims",
+                str(CLAIMS),
+                "--seed",
+                "9",
+                "--start",
+                "2025-01-01",
+                "--years",
+                "1",
+                "--out",
+                str(new),
+            ],
+            env=env,
+            check=True,
+            capture_output=True,
+        )
         t0 = time.perf_counter()
-        done = subprocess.run(["/usr/bin/time", "-f", "%M", *cli, "score", "--data", str(new), "--source", "synthetic",
-                               "--out", str(out)], env=env, check=True, capture_output=True, text=True)
+        done = subprocess.run(
+            [
+                "/usr/bin/time",
+                "-f",
+                "%M",
+                *cli,
+                "score",
+                "--data",
+                str(new),
+                "--source",
+                "synthetic",
+                "--out",
+                str(out),
+            ],
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
+        )
         elapsed = time.perf_counter() - t0
         peak_kb = int(done.stderr.strip().splitlines()[-1])
-        return {"claims": CLAIMS, "seconds": elapsed, "claims_per_s": CLAIMS / elapsed, "peak_rss_mb": peak_kb / 1024,
-                "cores": len(os.sched_getaffinity(0)), "output_mb": out.stat().st_size / 2**20}
+        return {
+            "claims": CLAIMS,
+            "seconds": elapsed,
+            "claims_per_s": CLAIMS / elapsed,
+            "peak_rss_mb": peak_kb / 1024,
+            "cores": len(os.sched_getaffinity(0)),
+            "output_mb": out.stat().st_size / 2**20,
+        }
 
 
 if __name__ == "__main__":

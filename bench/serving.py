@@ -34,17 +34,20 @@ WORKERS = 2
 def prepare_models(home: Path) -> Path:
     """Generate, train and promote as ``make demo`` does, with state in ``home``; the claims file."""
     claims = home / "claims.parquet"
-    for args in (["generate", "--claims", str(HISTORY_CLAIMS), "--seed", "7", "--out", str(claims)],
-                 ["train", "--data", str(claims), "--source", "synthetic"],
-                 ["promote", "--by", "bench", "--reason", "bench"]):
+    for args in (
+        ["generate", "--claims", str(HISTORY_CLAIMS), "--seed", "7", "--out", str(claims)],
+        ["train", "--data", str(claims), "--source", "synthetic"],
+        ["promote", "--by", "bench", "--reason", "bench"],
+    ):
         _cli(home, *args)
     return claims
 
 
 def _cli(home: Path, *args: str) -> str:
     env = {**os.environ, "CLAIMSCORE_HOME": str(home)}
-    return subprocess.run([sys.executable, "-m", "pipelines.cli", *args], env=env, check=True, capture_output=True,
-                          text=True).stdout
+    return subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", *args], env=env, check=True, capture_output=True, text=True
+    ).stdout
 
 
 def prepare(home: Path) -> tuple[str, list[dict]]:
@@ -55,8 +58,20 @@ def prepare(home: Path) -> tuple[str, list[dict]]:
 
     claims, new = prepare_models(home), home / "new.parquet"
     total = WARM_UP + SEQUENTIAL + CONCURRENT_REQUESTS
-    _cli(home, "generate", "--claims", str(total), "--seed", "8", "--start", "2025-01-01", "--years", "0.25",
-         "--out", str(new))
+    _cli(
+        home,
+        "generate",
+        "--claims",
+        str(total),
+        "--seed",
+        "8",
+        "--start",
+        "2025-01-01",
+        "--years",
+        "0.25",
+        "--out",
+        str(new),
+    )
     _cli(home, "history", "load", "--data", str(claims), "--source", "synthetic")
     key = _cli(home, "keys", "create", "--role", "scorer", "--name", "bench").strip()
     frame = pd.read_parquet(new).sort_values("report_date", kind="stable")
@@ -70,8 +85,8 @@ def floor(home: Path, payloads: list[dict]) -> dict:
     from features import columns
     from features.build import build_features
     from features.config import load_settings
-    from serving.request import parse_records
     from serving.model.scorer import Scorer
+    from serving.request import parse_records
 
     scorer = Scorer.from_registry(load_settings().ensure_dirs())
     table = build_features(columns.from_records(parse_records(payloads[:SEQUENTIAL])), scorer.features, scorer.extras)
@@ -80,7 +95,7 @@ def floor(home: Path, payloads: list[dict]) -> dict:
     for i in range(SEQUENTIAL):
         t0 = time.perf_counter()
         for task, bundle in scorer.bundles.items():
-            row = matrices[task][i:i + 1]
+            row = matrices[task][i : i + 1]
             bundle.booster.predict(row, num_threads=1)
             bundle.booster.predict(row, pred_contrib=True, num_threads=1)
         times.append(time.perf_counter() - t0)
@@ -89,8 +104,13 @@ def floor(home: Path, payloads: list[dict]) -> dict:
 
 def _latency(seconds: list[float]) -> dict:
     ms = np.array(seconds) * 1e3
-    return {"p50_ms": float(np.percentile(ms, 50)), "p90_ms": float(np.percentile(ms, 90)),
-            "p99_ms": float(np.percentile(ms, 99)), "max_ms": float(ms.max()), "mean_ms": float(ms.mean())}
+    return {
+        "p50_ms": float(np.percentile(ms, 50)),
+        "p90_ms": float(np.percentile(ms, 90)),
+        "p99_ms": float(np.percentile(ms, 99)),
+        "max_ms": float(ms.max()),
+        "mean_ms": float(ms.mean()),
+    }
 
 
 class Client:
@@ -99,7 +119,7 @@ class Client:
     def __init__(self, port: int, key: str):
         self.port, self.key = port, key
 
-    async def __aenter__(self) -> "Client":
+    async def __aenter__(self) -> Client:
         self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
         return self
 
@@ -108,8 +128,11 @@ class Client:
 
     async def post(self, path: str, body: dict) -> tuple[int, bytes]:
         data = json.dumps(body).encode()
-        self.writer.write(f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                          f"Authorization: Bearer {self.key}\r\nContent-Length: {len(data)}\r\n\r\n".encode() + data)
+        self.writer.write(
+            f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            f"Authorization: Bearer {self.key}\r\nContent-Length: {len(data)}\r\n\r\n".encode()
+            + data
+        )
         head = await self.reader.readuntil(b"\r\n\r\n")
         lines = [line.lower() for line in head.decode("latin-1").split("\r\n")]
         status = int(lines[0].split()[1])
@@ -150,8 +173,14 @@ async def concurrent(port: int, key: str, payloads: list[dict], workers: int) ->
     t0 = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(workers)))
     elapsed = time.perf_counter() - t0
-    return {**_latency(times), "requests": len(payloads), "errors": errors, "seconds": elapsed,
-            "claims_per_s": (len(payloads) - errors) / elapsed, "concurrency": workers}
+    return {
+        **_latency(times),
+        "requests": len(payloads),
+        "errors": errors,
+        "seconds": elapsed,
+        "claims_per_s": (len(payloads) - errors) / elapsed,
+        "concurrency": workers,
+    }
 
 
 def _all_workers(server, expected: int = WORKERS, seconds: float = 60.0) -> list[int]:
@@ -181,16 +210,17 @@ def main() -> dict:
         key, payloads = prepare(home)
         server = Server(home)
         try:
-            warm, seq = payloads[:WARM_UP], payloads[WARM_UP:WARM_UP + SEQUENTIAL]
-            rest = payloads[WARM_UP + SEQUENTIAL:]
+            warm, seq = payloads[:WARM_UP], payloads[WARM_UP : WARM_UP + SEQUENTIAL]
+            rest = payloads[WARM_UP + SEQUENTIAL :]
             asyncio.run(sequential(server.port, key, warm))
             workers = _all_workers(server)
             result = {"history_claims": HISTORY_CLAIMS, "sequential": asyncio.run(sequential(server.port, key, seq))}
             cpu, http = _cpu_seconds(workers), _cpu_seconds(workers, http_only=True)
             result["concurrent"] = asyncio.run(concurrent(server.port, key, rest, CONCURRENCY))
             result["concurrent"]["server_cpu_ms_per_claim"] = (_cpu_seconds(workers) - cpu) * 1e3 / len(rest)
-            result["concurrent"]["http_cpu_ms_per_claim"] = ((_cpu_seconds(workers, http_only=True) - http) * 1e3
-                                                             / len(rest))
+            result["concurrent"]["http_cpu_ms_per_claim"] = (
+                (_cpu_seconds(workers, http_only=True) - http) * 1e3 / len(rest)
+            )
             result["workers"] = len(workers)
         finally:
             server.kill()

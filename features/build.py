@@ -11,12 +11,12 @@ Pure: no files, no databases; vectorised numpy and compiled sweeps (see :mod:`fe
 
 from __future__ import annotations
 
-from typing import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
-from features import catalog, pit, schema
+from features import catalog, links, pit, schema
 from features.catalog import Feature
 from features.columns import Columns, Reader
 
@@ -60,7 +60,7 @@ def available_features(frame: pd.DataFrame, extras: Mapping[str, object] | None 
         out.append(f)
     for col, spec in (extras or {}).items():
         if col in frame.columns and col in have:
-            out.append(catalog.extra_feature(col, getattr(spec, "type"), getattr(spec, "description")))
+            out.append(catalog.extra_feature(col, spec.type, spec.description))
     return out
 
 
@@ -74,15 +74,19 @@ def resolve(features: Iterable[Feature | str], extras: Mapping[str, object] | No
             out.append(catalog.BY_NAME[f])
         elif extras and f in extras:
             spec = extras[f]
-            out.append(catalog.extra_feature(f, getattr(spec, "type"), getattr(spec, "description")))
+            out.append(catalog.extra_feature(f, spec.type, spec.description))
         else:
             raise KeyError(f"unknown feature '{f}'")
     return out
 
 
-def build_features(frame: pd.DataFrame | Columns, features: Sequence[Feature | str] | None = None,
-                   extras: Mapping[str, object] | None = None, *, rows: slice | None = None
-                   ) -> pd.DataFrame | Columns:
+def build_features(
+    frame: pd.DataFrame | Columns,
+    features: Sequence[Feature | str] | None = None,
+    extras: Mapping[str, object] | None = None,
+    *,
+    rows: slice | None = None,
+) -> pd.DataFrame | Columns:
     """Features for every row of a canonical ``frame``, in the order asked for.
 
     ``frame`` is a DataFrame (the answer is a DataFrame with the same index) or a
@@ -104,7 +108,7 @@ def build_features(frame: pd.DataFrame | Columns, features: Sequence[Feature | s
     if names & _HISTORY:
         _history(data, names, cols, q)
     if names & _LINK:
-        _links(data, names, cols, q)
+        _link_features(data, names, cols, q)
     out = {}
     for f in wanted:
         if f.name in cols:
@@ -115,8 +119,11 @@ def build_features(frame: pd.DataFrame | Columns, features: Sequence[Feature | s
             raise KeyError(f.name)
         if data.is_frame:
             series = pd.Series(value, index=frame.index[q])  # type: ignore[union-attr]
-            out[f.name] = series.astype("str") if f.kind == "categorical" else \
-                pd.to_numeric(series, errors="coerce").astype("float64")
+            out[f.name] = (
+                series.astype("str")
+                if f.kind == "categorical"
+                else pd.to_numeric(series, errors="coerce").astype("float64")
+            )
         elif f.kind == "categorical":
             out[f.name] = np.array([None if _missing(v) else str(v) for v in value], dtype=object)
         else:
@@ -185,8 +192,9 @@ def _notice(data: Reader, names: set[str], cols: dict, q: slice) -> None:
         cols[name] = get(name)
 
 
-_PASSTHROUGH = {f.name for f in catalog.FEATURES
-                if f.family == "notice" and f.kind == "numeric" and f.name in schema.BY_NAME}
+_PASSTHROUGH = {
+    f.name for f in catalog.FEATURES if f.family == "notice" and f.kind == "numeric" and f.name in schema.BY_NAME
+}
 
 
 # --- history ------------------------------------------------------------------------------------
@@ -266,29 +274,34 @@ def _history(data: Reader, names: set[str], cols: dict, q: slice) -> None:
 
 # --- links --------------------------------------------------------------------------------------
 
-def _links(data: Reader, names: set[str], cols: dict, q: slice) -> None:
+
+def _link_features(data: Reader, names: set[str], cols: dict, q: slice) -> None:
     t = _seconds(data.get("report_date"))
     member, n_members = _codes(data.keys("claimant_id"))
     window = catalog.LINK_WINDOW_DAYS * DAY_S
-    for name, col in (("phone_claimants_365d", "phone"), ("account_claimants_365d", "payee_account"),
-                      ("address_claimants_365d", "address"), ("provider_claimants_365d", "provider_id")):
+    for name, col in (
+        ("phone_claimants_365d", "phone"),
+        ("account_claimants_365d", "payee_account"),
+        ("address_claimants_365d", "address"),
+        ("provider_claimants_365d", "provider_id"),
+    ):
         if name in names:
             key, _ = _codes(data.keys(col))
             cols[name] = pit.distinct_in_window(key, t, member, key[q], t[q], member[q], window, max(n_members, 1))
     if names & {"group_size", "group_prior_fraud"}:
-        # node codes: claimants first, then each identifier kind in its own range; accounts of
-        # providers paid directly join nobody (a repairer's account is shared by all its customers)
+        # node codes: claimants first, then each identifier kind in its own range; a value that
+        # does not join a group (links.joining: a provider's account) is no node
         offset = n_members
-        links = []
+        nodes = []
         for col in catalog.LINK_IDENTIFIERS:
             if not data.provided(col):
                 continue
-            drop = data.get("payee_type") == "provider" if col == "payee_account" else None
-            codes, n = _codes(data.keys(col), drop)
-            links.append(np.where(codes >= 0, codes + offset, pit.NO_KEY))
+            codes, n = _codes(data.keys(col), ~links.joining(col, data.get(links.PAYEE_TYPE)))
+            nodes.append(np.where(codes >= 0, codes + offset, pit.NO_KEY))
             offset += n
-        link_arr = np.stack(links, axis=1) if links else np.full((data.n, 1), pit.NO_KEY)
+        link_arr = np.stack(nodes, axis=1) if nodes else np.full((data.n, 1), pit.NO_KEY)
         decided, dtime, _, fraud = _decisions(data)
-        size, group_fraud = pit.linked_groups(t, member, link_arr, np.where(decided, dtime, _NEVER),
-                                              decided & (fraud > 0), max(offset, 1))
+        size, group_fraud = pit.linked_groups(
+            t, member, link_arr, np.where(decided, dtime, _NEVER), decided & (fraud > 0), max(offset, 1)
+        )
         cols["group_size"], cols["group_prior_fraud"] = size[q], group_fraud[q]

@@ -1,10 +1,10 @@
 """Canonical claims as columns of numpy arrays: what the live path uses instead of a DataFrame.
 
-A DataFrame costs tens of microseconds per operation, which is nothing for a table of a million
-claims and everything for one live claim (a pandas feature pass over one claim and its history
-took ~20 ms). :func:`features.build.build_features` therefore reads its input through
-:class:`Reader`, which accepts either a DataFrame or a ``Columns`` dict, and the service builds that
-dict straight from validated requests and stored history rows.
+Every DataFrame operation has a fixed cost, which is nothing spread over a table of a million
+claims and dominates a feature pass over one live claim and its history.
+:func:`features.build.build_features` therefore reads its input through :class:`Reader`, which
+accepts either a DataFrame or a ``Columns`` dict, and the service builds that dict straight from
+validated requests and stored history rows.
 
 Array types by schema type: ``datetime`` -> ``datetime64[ns]`` (NaT when missing), ``float`` /
 ``int`` / ``bool`` -> ``float64`` (NaN when missing), ``id`` / ``category`` -> ``object`` (``None``
@@ -13,8 +13,9 @@ when missing). Extras (``x_`` columns) are ``object`` arrays of numbers or text.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
-from typing import Any, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -78,7 +79,7 @@ def _typed(values: list, dtype: str) -> np.ndarray:
 
 def _naive_utc(v: Any) -> Any:
     if isinstance(v, datetime) and v.tzinfo is not None:
-        return v.astimezone(timezone.utc).replace(tzinfo=None)
+        return v.astimezone(UTC).replace(tzinfo=None)
     return v
 
 
@@ -90,7 +91,9 @@ def concat(first: Columns, second: Columns) -> Columns:
         a = first.get(name)
         b = second.get(name)
         dtype = (a if a is not None else b).dtype
-        out[name] = np.concatenate([a if a is not None else missing(n1, dtype), b if b is not None else missing(n2, dtype)])
+        out[name] = np.concatenate(
+            [a if a is not None else missing(n1, dtype), b if b is not None else missing(n2, dtype)]
+        )
     return out
 
 

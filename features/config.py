@@ -47,7 +47,7 @@ class Settings:
     def artifacts_dir(self) -> Path:
         return self.home / "artifacts"
 
-    def resolved(self) -> "Settings":
+    def resolved(self) -> Settings:
         """Fill the store URLs that default to files under ``home``."""
         home = self.home.expanduser().resolve()
         return replace(
@@ -58,7 +58,7 @@ class Settings:
             decision_log_url=self.decision_log_url or f"sqlite:///{home / 'decisions.db'}",
         )
 
-    def ensure_dirs(self) -> "Settings":
+    def ensure_dirs(self) -> Settings:
         for d in (self.home, self.reports_dir, self.artifacts_dir):
             d.mkdir(parents=True, exist_ok=True)
         return self

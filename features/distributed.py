@@ -25,9 +25,10 @@ CLI and tests.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
@@ -85,8 +86,9 @@ def columns_read(key: str, features: Sequence[Feature], available: Sequence[str]
     return [c for c in dict.fromkeys(wanted) if c in available]
 
 
-def build_features_dask(claims: dd.DataFrame, features: Sequence[Feature | str],
-                        extras: Mapping[str, object] | None = None) -> dd.DataFrame:
+def build_features_dask(
+    claims: dd.DataFrame, features: Sequence[Feature | str], extras: Mapping[str, object] | None = None
+) -> dd.DataFrame:
     """Features of every claim in a canonical dask frame, as :func:`~features.build.build_features`
     computes them, indexed by ``claim_id`` (hash-partitioned on it; divisions unknown), in the order
     asked for. Numeric features are float64, categorical ones strings.
@@ -95,15 +97,18 @@ def build_features_dask(claims: dd.DataFrame, features: Sequence[Feature | str],
     :func:`~features.build.available_features` finds on a sample).
     """
     if not hasattr(claims, "npartitions"):
-        raise TypeError(f"claims must be a dask DataFrame, got {type(claims).__name__}; "
-                        "for a pandas frame use build_features")
+        raise TypeError(
+            f"claims must be a dask DataFrame, got {type(claims).__name__}; for a pandas frame use build_features"
+        )
     wanted = resolve(features, extras)
     available = list(claims.columns)
     groups = plan(wanted)
     for key in [KEY, *(k for k in groups if k not in (ROW, GRAPH))]:
         if key not in available:
-            raise SchemaError(f"column '{key}' is missing: it is needed to build "
-                              f"{', '.join(f.name for f in groups.get(key, [])) or 'any feature'}")
+            raise SchemaError(
+                f"column '{key}' is missing: it is needed to build "
+                f"{', '.join(f.name for f in groups.get(key, [])) or 'any feature'}"
+            )
     if len(groups) > 1 and "report_date" not in available:
         raise SchemaError("column 'report_date' is missing: history and link features need it")
     n = claims.npartitions
@@ -156,8 +161,9 @@ def _canonical_dtypes(part: pd.DataFrame) -> pd.DataFrame:
 
 
 @contextmanager
-def local_cluster(n_workers: int = 2, threads_per_worker: int = 1, processes: bool = True,
-                  **worker_kwargs) -> Iterator[Client]:
+def local_cluster(
+    n_workers: int = 2, threads_per_worker: int = 1, processes: bool = True, **worker_kwargs
+) -> Iterator[Client]:
     """A ``distributed`` LocalCluster on 127.0.0.1 and a client to it; both closed on exit.
 
     Everything listens on 127.0.0.1: the scheduler, the workers (and their nannies), and the
@@ -169,12 +175,21 @@ def local_cluster(n_workers: int = 2, threads_per_worker: int = 1, processes: bo
 
     # tcp also for threads (processes=False would default to in-process comms, which reject a host);
     # silence_logs=ERROR: the P2P shuffle logs every routine start and end of a shuffle as a warning
-    with LocalCluster(n_workers=n_workers, threads_per_worker=threads_per_worker, processes=processes,
-                      host="127.0.0.1", protocol="tcp://", dashboard_address="127.0.0.1:0",
-                      worker_dashboard_address=None, silence_logs=logging.ERROR, **worker_kwargs) as cluster:
-        with Client(cluster) as client:
-            yield client
-
+    with (
+        LocalCluster(
+            n_workers=n_workers,
+            threads_per_worker=threads_per_worker,
+            processes=processes,
+            host="127.0.0.1",
+            protocol="tcp://",
+            dashboard_address="127.0.0.1:0",
+            worker_dashboard_address=None,
+            silence_logs=logging.ERROR,
+            **worker_kwargs,
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        yield client
 
 
 def features_to_parquet(data: str, out: str | Path, n_workers: int) -> int:

@@ -25,9 +25,14 @@ NO_KEY = -1
 """Key code of a missing identifier: such queries get NaN, such events are ignored."""
 
 
-def window_stats(ev_key: np.ndarray, ev_time: np.ndarray, ev_value: np.ndarray | None,
-                 q_key: np.ndarray, q_time: np.ndarray, window: int | None
-                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def window_stats(
+    ev_key: np.ndarray,
+    ev_time: np.ndarray,
+    ev_value: np.ndarray | None,
+    q_key: np.ndarray,
+    q_time: np.ndarray,
+    window: int | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Count and sum of events with the query's key in ``[t - window, t)`` (``window=None``: all of
     the past), and the time of the latest such event (NaN where none).
 
@@ -35,18 +40,23 @@ def window_stats(ev_key: np.ndarray, ev_time: np.ndarray, ev_value: np.ndarray |
     Queries with a missing key get NaN everywhere.
     """
     values = np.ones(len(ev_key)) if ev_value is None else np.asarray(ev_value, dtype=np.float64)
-    return _window_stats(np.asarray(ev_key, dtype=np.int64), np.asarray(ev_time, dtype=np.int64), values,
-                         np.asarray(q_key, dtype=np.int64), np.asarray(q_time, dtype=np.int64),
-                         np.int64(-1 if window is None else window))
+    return _window_stats(
+        np.asarray(ev_key, dtype=np.int64),
+        np.asarray(ev_time, dtype=np.int64),
+        values,
+        np.asarray(q_key, dtype=np.int64),
+        np.asarray(q_time, dtype=np.int64),
+        np.int64(-1 if window is None else window),
+    )
 
 
 @njit(cache=True)
 def _window_stats(ev_key, ev_time, ev_value, q_key, q_time, window):  # pragma: no cover - compiled
-    """:func:`window_stats` compiled (one call, not ~20 array operations: a live claim's few
-    dozen history rows cost microseconds). Events are sorted by (key, time); each query finds its
-    key's segment and window bounds by binary search; sums are running sums that restart at each
-    key, so a sum's rounding depends on that key's events only (the same for a whole table and for
-    one live claim's history). ``window`` < 0: all of the past."""
+    """:func:`window_stats` compiled: one call instead of a chain of array operations, each of whose
+    fixed costs would outweigh the work on a live claim's short history. Events are sorted by (key,
+    time); each query finds its key's segment and window bounds by binary search; sums are running
+    sums that restart at each key, so a sum's rounding depends on that key's events only (the same
+    for a whole table and for one live claim's history). ``window`` < 0: all of the past."""
     keep = ev_key != NO_KEY
     key, time, value = ev_key[keep], ev_time[keep], ev_value[keep]
     t0 = min(min(time.min(), 0) if len(time) else 0, min(q_time.min(), 0) if len(q_time) else 0)
@@ -80,9 +90,16 @@ def _window_stats(ev_key, ev_time, ev_value, q_key, q_time, window):  # pragma: 
     return count, sums, last
 
 
-def distinct_in_window(ev_key: np.ndarray, ev_time: np.ndarray, ev_member: np.ndarray,
-                       q_key: np.ndarray, q_time: np.ndarray, q_member: np.ndarray, window: int,
-                       n_members: int) -> np.ndarray:
+def distinct_in_window(
+    ev_key: np.ndarray,
+    ev_time: np.ndarray,
+    ev_member: np.ndarray,
+    q_key: np.ndarray,
+    q_time: np.ndarray,
+    q_member: np.ndarray,
+    window: int,
+    n_members: int,
+) -> np.ndarray:
     """Distinct members other than the query's own with an event of the query's key in
     ``[t - window, t)``. Members are integer codes in ``[0, n_members)``; ``NO_KEY`` for missing
     members is allowed on queries (then nobody is excluded) and dropped from events."""
@@ -90,9 +107,16 @@ def distinct_in_window(ev_key: np.ndarray, ev_time: np.ndarray, ev_member: np.nd
     ek, et, em = ev_key[ok], ev_time[ok], ev_member[ok]
     eo = np.lexsort((et, ek))
     qo = np.lexsort((q_time, q_key))
-    out_sorted = _distinct_sweep(ek[eo].astype(np.int64), et[eo].astype(np.int64), em[eo].astype(np.int64),
-                                 q_key[qo].astype(np.int64), q_time[qo].astype(np.int64),
-                                 q_member[qo].astype(np.int64), np.int64(window), n_members)
+    out_sorted = _distinct_sweep(
+        ek[eo].astype(np.int64),
+        et[eo].astype(np.int64),
+        em[eo].astype(np.int64),
+        q_key[qo].astype(np.int64),
+        q_time[qo].astype(np.int64),
+        q_member[qo].astype(np.int64),
+        np.int64(window),
+        n_members,
+    )
     out = np.empty(len(q_key))
     out[qo] = out_sorted
     out[q_key == NO_KEY] = np.nan
@@ -138,9 +162,14 @@ def _distinct_sweep(ek, et, em, qk, qt, qm, window, n_members):  # pragma: no co
     return out
 
 
-def linked_groups(claim_time: np.ndarray, claimant: np.ndarray, links: np.ndarray,
-                  decision_time: np.ndarray, decision_fraud: np.ndarray, n_nodes: int
-                  ) -> tuple[np.ndarray, np.ndarray]:
+def linked_groups(
+    claim_time: np.ndarray,
+    claimant: np.ndarray,
+    links: np.ndarray,
+    decision_time: np.ndarray,
+    decision_fraud: np.ndarray,
+    n_nodes: int,
+) -> tuple[np.ndarray, np.ndarray]:
     """For each claim: the number of claimants in its claimant's linked group, and the confirmed
     fraud decided in that group, both as of the claim's report time.
 
@@ -155,9 +184,14 @@ def linked_groups(claim_time: np.ndarray, claimant: np.ndarray, links: np.ndarra
     # a claim with no known claimant joins no group, so neither does its outcome
     dec = np.flatnonzero(decision_fraud.astype(bool) & (claimant != NO_KEY))
     dorder = dec[np.argsort(decision_time[dec], kind="stable")]
-    size, fraud = _group_sweep(claim_time[order].astype(np.int64), claimant[order].astype(np.int64),
-                               links[order].astype(np.int64), decision_time[dorder].astype(np.int64),
-                               claimant[dorder].astype(np.int64), n_nodes)
+    size, fraud = _group_sweep(
+        claim_time[order].astype(np.int64),
+        claimant[order].astype(np.int64),
+        links[order].astype(np.int64),
+        decision_time[dorder].astype(np.int64),
+        claimant[dorder].astype(np.int64),
+        n_nodes,
+    )
     out_size, out_fraud = np.empty(len(order)), np.empty(len(order))
     out_size[order], out_fraud[order] = size, fraud
     unknown = claimant == NO_KEY

@@ -11,8 +11,9 @@ Sources may carry extra attributes the schema does not name (e.g. the vehicle da
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable, Literal
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -60,8 +61,19 @@ _PANDAS_DTYPES: dict[str, str] = {
 
 LINES_OF_BUSINESS = ("motor", "bodily_injury", "home", "travel")
 INCIDENT_TYPES = (
-    "collision", "theft", "fire", "water", "storm", "vandalism", "glass",
-    "injury", "liability", "medical", "baggage", "cancellation", "other",
+    "collision",
+    "theft",
+    "fire",
+    "water",
+    "storm",
+    "vandalism",
+    "glass",
+    "injury",
+    "liability",
+    "medical",
+    "baggage",
+    "cancellation",
+    "other",
 )
 SEVERITIES = ("minor", "small", "medium", "high", "severe", "fatal")
 CHANNELS = ("phone", "web", "app", "agent", "broker", "email")
@@ -75,54 +87,123 @@ FIELDS: tuple[Field, ...] = (
     _F("policy_id", "id", "policy", "notice", "Policy the claim is made under.", max_null_rate=0.0),
     _F("claimant_id", "id", "claimant", "notice", "The person or business claiming.", max_null_rate=0.05),
     # --- the claim at first notice of loss ---------------------------------------------------
-    _F("line_of_business", "category", "policy", "notice", "Line of business.", required=True,
-       allowed=LINES_OF_BUSINESS),
+    _F(
+        "line_of_business",
+        "category",
+        "policy",
+        "notice",
+        "Line of business.",
+        required=True,
+        allowed=LINES_OF_BUSINESS,
+    ),
     _F("incident_date", "datetime", "claim", "notice", "When the loss happened.", required=True),
-    _F("report_date", "datetime", "claim", "notice",
-       "When the claim was reported (first notice of loss), with time of day where known.", required=True),
+    _F(
+        "report_date",
+        "datetime",
+        "claim",
+        "notice",
+        "When the claim was reported (first notice of loss), with time of day where known.",
+        required=True,
+    ),
     _F("policy_start_date", "datetime", "policy", "notice", "Policy inception.", max_null_rate=0.01),
-    _F("policy_end_date", "datetime", "policy", "notice", "End of the policy term covering the incident.",
-       max_null_rate=0.01),
-    _F("cover_increase_date", "datetime", "policy", "notice",
-       "Last increase of cover before the incident (null if none)."),
+    _F(
+        "policy_end_date",
+        "datetime",
+        "policy",
+        "notice",
+        "End of the policy term covering the incident.",
+        max_null_rate=0.01,
+    ),
+    _F(
+        "cover_increase_date",
+        "datetime",
+        "policy",
+        "notice",
+        "Last increase of cover before the incident (null if none).",
+    ),
     _F("sum_insured", "float", "policy", "notice", "Sum insured.", min=0, max=1e9, max_null_rate=0.05),
     _F("deductible", "float", "policy", "notice", "Deductible (excess).", min=0, max=1e7, max_null_rate=0.05),
     _F("annual_premium", "float", "policy", "notice", "Annual premium.", min=0, max=1e7, max_null_rate=0.05),
     _F("cover_type", "category", "policy", "notice", "Cover, e.g. liability, collision, comprehensive."),
-    _F("claimed_amount", "float", "claim", "notice", "Amount claimed at notice.", min=0, max=1e9,
-       max_null_rate=0.05),
-    _F("incident_type", "category", "claim", "notice", "What happened.", allowed=INCIDENT_TYPES,
-       max_null_rate=0.05),
-    _F("incident_severity", "category", "claim", "notice", "Severity of damage or injury.",
-       allowed=SEVERITIES, max_null_rate=0.1),
-    _F("channel", "category", "claim", "notice", "How the claim was reported.", allowed=CHANNELS,
-       max_null_rate=0.05),
-    _F("region", "category", "claim", "notice", "Region of the loss (insurer's own regions).",
-       max_null_rate=0.05),
-    _F("fault", "category", "claim", "notice", "Liability as declared at notice.", allowed=FAULT,
-       max_null_rate=0.2),
-    _F("number_of_parties", "int", "claim", "notice", "People or vehicles involved, claimant included.",
-       min=1, max=100, max_null_rate=0.1),
+    _F("claimed_amount", "float", "claim", "notice", "Amount claimed at notice.", min=0, max=1e9, max_null_rate=0.05),
+    _F("incident_type", "category", "claim", "notice", "What happened.", allowed=INCIDENT_TYPES, max_null_rate=0.05),
+    _F(
+        "incident_severity",
+        "category",
+        "claim",
+        "notice",
+        "Severity of damage or injury.",
+        allowed=SEVERITIES,
+        max_null_rate=0.1,
+    ),
+    _F("channel", "category", "claim", "notice", "How the claim was reported.", allowed=CHANNELS, max_null_rate=0.05),
+    _F("region", "category", "claim", "notice", "Region of the loss (insurer's own regions).", max_null_rate=0.05),
+    _F("fault", "category", "claim", "notice", "Liability as declared at notice.", allowed=FAULT, max_null_rate=0.2),
+    _F(
+        "number_of_parties",
+        "int",
+        "claim",
+        "notice",
+        "People or vehicles involved, claimant included.",
+        min=1,
+        max=100,
+        max_null_rate=0.1,
+    ),
     _F("injury_count", "int", "claim", "notice", "People injured.", min=0, max=100, max_null_rate=0.1),
     _F("police_report", "bool", "claim", "notice", "A police report was filed.", max_null_rate=0.2),
     _F("witness_present", "bool", "claim", "notice", "An independent witness is named.", max_null_rate=0.2),
     _F("vehicle_make", "category", "claim", "notice", "Vehicle make (motor)."),
     _F("vehicle_category", "category", "claim", "notice", "Vehicle category (motor)."),
     _F("vehicle_age_years", "float", "claim", "notice", "Vehicle age in years (motor).", min=0, max=100),
-    _F("claimant_age", "int", "claimant", "notice", "Claimant's age at the incident.", min=14, max=110,
-       max_null_rate=0.1),
-    _F("claimant_tenure_years", "float", "claimant", "notice", "Years the claimant has been a customer.",
-       min=0, max=100, max_null_rate=0.1),
-    _F("claimant_gender", "category", "claimant", "notice", "Claimant's gender.",
-       allowed=("female", "male", "other"), protected=True),
-    _F("claimant_marital_status", "category", "claimant", "notice", "Claimant's marital status.",
-       allowed=("single", "married", "divorced", "widowed", "other"), protected=True),
+    _F(
+        "claimant_age",
+        "int",
+        "claimant",
+        "notice",
+        "Claimant's age at the incident.",
+        min=14,
+        max=110,
+        max_null_rate=0.1,
+    ),
+    _F(
+        "claimant_tenure_years",
+        "float",
+        "claimant",
+        "notice",
+        "Years the claimant has been a customer.",
+        min=0,
+        max=100,
+        max_null_rate=0.1,
+    ),
+    _F(
+        "claimant_gender",
+        "category",
+        "claimant",
+        "notice",
+        "Claimant's gender.",
+        allowed=("female", "male", "other"),
+        protected=True,
+    ),
+    _F(
+        "claimant_marital_status",
+        "category",
+        "claimant",
+        "notice",
+        "Claimant's marital status.",
+        allowed=("single", "married", "divorced", "widowed", "other"),
+        protected=True,
+    ),
     _F("provider_id", "id", "provider", "notice", "Repairer, clinic or contractor named on the claim."),
     _F("provider_type", "category", "provider", "notice", "Kind of provider.", allowed=PROVIDER_TYPES),
-    _F("payee_account", "id", "payee", "notice", "Bank account the claim is to be paid into (hashed).",
-       personal=True),
-    _F("payee_type", "category", "payee", "notice", "Who is paid: the claimant, a provider, or another party.",
-       allowed=("claimant", "provider", "other")),
+    _F("payee_account", "id", "payee", "notice", "Bank account the claim is to be paid into (hashed).", personal=True),
+    _F(
+        "payee_type",
+        "category",
+        "payee",
+        "notice",
+        "Who is paid: the claimant, a provider, or another party.",
+        allowed=("claimant", "provider", "other"),
+    ),
     _F("phone", "id", "claimant", "notice", "Contact phone given on the claim (hashed).", personal=True),
     _F("address", "id", "claimant", "notice", "Address given on the claim (hashed).", personal=True),
     # --- outcomes: arrive later, never features of the same claim ------------------------------
@@ -134,9 +215,14 @@ FIELDS: tuple[Field, ...] = (
     _F("legal_representation", "bool", "claim", "outcome", "Claimant had a lawyer."),
     _F("adjuster_assigned", "bool", "claim", "outcome", "A loss adjuster handled the claim."),
     _F("disputed", "bool", "claim", "outcome", "Liability or amount was disputed."),
-    _F("simple_settlement", "bool", "claim", "outcome",
-       "Settled simply: fast, unadjusted, undisputed, without lawyers (the fast-track label; "
-       "each source's mapping defines it)."),
+    _F(
+        "simple_settlement",
+        "bool",
+        "claim",
+        "outcome",
+        "Settled simply: fast, unadjusted, undisputed, without lawyers (the fast-track label; "
+        "each source's mapping defines it).",
+    ),
     # --- ground truth the synthetic generator knows and an insurer never does ----------------
     _F("true_fraud", "bool", "claim", "truth", "Synthetic only: the claim really was fraudulent."),
 )
@@ -170,12 +256,6 @@ def null_series(dtype: str, index: pd.Index) -> pd.Series:
     return pd.Series(values, index=index)
 
 
-def empty_frame(n: int = 0) -> pd.DataFrame:
-    """An all-null canonical frame with ``n`` rows and the canonical dtypes."""
-    index = pd.RangeIndex(n)
-    return pd.DataFrame({f.name: null_series(f.pandas_dtype, index) for f in FIELDS})
-
-
 def conform(df: pd.DataFrame, *, strict: bool = True) -> pd.DataFrame:
     """Return ``df`` with every canonical column, in schema order, with canonical dtypes.
 
@@ -187,8 +267,7 @@ def conform(df: pd.DataFrame, *, strict: bool = True) -> pd.DataFrame:
     out, problems = coerce(df)
     if strict and problems:
         col, count, examples = problems[0]
-        raise SchemaError(f"column '{col}': {count} value(s) cannot be read as "
-                          f"{BY_NAME[col].dtype}, e.g. {examples}")
+        raise SchemaError(f"column '{col}': {count} value(s) cannot be read as {BY_NAME[col].dtype}, e.g. {examples}")
     return out
 
 
@@ -264,13 +343,3 @@ def _coerce_series(s: pd.Series, f: Field) -> tuple[pd.Series, pd.Series | None]
         bad = present & parsed.isna()
         return parsed.astype("datetime64[ns]"), bad
     raise AssertionError(f"unknown dtype {f.dtype}")
-
-
-def schema_table() -> pd.DataFrame:
-    """The schema as a table (for docs and reports)."""
-    return pd.DataFrame([
-        {"name": f.name, "type": f.dtype, "entity": f.entity, "stage": f.stage, "required": f.required,
-         "allowed": ", ".join(f.allowed) if f.allowed else "", "min": f.min, "max": f.max,
-         "personal": f.personal, "protected": f.protected, "description": f.description}
-        for f in FIELDS
-    ])

@@ -2,12 +2,13 @@
 SQLite WAL checkpoints off the request path.
 
 The history store, the decision log and SQL sources share these. SQLite files the service writes on
-every batch need their checkpoints moved off the request path. SQLite copies its write-ahead log back into the database file when a commit takes the log past
-1,000 pages ("automatic checkpoint"): that commit then also writes and fsyncs megabytes, 10-50 ms
-measured here, inside whichever request made it. A service that commits on every batch would
-answer every fortieth batch or so that much later. :func:`checkpoint_in_background` turns the
-automatic checkpoint off on an engine's connections and runs a passive checkpoint from a daemon
-thread instead (which never blocks writers; SQLite releases the GIL while it runs).
+every batch need their checkpoints moved off the request path. SQLite copies its write-ahead log
+back into the database file when a commit takes the log past 1,000 pages ("automatic
+checkpoint"): that commit then also writes and fsyncs megabytes, inside whichever request made it,
+so a service that commits on every batch would answer some of its batches that much later.
+:func:`checkpoint_in_background` turns the automatic checkpoint off on an engine's connections and
+runs a passive checkpoint from a daemon thread instead (which never blocks writers; SQLite releases
+the GIL while it runs).
 """
 
 from __future__ import annotations
@@ -59,12 +60,15 @@ def describe(url: str) -> str:
         return "<unreadable database URL>"
 
 
-def with_installed_driver(url: "sa.engine.URL") -> "sa.engine.URL":
+def with_installed_driver(url: sa.engine.URL) -> sa.engine.URL:
     """``postgresql://`` means psycopg 3 to SQLAlchemy 2.1; fall back to psycopg2 when only it is installed."""
     import importlib.util
 
-    if url.drivername == "postgresql" and importlib.util.find_spec("psycopg") is None \
-            and importlib.util.find_spec("psycopg2") is not None:
+    if (
+        url.drivername == "postgresql"
+        and importlib.util.find_spec("psycopg") is None
+        and importlib.util.find_spec("psycopg2") is not None
+    ):
         return url.set(drivername="postgresql+psycopg2")
     return url
 

@@ -13,8 +13,9 @@ from monitoring.metrics import binary_metrics
 from serving.model.scorer import Scorer
 
 
-def evaluate(scorer: Scorer, claims: pd.DataFrame, capacity: float,
-             extras: Mapping[str, object] | None = None) -> dict[str, dict[str, float]]:
+def evaluate(
+    scorer: Scorer, claims: pd.DataFrame, capacity: float, extras: Mapping[str, object] | None = None
+) -> dict[str, dict[str, float]]:
     """Per model task with labelled claims in ``claims``: :func:`binary_metrics` of its scores (the
     referral ``capacity`` is the SIU's share of claims). Tasks with no labelled claim are left out."""
     scored = scorer.score_table(claims, extras)

@@ -22,9 +22,12 @@ def binary_metrics(y: np.ndarray, p: np.ndarray, capacity: float) -> dict[str, f
 
     y = np.asarray(y, dtype=np.float64)
     p = np.asarray(p, dtype=np.float64)
-    out: dict[str, float] = {"claims": float(len(y)), "positives": float(y.sum()),
-                             "positive_rate": float(y.mean()) if len(y) else float("nan"),
-                             "mean_score": float(p.mean()) if len(p) else float("nan")}
+    out: dict[str, float] = {
+        "claims": float(len(y)),
+        "positives": float(y.sum()),
+        "positive_rate": float(y.mean()) if len(y) else float("nan"),
+        "mean_score": float(p.mean()) if len(p) else float("nan"),
+    }
     both = 0 < y.sum() < len(y)
     out["roc_auc"] = float(roc_auc_score(y, p)) if both else float("nan")
     out["average_precision"] = float(average_precision_score(y, p)) if both else float("nan")
@@ -57,22 +60,35 @@ def lift_table(y: np.ndarray, p: np.ndarray, groups: int = 10) -> pd.DataFrame:
     for i, chunk in enumerate(np.array_split(order, groups), start=1):
         caught += y[chunk].sum()
         rate = y[chunk].mean() if len(chunk) else np.nan
-        rows.append({"band": i, "claims": len(chunk), "min_score": float(np.min(p[chunk])) if len(chunk) else np.nan,
-                     "positives": int(y[chunk].sum()), "rate": rate, "lift": rate / base if base else np.nan,
-                     "cumulative_recall": caught / y.sum() if y.sum() else np.nan})
+        rows.append(
+            {
+                "band": i,
+                "claims": len(chunk),
+                "min_score": float(np.min(p[chunk])) if len(chunk) else np.nan,
+                "positives": int(y[chunk].sum()),
+                "rate": rate,
+                "lift": rate / base if base else np.nan,
+                "cumulative_recall": caught / y.sum() if y.sum() else np.nan,
+            }
+        )
     return pd.DataFrame(rows)
 
 
 def amount_band(amount: pd.Series) -> pd.Series:
-    labels = [f"{lo:,.0f}-{hi:,.0f}" if np.isfinite(hi) else f"{lo:,.0f}+" for lo, hi in zip(AMOUNT_BANDS, AMOUNT_BANDS[1:])]
+    labels = [
+        f"{lo:,.0f}-{hi:,.0f}" if np.isfinite(hi) else f"{lo:,.0f}+" for lo, hi in zip(AMOUNT_BANDS, AMOUNT_BANDS[1:])
+    ]
     return pd.cut(amount, AMOUNT_BANDS, labels=labels, right=False).astype("str").where(amount.notna(), "unknown")
 
 
-def slice_metrics(frame: pd.DataFrame, y: np.ndarray, p: np.ndarray, capacity: float,
-                  min_claims: int = 200) -> pd.DataFrame:
+def slice_metrics(
+    frame: pd.DataFrame, y: np.ndarray, p: np.ndarray, capacity: float, min_claims: int = 200
+) -> pd.DataFrame:
     """``binary_metrics`` per line of business, channel, region and amount band (slices with at least
     ``min_claims`` claims)."""
-    slices = {c: frame[c].astype("str").fillna("unknown") for c in SLICE_COLUMNS if c in frame and frame[c].notna().any()}
+    slices = {
+        c: frame[c].astype("str").fillna("unknown") for c in SLICE_COLUMNS if c in frame and frame[c].notna().any()
+    }
     if "claimed_amount" in frame and frame["claimed_amount"].notna().any():
         slices["amount_band"] = amount_band(frame["claimed_amount"])
     rows = []
@@ -86,8 +102,13 @@ def slice_metrics(frame: pd.DataFrame, y: np.ndarray, p: np.ndarray, capacity: f
     return pd.DataFrame(rows)
 
 
-def routing_kpis(policy: RoutingPolicy, table: pd.DataFrame, fraud: np.ndarray | None, fast: np.ndarray | None,
-                 y_fraud: np.ndarray | None) -> dict[str, float]:
+def routing_kpis(
+    policy: RoutingPolicy,
+    table: pd.DataFrame,
+    fraud: np.ndarray | None,
+    fast: np.ndarray | None,
+    y_fraud: np.ndarray | None,
+) -> dict[str, float]:
     """Route shares, and where the fraud label exists: fraud caught, SIU hit rate, fast-track leakage."""
     routes, _ = policy.route_table(table, fraud, fast)
     out = {f"share_{r}": float((routes == r).mean()) for r in ROUTES}

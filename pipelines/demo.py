@@ -1,6 +1,6 @@
 """The end of ``make demo``: wait for the local service, score a few claims over HTTP, show how.
 
-    python -m pipelines.demo --port 3000 --claims FILE.parquet --key KEY
+python -m pipelines.demo --port 3000 --claims FILE.parquet --key KEY
 """
 
 from __future__ import annotations
@@ -18,8 +18,12 @@ from features.schema import NOTICE
 
 
 def _post(url: str, body: dict, key: str) -> tuple[int, dict]:
-    req = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
-                                 headers={"Content-Type": "application/json", "Authorization": f"Bearer {key}"})
+    req = urllib.request.Request(
+        url,
+        data=json.dumps(body).encode(),
+        method="POST",
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {key}"},
+    )
     try:
         with urllib.request.urlopen(req, timeout=30) as r:
             return r.status, json.loads(r.read())
@@ -33,7 +37,11 @@ def claim_json(row: pd.Series) -> dict:
         value = row.get(name)
         if value is None or (not isinstance(value, str) and pd.isna(value)):
             continue
-        out[name] = value.isoformat() if isinstance(value, pd.Timestamp) else (value.item() if hasattr(value, "item") else value)
+        out[name] = (
+            value.isoformat()
+            if isinstance(value, pd.Timestamp)
+            else (value.item() if hasattr(value, "item") else value)
+        )
     return out
 
 
@@ -52,7 +60,10 @@ def main(argv: list[str] | None = None) -> int:
                 break
         except OSError:
             if time.monotonic() > deadline:
-                print(f"error: the service did not become ready on {base} (see .claimscore/demo/server.log)", file=sys.stderr)
+                print(
+                    f"error: the service did not become ready on {base} (see .claimscore/demo/server.log)",
+                    file=sys.stderr,
+                )
                 return 1
             time.sleep(0.5)
     claims = pd.read_parquet(args.claims).head(args.n)
@@ -64,12 +75,16 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {row['claim_id']}: HTTP {status} {body}")
             continue
         reason = (body["reasons"].get("fraud") or [{"text": "-"}])[0]["text"]
-        print(f"  {body['claim_id']:<12} {body['fraud_score']:>7.3f} {body['fast_track_score']:>10.3f}  "
-              f"{body['route']:<13} {reason}")
+        print(
+            f"  {body['claim_id']:<12} {body['fraud_score']:>7.3f} {body['fast_track_score']:>10.3f}  "
+            f"{body['route']:<13} {reason}"
+        )
     example = json.dumps(claim_json(claims.iloc[0]))
     print(f"\nThe service keeps running on {base} (stop it with: make stop). Your scorer key: {args.key}")
-    print(f"  curl -s -X POST {base}/score -H 'Authorization: Bearer {args.key}' "
-          f"-H 'Content-Type: application/json' -d '{example}'")
+    print(
+        f"  curl -s -X POST {base}/score -H 'Authorization: Bearer {args.key}' "
+        f"-H 'Content-Type: application/json' -d '{example}'"
+    )
     print(f"  API description: {base}/   model: curl -s {base}/model -H 'Authorization: Bearer {args.key}'")
     return 0
 

@@ -24,12 +24,30 @@ def free_port() -> int:
 class Server:
     def __init__(self, home: Path):
         self.home, self.port = home, free_port()
-        env = {**os.environ, "CLAIMSCORE_HOME": str(home), "BENTOML_HOME": str(home / "bentoml"),
-               "BENTOML_DO_NOT_TRACK": "true", "MLFLOW_DISABLE_TELEMETRY": "true"}
+        env = {
+            **os.environ,
+            "CLAIMSCORE_HOME": str(home),
+            "BENTOML_HOME": str(home / "bentoml"),
+            "BENTOML_DO_NOT_TRACK": "true",
+            "MLFLOW_DISABLE_TELEMETRY": "true",
+        }
         env.pop("MLFLOW_TRACKING_URI", None)
-        self.proc = subprocess.Popen([sys.executable, "-c", "import sys; from pipelines.cli import main; sys.exit(main())",
-                                      "serve", "--port", str(self.port)], env=env, stdout=subprocess.DEVNULL,
-                                     stderr=open(home / "server.log", "w"), start_new_session=True)
+        self._log = open(home / "server.log", "w")  # noqa: SIM115 - handed to the child, closed below
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                "import sys; from pipelines.cli import main; sys.exit(main())",
+                "serve",
+                "--port",
+                str(self.port),
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=self._log,
+            start_new_session=True,
+        )
+        self._log.close()  # the child holds its own descriptor
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -43,13 +61,16 @@ class Server:
         raise RuntimeError("server not ready in 90 s")
 
     def call(self, method: str, path: str, body: bytes | str | dict | None = None, key: str | None = None):
-        if isinstance(body, dict) or isinstance(body, list):
+        if isinstance(body, dict | list):
             body = json.dumps(body)
         if isinstance(body, str):
             body = body.encode()
-        req = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", data=body, method=method,
-                                     headers={"Content-Type": "application/json",
-                                              **({"Authorization": f"Bearer {key}"} if key else {})})
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{self.port}{path}",
+            data=body,
+            method=method,
+            headers={"Content-Type": "application/json", **({"Authorization": f"Bearer {key}"} if key else {})},
+        )
         try:
             with urllib.request.urlopen(req, timeout=60) as r:
                 return r.status, _decode(r.read())
@@ -63,8 +84,9 @@ class Server:
 
     def workers(self) -> list[int]:
         """Pids of this server's BentoML workers (each runs in a session of its own)."""
-        out = subprocess.run(["pgrep", "-P", str(self.proc.pid), "-f", "_bentoml_impl.worker.service"],
-                             capture_output=True, text=True).stdout
+        out = subprocess.run(
+            ["pgrep", "-P", str(self.proc.pid), "-f", "_bentoml_impl.worker.service"], capture_output=True, text=True
+        ).stdout
         return [int(pid) for pid in out.split()]
 
 

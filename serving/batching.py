@@ -7,10 +7,10 @@ arrives when the worker is idle at once, alone, so it answers as fast as it can.
 recent batches held more than one claim on average) lingers a moment for the claims arriving right
 behind the first: while claims keep coming less than ``gap_s`` apart, for at most ``linger_s``.
 Without that, answers leave in bursts and their clients' next claims arrive in one: the worker took
-the first one or two alone and the rest a batch later, and a batch of one costs about as much as a
-batch of ten (features, both models, the reasons, two commits). Nothing is dropped: a request waits its
-turn however long the queue is (the HTTP server's own timeout is the bound), unlike an adaptive
-batcher that answers 503 when its latency budget runs out.
+the first one or two alone and the rest a batch later, and most of what a batch costs (features,
+both models, the reasons, two commits) is paid once per batch, whatever its size. Nothing is
+dropped: a request waits its turn however long the queue is (the HTTP server's own timeout is the
+bound), unlike an adaptive batcher that answers 503 when its latency budget runs out.
 
 Two claims with the same ``claim_id`` never share a batch (a re-scored claim replaces its stored
 row, so the second waits for the first). Claims in one batch are features of one table: a claim sees
@@ -22,19 +22,20 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 DEFAULT_MAX_CLAIMS = 256
 """Claims scored together at most (a /score_batch request larger than this is scored alone)."""
 GAP_S = 0.001
-"""A busy worker waits for the next claim while claims keep arriving less than this apart (a request
-takes the HTTP thread ~0.3-0.6 ms, so answers sent together come back about that far apart) ..."""
+"""A busy worker waits for the next claim while claims keep arriving less than this apart (answers
+sent together come back spaced by the HTTP thread's work on each request; the gap is a little more) ..."""
 LINGER_S = 0.003
-"""... for at most this long after the first (``python -m bench.run serving`` at 32 concurrent clients:
-973-1,081 claims/s with it, 848 without; ``claimscore_batch_claims`` in /metrics then shows batches of
-one or two claims all but gone under load)."""
+"""... for at most this long after the first. With it, ``claimscore_batch_claims`` in /metrics shows
+batches of one or two claims all but gone under load, and ``python -m bench.run serving`` answers
+more claims per second (bench/RESULTS.md)."""
 BUSY_MEAN_CLAIMS = 1.5
 """A worker is busy while its batches (a moving average) hold more claims than this."""
 
@@ -53,8 +54,13 @@ class Batcher:
     """Runs ``process(jobs)`` on one worker thread for batches of waiting jobs; ``process`` returns
     one list of answers per job (or raises: every job of that batch then gets the error)."""
 
-    def __init__(self, process: Callable[[list[Job]], list[list[dict]]], max_claims: int = DEFAULT_MAX_CLAIMS,
-                 gap_s: float = GAP_S, linger_s: float = LINGER_S):
+    def __init__(
+        self,
+        process: Callable[[list[Job]], list[list[dict]]],
+        max_claims: int = DEFAULT_MAX_CLAIMS,
+        gap_s: float = GAP_S,
+        linger_s: float = LINGER_S,
+    ):
         self._process = process
         self.max_claims = max_claims
         self.gap_s, self.linger_s = gap_s, linger_s
@@ -126,7 +132,7 @@ class Batcher:
             self.mean_claims += 0.2 * (sum(len(job.records) for job in jobs) - self.mean_claims)
             try:
                 answers = self._process(jobs)
-            except BaseException as exc:  # noqa: BLE001 - handed to every waiting request
+            except BaseException as exc:
                 for job in jobs:
                     job.future.set_exception(exc)
             else:

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Sequence
+from datetime import UTC, datetime
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -39,7 +40,7 @@ class Decision:
     reasons: dict[str, list] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
     key_id: str = ""
-    decided_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="microseconds"))
+    decided_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="microseconds"))
 
 
 def input_hash(payload: bytes | str | dict) -> str:
@@ -56,13 +57,14 @@ class DecisionLog:
         self.shown = describe(url)
         try:
             self.engine = sa.create_engine(with_installed_driver(sa.engine.make_url(url)))
-        except Exception as exc:  # noqa: BLE001 - any driver error becomes one readable line
+        except Exception as exc:
             raise DecisionLogError(f"decision log {self.shown}: cannot open ({db_error(exc)})") from None
         if self.engine.dialect.name == "sqlite":
             sa.event.listen(self.engine, "connect", _sqlite_durable)
         meta = sa.MetaData()
         self.table = sa.Table(
-            TABLE, meta,
+            TABLE,
+            meta,
             sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
             sa.Column("claim_id", sa.String(128), nullable=False, index=True),
             sa.Column("input_hash", sa.String(64), nullable=False),
@@ -87,7 +89,9 @@ class DecisionLog:
             return []
         try:
             with self.engine.begin() as conn:  # one statement for all rows (RETURNING, in order)
-                result = conn.execute(self.table.insert().returning(self.table.c.id, sort_by_parameter_order=True), rows)
+                result = conn.execute(
+                    self.table.insert().returning(self.table.c.id, sort_by_parameter_order=True), rows
+                )
                 return [r[0] for r in result]
         except sa.exc.SQLAlchemyError as exc:
             raise DecisionLogError(f"decision log {self.shown}: cannot write ({db_error(exc)})") from None
@@ -113,8 +117,13 @@ _JSON = ("scores", "rules", "reasons", "features", "versions")
 
 
 def _row(d: Decision) -> dict:
-    row = {"claim_id": d.claim_id, "input_hash": d.input_hash, "decided_at": d.decided_at, "route": d.route,
-           "key_id": d.key_id}
+    row = {
+        "claim_id": d.claim_id,
+        "input_hash": d.input_hash,
+        "decided_at": d.decided_at,
+        "route": d.route,
+        "key_id": d.key_id,
+    }
     for name in _JSON:
         row[name] = json.dumps(getattr(d, name), default=_plain, allow_nan=True)
     return row

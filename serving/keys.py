@@ -12,7 +12,7 @@ import os
 import secrets
 import tempfile
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from features.errors import ClaimScoreError
@@ -68,7 +68,7 @@ class KeyStore:
             raise ApiKeyError(f"unknown role '{role}' (roles: {', '.join(ROLES)})")
         key = PREFIX + secrets.token_urlsafe(32)
         digest = _hash(key)
-        record = KeyRecord(digest[:12], role, name, datetime.now(timezone.utc).isoformat(timespec="seconds"), digest)
+        record = KeyRecord(digest[:12], role, name, datetime.now(UTC).isoformat(timespec="seconds"), digest)
         self._write(self._read() + [record])
         return key, record
 

@@ -53,18 +53,19 @@ def _annotation(f: schema.Field) -> Any:
 
 def _field(f: schema.Field) -> tuple[Any, Any]:
     ann = _annotation(f)
-    desc = f.description + (f" One of: {', '.join(f.allowed)} (other values are scored as unseen)."
-                            if f.allowed else "")
+    desc = f.description + (
+        f" One of: {', '.join(f.allowed)} (other values are scored as unseen)." if f.allowed else ""
+    )
     if f.required:
         return ann, Field(..., description=desc)
-    return Optional[ann], Field(None, description=desc)
+    return Optional[ann], Field(None, description=desc)  # noqa: UP045 - ann is a runtime type object
 
 
 class _Base(BaseModel):
     model_config = ConfigDict(extra="allow", str_strip_whitespace=True)
 
     @model_validator(mode="after")
-    def _extras_and_order(self) -> "_Base":
+    def _extras_and_order(self) -> _Base:
         problems = []
         for name, value in (self.model_extra or {}).items():
             if name in schema.BY_NAME:
@@ -89,7 +90,8 @@ class _Base(BaseModel):
 _PROBLEMS = "problems:"
 
 ClaimRequest: type[BaseModel] = create_model(  # type: ignore[call-overload]
-    "ClaimRequest", __base__=_Base,
+    "ClaimRequest",
+    __base__=_Base,
     **{f.name: _field(f) for f in schema.FIELDS if f.stage == "notice"},
 )
 ClaimRequest.__doc__ = "A claim as known at first notice of loss (the canonical schema's notice fields)."
@@ -128,7 +130,9 @@ def parse_records(payloads: Any, prefix: str = "claims") -> list[dict[str, Any]]
         rows.append(claim.model_dump(exclude_none=False))
     ids = [r["claim_id"] for r in rows]
     if len(set(ids)) != len(ids):
-        problems.append({"field": f"{prefix}.claim_id" if prefix else "claim_id", "problem": "must be unique in a batch"})
+        problems.append(
+            {"field": f"{prefix}.claim_id" if prefix else "claim_id", "problem": "must be unique in a batch"}
+        )
     if problems:
         raise RequestError(problems)
     return rows

@@ -17,18 +17,28 @@ import bentoml
 from serving import api
 from serving.state import ServiceState
 
-ROUTES_TOTAL = bentoml.metrics.Counter(name="claimscore_routes", documentation="Claims answered, by route",
-                                       labelnames=["route"])
-SCORES = bentoml.metrics.Histogram(name="claimscore_score", documentation="Scores answered, by model",
-                                   labelnames=["model"],
-                                   buckets=(0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9, 1.0))
+ROUTES_TOTAL = bentoml.metrics.Counter(
+    name="claimscore_routes", documentation="Claims answered, by route", labelnames=["route"]
+)
+SCORES = bentoml.metrics.Histogram(
+    name="claimscore_score",
+    documentation="Scores answered, by model",
+    labelnames=["model"],
+    buckets=(0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9, 1.0),
+)
 
-BATCH = bentoml.metrics.Histogram(name="claimscore_batch_claims", documentation="Claims scored together in one batch",
-                                  buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256))
+BATCH = bentoml.metrics.Histogram(
+    name="claimscore_batch_claims",
+    documentation="Claims scored together in one batch",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+)
 
 
-BATCH_SECONDS = bentoml.metrics.Histogram(name="claimscore_batch_seconds", documentation="Time to score one batch",
-                                          buckets=(0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0))
+BATCH_SECONDS = bentoml.metrics.Histogram(
+    name="claimscore_batch_seconds",
+    documentation="Time to score one batch",
+    buckets=(0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0),
+)
 
 
 def _observe(answers: list[dict], seconds: float) -> None:
@@ -49,14 +59,16 @@ two use both cores of a 2-core machine (one Python process is bound by its GIL t
 
 TRACING = {"excluded_urls": list(api.SCORING)}
 """BentoML traces every request with OpenTelemetry unless told otherwise. A span per scored claim
-cost ~0.1 ms of the HTTP thread's CPU, about an eighth of the claims per second at 32 concurrent
-clients (``python -m bench.run serving``: 973-1,081 claims/s with spans, 1,132-1,452 without), and
-the scoring paths are answered from the service's own middleware, so the spans said little. Every other path is still traced; each scoring request is still counted and timed in
-/metrics (BentoML's traffic metrics), and each decision is in the decision log with its time."""
+costs CPU in the HTTP thread, and under load a 2-core service's claims per second are bound by its
+CPU per claim (bench/RESULTS.md, ``serving``, has the figures); the scoring paths are also answered
+from the service's own middleware, so the spans said little. Every other path is still traced;
+each scoring request is still counted and timed in /metrics (BentoML's traffic metrics), and each
+decision is in the decision log with its time."""
 
 
-@bentoml.service(name="claimscore", workers=WORKERS, traffic={"timeout": 60}, logging={"access": {"enabled": False}},
-                 tracing=TRACING)
+@bentoml.service(
+    name="claimscore", workers=WORKERS, traffic={"timeout": 60}, logging={"access": {"enabled": False}}, tracing=TRACING
+)
 @bentoml.asgi_app(api.app, path="/")
 class ClaimScore:
     def __init__(self) -> None:

@@ -15,18 +15,19 @@ from __future__ import annotations
 import gc
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any, Callable
+from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 
 from features import catalog, columns
 from features.config import Settings, load_settings
-from features.store.index import HistoryIndex
-from features.store.history import HistoryStore
 from features.sql import checkpoint_in_background
+from features.store.history import HistoryStore
+from features.store.index import HistoryIndex
 from features.store.online import online_features
 from serving.batching import Batcher, Job
 from serving.decision_log import Decision, DecisionLog, input_hash
@@ -41,14 +42,14 @@ class ServiceState:
     log: DecisionLog
 
     @classmethod
-    def load(cls, settings: Settings | None = None) -> "ServiceState":
+    def load(cls, settings: Settings | None = None) -> ServiceState:
         settings = settings or load_settings().ensure_dirs()
         store, log = HistoryStore(settings.history_url), DecisionLog(settings.decision_log_url)
         for engine in (store.engine, log.engine):  # every batch commits to both
             checkpoint_in_background(engine)
         state = cls(settings, Scorer.from_registry(settings), HistoryIndex(store), log)
         # the models and the history index are millions of long-lived objects: keep them out of
-        # the garbage collector's full passes, which otherwise stall a batch for ~0.3 s now and then
+        # the garbage collector's full passes, which otherwise stall a batch now and then
         gc.collect()
         gc.freeze()
         return state
@@ -87,7 +88,7 @@ class ServiceState:
             observe(answers, time.perf_counter() - started)
         out, start = [], 0
         for job in jobs:
-            out.append(answers[start:start + len(job.records)])
+            out.append(answers[start : start + len(job.records)])
             start += len(job.records)
         return out
 
@@ -97,7 +98,7 @@ class ServiceState:
             self.history.refresh()
             table = online_features(self.history, claims, self.scorer.features, self.scorer.extras)
             result = self.scorer.score_features(table)
-            scored_at = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+            scored_at = datetime.now(UTC).isoformat(timespec="milliseconds")
             versions = {**self.scorer.versions, "policy": self.policy_version}
             names = list(table)
             answers, decisions = [], []
@@ -106,16 +107,33 @@ class ServiceState:
                 scores = {task: float(result.scores[task][i]) for task in result.scores}
                 reasons = {task: result.reasons[task][i] for task in result.reasons}
                 route = str(result.routes[i])
-                answers.append({
-                    "claim_id": claim_id,
-                    "fraud_score": scores.get("fraud"), "fast_track_score": scores.get("fast_track"),
-                    "route": route, "rules": result.rules[i], "reasons": reasons,
-                    "model_versions": dict(self.scorer.versions), "policy_version": self.policy_version,
-                    "scored_at": scored_at,
-                })
-                decisions.append(Decision(claim_id, input_hash(payloads[i]), route, scores,
-                                          dict(zip(names, features)), result.rules[i], reasons,
-                                          versions, keys[i], scored_at))
+                answers.append(
+                    {
+                        "claim_id": claim_id,
+                        "fraud_score": scores.get("fraud"),
+                        "fast_track_score": scores.get("fast_track"),
+                        "route": route,
+                        "rules": result.rules[i],
+                        "reasons": reasons,
+                        "model_versions": dict(self.scorer.versions),
+                        "policy_version": self.policy_version,
+                        "scored_at": scored_at,
+                    }
+                )
+                decisions.append(
+                    Decision(
+                        claim_id,
+                        input_hash(payloads[i]),
+                        route,
+                        scores,
+                        dict(zip(names, features)),
+                        result.rules[i],
+                        reasons,
+                        versions,
+                        keys[i],
+                        scored_at,
+                    )
+                )
             self.log.write(decisions)
             self.history.append(claims)
         return answers
@@ -124,8 +142,9 @@ class ServiceState:
         """Every feature's contribution (log-odds) for both models, with base values."""
         with self._lock:
             self.history.refresh()
-            table = online_features(self.history, columns.from_records(records), self.scorer.features,
-                                    self.scorer.extras)
+            table = online_features(
+                self.history, columns.from_records(records), self.scorer.features, self.scorer.extras
+            )
         out = [{"claim_id": r["claim_id"], "models": {}} for r in records]
         for task, bundle in self.scorer.bundles.items():
             matrix = bundle.encoder.transform(table)
@@ -134,21 +153,34 @@ class ServiceState:
             scores = bundle.predict(matrix)
             for i, answer in enumerate(out):
                 answer["models"][task] = {
-                    "base_value": bundle.explainer.expected_value, "raw_score": float(raw[i]),
+                    "base_value": bundle.explainer.expected_value,
+                    "raw_score": float(raw[i]),
                     "score": float(scores[i]),
                     "contributions": [
-                        {"feature": name, "value": _plain(table[name][i]), "contribution": float(c),
-                         "text": catalog.BY_NAME[name].explain(_nan(table[name][i])) if name in catalog.BY_NAME else name}
-                        for name, c in zip(bundle.features, contrib[i])],
+                        {
+                            "feature": name,
+                            "value": _plain(table[name][i]),
+                            "contribution": float(c),
+                            "text": catalog.BY_NAME[name].explain(_nan(table[name][i]))
+                            if name in catalog.BY_NAME
+                            else name,
+                        }
+                        for name, c in zip(bundle.features, contrib[i])
+                    ],
                 }
         return out
 
     def model_info(self) -> dict[str, Any]:
         models = {}
         for task, b in self.scorer.bundles.items():
-            models[task] = {"name": f"claimscore-{task.replace('_', '-')}", "version": self.scorer.versions[task],
-                            "label": b.label, "periods": b.metadata.get("periods"),
-                            "test_metrics": b.metadata.get("test_metrics"), "features": list(b.features)}
+            models[task] = {
+                "name": f"claimscore-{task.replace('_', '-')}",
+                "version": self.scorer.versions[task],
+                "label": b.label,
+                "periods": b.metadata.get("periods"),
+                "test_metrics": b.metadata.get("test_metrics"),
+                "features": list(b.features),
+            }
         return {"models": models, "policy_version": self.policy_version, "policy": self.scorer.policy.to_dict()}
 
 

@@ -12,30 +12,61 @@ INTENDED_USE = (
 
 
 def model_card(source, frame, split, feats, bundles, skipped, metrics, tables, policy) -> str:
-    lines = [f"# ClaimScore models: {source}", "", "## Intended use", "", INTENDED_USE, "",
-             "## Data", "",
-             f"- source `{source}`, {len(frame):,} claims reported {frame['report_date'].min():%Y-%m-%d} to "
-             f"{frame['report_date'].max():%Y-%m-%d}",
-             *(f"- {name}: {period}" for name, period in split.periods().items()),
-             f"- {len(feats)} features ({', '.join(sorted({f.family for f in feats}))})", ""]
+    lines = [
+        f"# ClaimScore models: {source}",
+        "",
+        "## Intended use",
+        "",
+        INTENDED_USE,
+        "",
+        "## Data",
+        "",
+        f"- source `{source}`, {len(frame):,} claims reported {frame['report_date'].min():%Y-%m-%d} to "
+        f"{frame['report_date'].max():%Y-%m-%d}",
+        *(f"- {name}: {period}" for name, period in split.periods().items()),
+        f"- {len(feats)} features ({', '.join(sorted({f.family for f in feats}))})",
+        "",
+    ]
     lines += ["## Test-period results", ""]
     for task in bundles:
-        keys = ("roc_auc", "average_precision", "precision_at_capacity", "recall_at_capacity", "brier",
-                "calibration_error", "positive_rate")
-        lines.append(f"**{task}**: " + ", ".join(f"{k} {metrics.get(f'{task}.test.{k}', float('nan')):.4f}" for k in keys))
+        keys = (
+            "roc_auc",
+            "average_precision",
+            "precision_at_capacity",
+            "recall_at_capacity",
+            "brier",
+            "calibration_error",
+            "positive_rate",
+        )
+        lines.append(
+            f"**{task}**: " + ", ".join(f"{k} {metrics.get(f'{task}.test.{k}', float('nan')):.4f}" for k in keys)
+        )
         slices = tables.get(f"{task}_slices.csv")
         if slices is not None and len(slices):
-            lines += ["", "Per slice (test period):", "",
-                      _markdown(slices[["slice", "value", "claims", "positives", "roc_auc", "average_precision"]]), ""]
+            lines += [
+                "",
+                "Per slice (test period):",
+                "",
+                _markdown(slices[["slice", "value", "claims", "positives", "roc_auc", "average_precision"]]),
+                "",
+            ]
     for task, why in skipped.items():
         lines.append(f"- **{task} not trained**: {why}")
-    lines += ["", "## Routing policy (chosen on the validation period)", "",
-              "```json", pd.Series(policy.to_dict()).to_json(indent=2), "```", "",
-              "## Limits", "",
-              "- Fraud labels are confirmed investigation outcomes: fraud that was never investigated is "
-              "labelled as not fraud, so scores learn what investigators found, with their biases.",
-              "- Later periods may differ (new fraud patterns, policy changes): monitor drift and performance.",
-              "- Protected attributes (gender, marital status) are not features; check fairness by slice."]
+    lines += [
+        "",
+        "## Routing policy (chosen on the validation period)",
+        "",
+        "```json",
+        pd.Series(policy.to_dict()).to_json(indent=2),
+        "```",
+        "",
+        "## Limits",
+        "",
+        "- Fraud labels are confirmed investigation outcomes: fraud that was never investigated is "
+        "labelled as not fraud, so scores learn what investigators found, with their biases.",
+        "- Later periods may differ (new fraud patterns, policy changes): monitor drift and performance.",
+        "- Protected attributes (gender, marital status) are not features; check fairness by slice.",
+    ]
     return "\n".join(lines) + "\n"
 
 

@@ -73,8 +73,11 @@ class RoutingConfig(_Strict):
     """Claims above this amount, or of high severity, go to specialists."""
     specialist_severities: tuple[str, ...] = ("high", "severe", "fatal")
     rules: tuple[RoutingRule, ...] = (
-        RoutingRule(name="early_claim_high_amount",
-                    when="days_since_policy_start < 30 and claimed_amount > 3000", route="siu_referral"),
+        RoutingRule(
+            name="early_claim_high_amount",
+            when="days_since_policy_start < 30 and claimed_amount > 3000",
+            route="siu_referral",
+        ),
     )
 
 
@@ -96,7 +99,7 @@ class TrainingConfig(_Strict):
     """A model is trained only when each period has at least this many positive labels."""
 
     @model_validator(mode="after")
-    def _fractions(self) -> "TrainingConfig":
+    def _fractions(self) -> TrainingConfig:
         if self.split.valid_fraction + self.split.test_fraction >= 0.8:
             raise ValueError("split: valid_fraction + test_fraction must leave at least 20% for training")
         return self

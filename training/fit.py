@@ -3,20 +3,28 @@ then calibration on the validation period."""
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 
-from serving.model.bundle import Calibration, ModelBundle
 from features.catalog import Feature
+from serving.model.bundle import Calibration, ModelBundle
 from serving.model.encoding import FeatureEncoder
 from training.config import TrainingConfig
 
 
-def fit_model(task: str, label: str, features: Sequence[Feature], train_table: pd.DataFrame,
-              y_train: np.ndarray, valid_table: pd.DataFrame, y_valid: np.ndarray,
-              cfg: TrainingConfig, metadata: dict | None = None) -> ModelBundle:
+def fit_model(
+    task: str,
+    label: str,
+    features: Sequence[Feature],
+    train_table: pd.DataFrame,
+    y_train: np.ndarray,
+    valid_table: pd.DataFrame,
+    y_valid: np.ndarray,
+    cfg: TrainingConfig,
+    metadata: dict | None = None,
+) -> ModelBundle:
     """Train, early-stop and calibrate a binary model; deterministic for a config and data."""
     import lightgbm as lgb
 
@@ -29,12 +37,22 @@ def fit_model(task: str, label: str, features: Sequence[Feature], train_table: p
     if lg.balance_classes and 0 < pos < neg / 3:
         weights = np.where(y_train > 0, neg / (3 * pos), 1.0)
     params = {
-        "objective": "binary", "metric": "average_precision", "verbose": -1, "seed": cfg.seed,
-        "deterministic": True, "force_row_wise": True, "num_threads": lg.num_threads,
-        "num_leaves": lg.num_leaves, "learning_rate": lg.learning_rate,
-        "min_child_samples": lg.min_child_samples, "feature_fraction": lg.feature_fraction,
-        "bagging_fraction": lg.bagging_fraction, "bagging_freq": lg.bagging_freq, "lambda_l2": lg.lambda_l2,
-        "cat_smooth": lg.cat_smooth, "max_cat_to_onehot": lg.max_cat_to_onehot,
+        "objective": "binary",
+        "metric": "average_precision",
+        "verbose": -1,
+        "seed": cfg.seed,
+        "deterministic": True,
+        "force_row_wise": True,
+        "num_threads": lg.num_threads,
+        "num_leaves": lg.num_leaves,
+        "learning_rate": lg.learning_rate,
+        "min_child_samples": lg.min_child_samples,
+        "feature_fraction": lg.feature_fraction,
+        "bagging_fraction": lg.bagging_fraction,
+        "bagging_freq": lg.bagging_freq,
+        "lambda_l2": lg.lambda_l2,
+        "cat_smooth": lg.cat_smooth,
+        "max_cat_to_onehot": lg.max_cat_to_onehot,
     }
     if lg.monotone and task == "fraud":
         params["monotone_constraints"] = [f.monotone if f.kind == "numeric" else 0 for f in features]
@@ -42,13 +60,21 @@ def fit_model(task: str, label: str, features: Sequence[Feature], train_table: p
     cats = encoder.categorical_indices
     train_set = lgb.Dataset(x_train, y_train, weight=weights, categorical_feature=cats, free_raw_data=False)
     valid_set = lgb.Dataset(x_valid, y_valid, categorical_feature=cats, reference=train_set)
-    booster = lgb.train(params, train_set, num_boost_round=lg.max_rounds, valid_sets=[valid_set],
-                        callbacks=[lgb.early_stopping(lg.early_stopping_rounds, verbose=False)])
+    booster = lgb.train(
+        params,
+        train_set,
+        num_boost_round=lg.max_rounds,
+        valid_sets=[valid_set],
+        callbacks=[lgb.early_stopping(lg.early_stopping_rounds, verbose=False)],
+    )
     booster = booster if booster.best_iteration <= 0 else _trim(booster)
     raw_valid = booster.predict(x_valid)
     calibration = fit_calibration(raw_valid, y_valid, cfg.calibration)
-    meta = {"best_iteration": booster.current_iteration(), "positive_weight": float(weights.max()) if weights is not None else 1.0,
-            **(metadata or {})}
+    meta = {
+        "best_iteration": booster.current_iteration(),
+        "positive_weight": float(weights.max()) if weights is not None else 1.0,
+        **(metadata or {}),
+    }
     return ModelBundle(task, label, booster, encoder, calibration, meta)
 
 

@@ -7,26 +7,26 @@ import dataclasses
 import hashlib
 import json
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pandas as pd
 
 from features.build import available_features, build_features
-from serving.model.bundle import ModelBundle
 from features.config import Settings
-from serving.model.registry import load_bundle
-from serving.model.routing import RoutingPolicy
-from features.schema import LABELS
 from features.data.sources import load_claims
 from features.data.validation import validate_claims
+from features.schema import LABELS
+from monitoring.metrics import binary_metrics, lift_table, routing_kpis, slice_metrics
+from serving.model.bundle import ModelBundle
+from serving.model.registry import load_bundle
+from serving.model.routing import RoutingPolicy
 from training import registry
 from training.config import TrainingConfig
-from monitoring.metrics import binary_metrics, lift_table, routing_kpis, slice_metrics
 from training.fit import fit_model
-from training.routing import choose_policy
+from training.routing import choose_policy, usable_rules
 from training.split import TimeSplit, time_split
 from training.tune import tune
 
@@ -50,16 +50,28 @@ def fingerprint(frame: pd.DataFrame) -> str:
     return digest.hexdigest()[:16]
 
 
-def train(data: str | None, source: str, settings: Settings, cfg: TrainingConfig,
-          on_stage: Callable[[str], None] = lambda _: None, tune_trials: int = 0) -> TrainResult:
+def train(
+    data: str | None,
+    source: str,
+    settings: Settings,
+    cfg: TrainingConfig,
+    on_stage: Callable[[str], None] = lambda _: None,
+    tune_trials: int = 0,
+) -> TrainResult:
     loaded = load_claims(data, source, settings)
     frame = loaded.frame
-    check = validate_claims(frame, loaded.type_problems, report_dir=settings.reports_dir,
-                            name=f"train-{source.replace(':', '_').replace('/', '_')}", null_rates=loaded.null_rates)
+    check = validate_claims(
+        frame,
+        loaded.type_problems,
+        report_dir=settings.reports_dir,
+        name=f"train-{source.replace(':', '_').replace('/', '_')}",
+        null_rates=loaded.null_rates,
+    )
     check.raise_for_failure()
     on_stage(STAGES[0])
     feats = available_features(frame, loaded.extras)
     table = build_features(frame, feats, loaded.extras)
+    usable_rules(cfg.routing, table.columns)  # a rule naming no feature at all fails now, not after fitting
     split = time_split(frame["report_date"], cfg.split)
     on_stage(STAGES[1])
 
@@ -75,12 +87,25 @@ def train(data: str | None, source: str, settings: Settings, cfg: TrainingConfig
             tr, va = split.train & lab, split.valid & lab
 
             def fit(c: TrainingConfig, task=task, label=label, y=y, tr=tr, va=va) -> ModelBundle:
-                return fit_model(task, label, feats, table[tr], y[tr], table[va], y[va], c,
-                                 {"source": source, "periods": periods, "features": [f.name for f in feats],
-                                  "extras": {k: {"type": v.type, "description": v.description}
-                                             for k, v in loaded.extras.items()}})
+                return fit_model(
+                    task,
+                    label,
+                    feats,
+                    table[tr],
+                    y[tr],
+                    table[va],
+                    y[va],
+                    c,
+                    {
+                        "source": source,
+                        "periods": periods,
+                        "features": [f.name for f in feats],
+                        "extras": {k: {"type": v.type, "description": v.description} for k, v in loaded.extras.items()},
+                    },
+                )
 
             if tune_trials:
+
                 def on_validation(b: ModelBundle, y=y, va=va) -> float:
                     return binary_metrics(y[va], b.predict(b.encoder.transform(table[va])), 0.03)["average_precision"]
 
@@ -106,16 +131,40 @@ def train(data: str | None, source: str, settings: Settings, cfg: TrainingConfig
         raise TrainingRefused("no model could be trained: " + "; ".join(skipped.values()))
 
     y_fraud = frame["fraud_confirmed"].astype("float64").fillna(0).to_numpy() if "fraud" in bundles else None
-    policy = choose_policy(cfg.routing, table[split.valid], _part(scores.get("fraud"), split.valid),
-                           _part(scores.get("fast_track"), split.valid), _part(y_fraud, split.valid))
-    kpis = routing_kpis(policy, table[split.test], _part(scores.get("fraud"), split.test),
-                        _part(scores.get("fast_track"), split.test), _part(y_fraud, split.test))
+    policy = choose_policy(
+        cfg.routing,
+        table[split.valid],
+        _part(scores.get("fraud"), split.valid),
+        _part(scores.get("fast_track"), split.valid),
+        _part(y_fraud, split.valid),
+    )
+    kpis = routing_kpis(
+        policy,
+        table[split.test],
+        _part(scores.get("fraud"), split.test),
+        _part(scores.get("fast_track"), split.test),
+        _part(y_fraud, split.test),
+    )
     policy = dataclasses.replace(policy, expected_kpis=kpis)
     metrics.update({f"routing.test.{k}": v for k, v in kpis.items()})
     on_stage(STAGES[4])
 
-    run_id, models = _log_run(settings, cfg, source, data, frame, table, split, feats, bundles, skipped,
-                              metrics, tables, policy, check.report_path)
+    run_id, models = _log_run(
+        settings,
+        cfg,
+        source,
+        data,
+        frame,
+        table,
+        split,
+        feats,
+        bundles,
+        skipped,
+        metrics,
+        tables,
+        policy,
+        check.report_path,
+    )
     on_stage(STAGES[5])
     return TrainResult(run_id, models, skipped, metrics, policy, periods, bundles)
 
@@ -131,7 +180,10 @@ def _why_not(y: np.ndarray, split: TimeSplit, min_positives: int) -> str | None:
         lab = mask & ~np.isnan(y)
         pos = int(np.nansum(y[lab]))
         if pos < min_positives or pos == lab.sum():
-            return f"{pos} positive(s) of {int(lab.sum())} labelled claims in the {name} period (needs {min_positives} and some negatives)"
+            return (
+                f"{pos} positive(s) of {int(lab.sum())} labelled claims in the {name} period "
+                f"(needs {min_positives} and some negatives)"
+            )
     return None
 
 
@@ -141,8 +193,11 @@ def _part(values: np.ndarray | None, mask: np.ndarray) -> np.ndarray | None:
 
 def _importance(bundle: ModelBundle) -> pd.DataFrame:
     gain = bundle.booster.feature_importance(importance_type="gain")
-    return (pd.DataFrame({"feature": bundle.features, "gain": gain})
-            .sort_values("gain", ascending=False, kind="stable").reset_index(drop=True))
+    return (
+        pd.DataFrame({"feature": bundle.features, "gain": gain})
+        .sort_values("gain", ascending=False, kind="stable")
+        .reset_index(drop=True)
+    )
 
 
 def _champion_on_test(task: str, table: pd.DataFrame, y: np.ndarray, mask: np.ndarray, capacity: float) -> dict:
@@ -156,8 +211,9 @@ def _champion_on_test(task: str, table: pd.DataFrame, y: np.ndarray, mask: np.nd
     return binary_metrics(y[mask], p, capacity)
 
 
-def _log_run(settings, cfg, source, data, frame, table, split, feats, bundles, skipped, metrics, tables,
-             policy, report_path) -> tuple[str, dict]:
+def _log_run(
+    settings, cfg, source, data, frame, table, split, feats, bundles, skipped, metrics, tables, policy, report_path
+) -> tuple[str, dict]:
     import mlflow
 
     from training.card import model_card
@@ -171,10 +227,18 @@ def _log_run(settings, cfg, source, data, frame, table, split, feats, bundles, s
             lab = split.test & ~np.isnan(y)
             champ = _champion_on_test(task, table, y, lab, cfg.routing.siu_capacity)
             metrics.update({f"{task}.champion_on_test.{k}": v for k, v in champ.items()})
-        mlflow.log_params({"source": source, "data": str(data), "rows": len(frame), "features": len(feats),
-                           "data_fingerprint": fingerprint(frame), "seed": cfg.seed,
-                           **{f"period.{k}": v for k, v in split.periods().items()},
-                           "skipped": "; ".join(skipped.values()) or "none"})
+        mlflow.log_params(
+            {
+                "source": source,
+                "data": str(data),
+                "rows": len(frame),
+                "features": len(feats),
+                "data_fingerprint": fingerprint(frame),
+                "seed": cfg.seed,
+                **{f"period.{k}": v for k, v in split.periods().items()},
+                "skipped": "; ".join(skipped.values()) or "none",
+            }
+        )
         mlflow.log_dict(cfg.model_dump(mode="json"), "training_config.json")
         mlflow.log_metrics({k: float(v) for k, v in metrics.items() if v is not None and np.isfinite(v)})
         for name, tbl in tables.items():

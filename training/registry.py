@@ -11,16 +11,35 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from features.config import Settings
 from features.errors import ClaimScoreError
-from serving.model.registry import (CHALLENGER, CHAMPION, MODEL_NAMES, RegisteredModel, RegistryError,
-                                    configure, version_for)
+from serving.model.registry import (
+    CHALLENGER,
+    CHAMPION,
+    MODEL_NAMES,
+    RegisteredModel,
+    RegistryError,
+    configure,
+    version_for,
+)
 
-__all__ = ["CHALLENGER", "CHAMPION", "MODEL_NAMES", "RegisteredModel", "RegistryError", "PromotionRefused",
-           "configure", "version_for", "start_run", "log_bundle", "promote", "format_table"]
+__all__ = [
+    "CHALLENGER",
+    "CHAMPION",
+    "MODEL_NAMES",
+    "RegisteredModel",
+    "RegistryError",
+    "PromotionRefused",
+    "configure",
+    "version_for",
+    "start_run",
+    "log_bundle",
+    "promote",
+    "format_table",
+]
 
 PIP_REQUIREMENTS = ["lightgbm==4.7.0", "scikit-learn==1.9.1", "pandas==3.1.1", "numpy==2.4.6", "mlflow==3.17.2"]
 
@@ -49,9 +68,14 @@ def log_bundle(task: str, bundle_dir: Path, input_example) -> RegisteredModel:
 
     name = MODEL_NAMES[task]
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):  # registry chatter
-        info = mlflow.pyfunc.log_model(name=f"{task}-model", python_model=BundleModel(),
-                                       artifacts={"bundle": str(bundle_dir)}, input_example=input_example,
-                                       registered_model_name=name, pip_requirements=PIP_REQUIREMENTS)
+        info = mlflow.pyfunc.log_model(
+            name=f"{task}-model",
+            python_model=BundleModel(),
+            artifacts={"bundle": str(bundle_dir)},
+            input_example=input_example,
+            registered_model_name=name,
+            pip_requirements=PIP_REQUIREMENTS,
+        )
     version = str(info.registered_model_version)
     client = MlflowClient()
     client.set_registered_model_alias(name, CHALLENGER, version)
@@ -89,19 +113,31 @@ def promote(metric: str, margin: float, who: str, why: str) -> list[dict]:
             verdict = "promote"
         else:
             verdict, ok = f"refuse (needs {old + margin:.4f})", False
-        rows.append({"model": MODEL_NAMES[task], "challenger": challenger.version,
-                     "champion": champion.version if champion else "-", "metric": metric,
-                     "challenger_value": new, "champion_value": old, "verdict": verdict})
+        rows.append(
+            {
+                "model": MODEL_NAMES[task],
+                "challenger": challenger.version,
+                "champion": champion.version if champion else "-",
+                "metric": metric,
+                "challenger_value": new,
+                "champion_value": old,
+                "verdict": verdict,
+            }
+        )
     if not ok:
         raise PromotionRefused("promotion refused:\n" + format_table(rows))
-    stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    stamp = datetime.now(UTC).isoformat(timespec="seconds")
     for task, row in zip(tasks, rows):
         if row["verdict"] == "already champion":
             continue
         name, version = MODEL_NAMES[task], row["challenger"]
         client.set_registered_model_alias(name, CHAMPION, version)
-        for key, value in (("promoted_by", who), ("promoted_reason", why), ("promoted_at", stamp),
-                           ("replaced_version", row["champion"])):
+        for key, value in (
+            ("promoted_by", who),
+            ("promoted_reason", why),
+            ("promoted_at", stamp),
+            ("replaced_version", row["champion"]),
+        ):
             client.set_model_version_tag(name, version, key, value)
     return rows
 

@@ -18,17 +18,31 @@ import pandas as pd
 
 from features import catalog
 from features.errors import ConfigError
-from serving.model.routing import ROUTING_FIELDS, PolicyError, Rule, RoutingPolicy, rule_mask
+from serving.model.routing import ROUTING_FIELDS, PolicyError, RoutingPolicy, Rule, rule_mask
 from training.config import RoutingConfig
 
 
-def choose_policy(cfg: RoutingConfig, table: pd.DataFrame, fraud: np.ndarray | None, fast: np.ndarray | None,
-                  y_fraud: np.ndarray | None) -> RoutingPolicy:
+def choose_policy(
+    cfg: RoutingConfig,
+    table: pd.DataFrame,
+    fraud: np.ndarray | None,
+    fast: np.ndarray | None,
+    y_fraud: np.ndarray | None,
+) -> RoutingPolicy:
     """A policy meeting ``cfg`` on the validation ``table`` (features) and its scores and labels."""
     rules, skipped = usable_rules(cfg, table.columns)
     inputs = tuple(c for c in table.columns)
-    base = RoutingPolicy(None, None, None, cfg.fast_track_amount_limit, cfg.large_loss_limit,
-                         tuple(cfg.specialist_severities), rules, inputs=inputs, skipped_rules=skipped)
+    base = RoutingPolicy(
+        None,
+        None,
+        None,
+        cfg.fast_track_amount_limit,
+        cfg.large_loss_limit,
+        tuple(cfg.specialist_severities),
+        rules,
+        inputs=inputs,
+        skipped_rules=skipped,
+    )
     routes, _ = base.route_table(table, None, None)
     rule_referred = routes == "siu_referral"
     siu = None
@@ -45,8 +59,17 @@ def choose_policy(cfg: RoutingConfig, table: pd.DataFrame, fraud: np.ndarray | N
         ft = cfg.fast_track_min_score
         if fraud is not None and y_fraud is not None:
             ft, ft_max = _fast_track_pair(cfg, table, fraud, fast, y_fraud, siu, base)
-    return RoutingPolicy(siu, ft, ft_max, cfg.fast_track_amount_limit, cfg.large_loss_limit,
-                         tuple(cfg.specialist_severities), rules, inputs=inputs, skipped_rules=skipped)
+    return RoutingPolicy(
+        siu,
+        ft,
+        ft_max,
+        cfg.fast_track_amount_limit,
+        cfg.large_loss_limit,
+        tuple(cfg.specialist_severities),
+        rules,
+        inputs=inputs,
+        skipped_rules=skipped,
+    )
 
 
 def usable_rules(cfg: RoutingConfig, available) -> tuple[tuple[Rule, ...], dict[str, str]]:
@@ -68,8 +91,9 @@ def usable_rules(cfg: RoutingConfig, available) -> tuple[tuple[Rule, ...], dict[
         if unknown:
             close = difflib.get_close_matches(unknown[0], sorted(known), n=2)
             hint = f" (did you mean {' or '.join(close)}?)" if close else ""
-            raise ConfigError(f"training config: routing rule '{r.name}' names unknown feature(s) "
-                              f"{', '.join(unknown)}{hint}")
+            raise ConfigError(
+                f"training config: routing rule '{r.name}' names unknown feature(s) {', '.join(unknown)}{hint}"
+            )
         lacking = sorted(rule.names - have)
         if lacking:
             skipped[r.name] = f"this source has no {', '.join(lacking)}"
@@ -80,19 +104,33 @@ def usable_rules(cfg: RoutingConfig, available) -> tuple[tuple[Rule, ...], dict[
 
 def _fast_track_pair(cfg, table, fraud, fast, y_fraud, siu, base) -> tuple[float, float]:
     # what the fast-track thresholds cannot change: referrals, specialist claims, rule blocks, amounts
-    routes, _ = RoutingPolicy(siu, np.inf, None, base.fast_track_amount_limit, base.large_loss_limit,
-                              base.specialist_severities, base.rules, inputs=base.inputs).route_table(table, fraud, fast)
+    routes, _ = RoutingPolicy(
+        siu,
+        np.inf,
+        None,
+        base.fast_track_amount_limit,
+        base.large_loss_limit,
+        base.specialist_severities,
+        base.rules,
+        inputs=base.inputs,
+    ).route_table(table, fraud, fast)
     standard_rule = np.zeros(len(table), bool)
     for r in base.rules:
         if r.route == "standard":
             standard_rule |= rule_mask(r, table)
-    amount = pd.to_numeric(table["claimed_amount"], errors="coerce").to_numpy() if "claimed_amount" in table \
+    amount = (
+        pd.to_numeric(table["claimed_amount"], errors="coerce").to_numpy()
+        if "claimed_amount" in table
         else np.full(len(table), np.nan)
+    )
     eligible = (routes == "standard") & ~standard_rule & (amount <= base.fast_track_amount_limit)
     best = (cfg.fast_track_min_score, 0.0, -1.0)  # (threshold, max fraud, fast-track rate)
     above = fast >= cfg.fast_track_min_score
-    ft_grid = np.unique(np.quantile(fast[above], np.linspace(0, 0.95, 25))) if above.any() \
+    ft_grid = (
+        np.unique(np.quantile(fast[above], np.linspace(0, 0.95, 25)))
+        if above.any()
         else np.array([cfg.fast_track_min_score])
+    )
     fr_grid = np.unique(np.quantile(fraud, np.linspace(0.2, 0.995, 25)))
     for ft in ft_grid:
         base_ok = eligible & (fast >= ft)

@@ -27,9 +27,11 @@ class TimeSplit:
 
     def periods(self) -> dict[str, str]:
         fmt = "%Y-%m-%d"
-        return {"train": f"{self.start:{fmt}} to {self.valid_start:{fmt}}",
-                "valid": f"{self.valid_start:{fmt}} to {self.test_start:{fmt}}",
-                "test": f"{self.test_start:{fmt}} to {self.end:{fmt}}"}
+        return {
+            "train": f"{self.start:{fmt}} to {self.valid_start:{fmt}}",
+            "valid": f"{self.valid_start:{fmt}} to {self.test_start:{fmt}}",
+            "test": f"{self.test_start:{fmt}} to {self.end:{fmt}}",
+        }
 
 
 def time_split(report_date: pd.Series, cfg: SplitConfig) -> TimeSplit:
@@ -39,11 +41,16 @@ def time_split(report_date: pd.Series, cfg: SplitConfig) -> TimeSplit:
         raise SplitError("report_date has missing values: cannot order claims in time")
     start, end = t.min(), t.max()
     test_start = pd.Timestamp(cfg.test_start) if cfg.test_start else t.quantile(1 - cfg.test_fraction)
-    valid_start = (pd.Timestamp(cfg.valid_start) if cfg.valid_start
-                   else t[t < test_start].quantile(1 - cfg.valid_fraction / (1 - cfg.test_fraction)))
+    valid_start = (
+        pd.Timestamp(cfg.valid_start)
+        if cfg.valid_start
+        else t[t < test_start].quantile(1 - cfg.valid_fraction / (1 - cfg.test_fraction))
+    )
     if not start < valid_start < test_start <= end:
-        raise SplitError(f"split dates must fall inside the data ({start:%Y-%m-%d} to {end:%Y-%m-%d}) in order: "
-                         f"validation from {valid_start:%Y-%m-%d}, test from {test_start:%Y-%m-%d}")
+        raise SplitError(
+            f"split dates must fall inside the data ({start:%Y-%m-%d} to {end:%Y-%m-%d}) in order: "
+            f"validation from {valid_start:%Y-%m-%d}, test from {test_start:%Y-%m-%d}"
+        )
     gap = pd.Timedelta(days=cfg.gap_days)
     train = (t < valid_start - gap).to_numpy()
     valid = ((t >= valid_start) & (t < test_start - gap)).to_numpy()

@@ -3,7 +3,7 @@ time-ordered validation period (never on random folds). The best trial's model i
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -21,8 +21,12 @@ def sample_settings(rng: np.random.Generator) -> dict:
     }
 
 
-def tune(trials: int, cfg: TrainingConfig, fit: Callable[[TrainingConfig], ModelBundle],
-         score: Callable[[ModelBundle], float]) -> tuple[ModelBundle, list[dict]]:
+def tune(
+    trials: int,
+    cfg: TrainingConfig,
+    fit: Callable[[TrainingConfig], ModelBundle],
+    score: Callable[[ModelBundle], float],
+) -> tuple[ModelBundle, list[dict]]:
     """Fit the default settings and ``trials`` sampled ones; return the best by ``score`` (higher is
     better, computed on validation) and every trial's settings and score."""
     rng = np.random.default_rng(cfg.seed)

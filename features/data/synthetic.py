@@ -16,8 +16,8 @@ Everything is vectorised with numpy; a seed fixes every draw.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -28,10 +28,41 @@ DAY = np.timedelta64(1, "D")
 AUTHORITY_LIMITS = np.array([2_500.0, 5_000.0, 10_000.0, 25_000.0])
 """Adjusters' settlement authority: amounts above need a senior sign-off."""
 
-REGIONS = np.array(["north", "south", "east", "west", "central", "coast", "valley", "metro_north",
-                    "metro_south", "metro_east", "highlands", "islands"])
-MAKES = np.array(["toyota", "volkswagen", "ford", "honda", "bmw", "kia", "hyundai", "renault",
-                  "peugeot", "skoda", "mercedes", "tesla", "nissan", "mazda", "fiat"])
+REGIONS = np.array(
+    [
+        "north",
+        "south",
+        "east",
+        "west",
+        "central",
+        "coast",
+        "valley",
+        "metro_north",
+        "metro_south",
+        "metro_east",
+        "highlands",
+        "islands",
+    ]
+)
+MAKES = np.array(
+    [
+        "toyota",
+        "volkswagen",
+        "ford",
+        "honda",
+        "bmw",
+        "kia",
+        "hyundai",
+        "renault",
+        "peugeot",
+        "skoda",
+        "mercedes",
+        "tesla",
+        "nissan",
+        "mazda",
+        "fiat",
+    ]
+)
 VEHICLE_CATEGORIES = np.array(["hatchback", "sedan", "suv", "estate", "sport", "van"])
 
 LOB = np.array(schema.LINES_OF_BUSINESS)  # motor, bodily_injury, home, travel
@@ -39,18 +70,32 @@ LOB_P = np.array([0.50, 0.10, 0.25, 0.15])
 
 # incident types per line and their probabilities
 INCIDENTS: dict[str, tuple[list[str], list[float]]] = {
-    "motor": (["collision", "theft", "vandalism", "glass", "storm", "fire", "liability"],
-              [0.60, 0.07, 0.08, 0.14, 0.05, 0.01, 0.05]),
+    "motor": (
+        ["collision", "theft", "vandalism", "glass", "storm", "fire", "liability"],
+        [0.60, 0.07, 0.08, 0.14, 0.05, 0.01, 0.05],
+    ),
     "bodily_injury": (["injury"], [1.0]),
-    "home": (["water", "storm", "theft", "fire", "vandalism", "glass", "liability", "other"],
-             [0.35, 0.20, 0.15, 0.05, 0.06, 0.08, 0.05, 0.06]),
+    "home": (
+        ["water", "storm", "theft", "fire", "vandalism", "glass", "liability", "other"],
+        [0.35, 0.20, 0.15, 0.05, 0.06, 0.08, 0.05, 0.06],
+    ),
     "travel": (["medical", "baggage", "cancellation"], [0.35, 0.35, 0.30]),
 }
 # median claimed amount by incident type (before severity)
 BASE_AMOUNT = {
-    "collision": 2_600, "theft": 6_000, "vandalism": 900, "glass": 450, "storm": 2_200, "fire": 9_000,
-    "liability": 3_500, "injury": 6_500, "water": 3_200, "other": 1_200, "medical": 1_800,
-    "baggage": 700, "cancellation": 1_400,
+    "collision": 2_600,
+    "theft": 6_000,
+    "vandalism": 900,
+    "glass": 450,
+    "storm": 2_200,
+    "fire": 9_000,
+    "liability": 3_500,
+    "injury": 6_500,
+    "water": 3_200,
+    "other": 1_200,
+    "medical": 1_800,
+    "baggage": 700,
+    "cancellation": 1_400,
 }
 SEVERITY = np.array(schema.SEVERITIES)  # minor .. fatal
 SEVERITY_P = np.array([0.42, 0.26, 0.18, 0.09, 0.045, 0.005])
@@ -59,8 +104,9 @@ SEVERITY_MULT = np.array([0.5, 0.9, 1.6, 3.0, 6.0, 12.0])
 CHANNELS = np.array(schema.CHANNELS)
 CHANNEL_P = np.array([0.34, 0.26, 0.20, 0.10, 0.08, 0.02])
 
-FRAUD_TYPES = np.array(["none", "inflation", "early", "cover_increase", "late_report", "under_limit",
-                        "phantom", "ring"])
+FRAUD_TYPES = np.array(
+    ["none", "inflation", "early", "cover_increase", "late_report", "under_limit", "phantom", "ring"]
+)
 
 
 @dataclass(frozen=True)
@@ -84,12 +130,12 @@ class GeneratorConfig:
             raise ValueError("years must be positive")
 
 
-STAGES = ("claimants", "claims", "fraud", "policies", "providers and payees", "investigations",
-          "settlements", "table")
+STAGES = ("claimants", "claims", "fraud", "policies", "providers and payees", "investigations", "settlements", "table")
 
 
-def generate_claims(claims: int, seed: int = 0, *, on_stage: Callable[[str], None] | None = None,
-                    **kwargs) -> pd.DataFrame:
+def generate_claims(
+    claims: int, seed: int = 0, *, on_stage: Callable[[str], None] | None = None, **kwargs
+) -> pd.DataFrame:
     """Generate ``claims`` canonical claims (schema columns, schema dtypes), sorted by report time.
 
     ``on_stage`` is called with the name of each stage as it finishes (for progress bars).
@@ -151,8 +197,14 @@ class _Generator:
         ring_of_member = np.repeat(np.arange(n_rings), sizes)[: len(members)]
         ring[members] = ring_of_member
         return {
-            "dishonest": dishonest, "frequency": frequency, "birth": birth, "region": region,
-            "address": address, "phone": phone, "account": np.arange(m), "ring": ring,
+            "dishonest": dishonest,
+            "frequency": frequency,
+            "birth": birth,
+            "region": region,
+            "address": address,
+            "phone": phone,
+            "account": np.arange(m),
+            "ring": ring,
             "gender": rng.choice(3, m, p=[0.49, 0.49, 0.02]),
             "marital": rng.choice(5, m, p=[0.38, 0.45, 0.1, 0.04, 0.03]),
             "n_rings": np.array([n_rings]),
@@ -164,8 +216,7 @@ class _Generator:
         n_ring = min(int(n * cfg.ring_claim_share), n) if len(ring_members) else 0
         claimant = np.empty(n, dtype=np.int64)
         claimant[:n_ring] = rng.choice(ring_members, n_ring)
-        claimant[n_ring:] = rng.choice(len(people["frequency"]), n - n_ring,
-                                       p=_normalise(people["frequency"]))
+        claimant[n_ring:] = rng.choice(len(people["frequency"]), n - n_ring, p=_normalise(people["frequency"]))
         is_ring = np.zeros(n, bool)
         is_ring[:n_ring] = True
         order = rng.permutation(n)
@@ -226,15 +277,27 @@ class _Generator:
         witness = rng.random(n) < np.where(coll | inj, 0.3, 0.08)
         fault = np.full(n, "none", dtype=object)
         k = int((coll | inj).sum())
-        fault[coll | inj] = rng.choice(["policyholder", "third_party", "shared", "unknown"], k,
-                                       p=[0.42, 0.42, 0.11, 0.05])
+        fault[coll | inj] = rng.choice(
+            ["policyholder", "third_party", "shared", "unknown"], k, p=[0.42, 0.42, 0.11, 0.05]
+        )
         delay_days = rng.lognormal(0.6, 1.0, n)
         delay_days[incident == "cancellation"] = rng.uniform(0, 20, int((incident == "cancellation").sum()))
         channel = rng.choice(len(CHANNELS), n, p=CHANNEL_P)
-        c.update(lob=lob, incident=incident, severity=severity, amount=amount, parties=parties,
-                 injured=injured, police=police, witness=witness, fault=fault.astype(str),
-                 delay_days=delay_days, channel=channel, fraud_type=np.zeros(n, dtype=np.int64),
-                 cover_increase_days=np.full(n, np.nan))
+        c.update(
+            lob=lob,
+            incident=incident,
+            severity=severity,
+            amount=amount,
+            parties=parties,
+            injured=injured,
+            police=police,
+            witness=witness,
+            fault=fault.astype(str),
+            delay_days=delay_days,
+            channel=channel,
+            fraud_type=np.zeros(n, dtype=np.int64),
+            cover_increase_days=np.full(n, np.nan),
+        )
 
     def _plant_fraud(self, c: dict[str, np.ndarray], people: dict[str, np.ndarray]) -> None:
         rng, cfg = self.rng, self.cfg
@@ -288,8 +351,9 @@ class _Generator:
         c["amount"] = np.round(amt, 2)
         # fraud claims are reported a little more at night and on Mondays
         night = (ft > 0) & (rng.random(n) < 0.12)
-        c["report"][night] = (c["report"][night].astype("datetime64[D]")
-                              + rng.uniform(0, 6 * 3600, int(night.sum())).astype("int64").astype("timedelta64[s]"))
+        c["report"][night] = c["report"][night].astype("datetime64[D]") + rng.uniform(
+            0, 6 * 3600, int(night.sum())
+        ).astype("int64").astype("timedelta64[s]")
 
     def _policies(self, c: dict[str, np.ndarray], people: dict[str, np.ndarray]) -> None:
         rng = self.rng
@@ -320,37 +384,48 @@ class _Generator:
         si_median = np.array([24_000, 150_000, 320_000, 8_000])[lob]
         sum_insured = np.round(si_median * rng.lognormal(0, 0.45, npol), -2)
         deductible = np.array([[0, 250, 500, 1000], [0, 0, 250, 500], [0, 250, 500, 1000], [0, 50, 100, 250]])[
-            lob, rng.choice(4, npol, p=[0.1, 0.4, 0.35, 0.15])]
+            lob, rng.choice(4, npol, p=[0.1, 0.4, 0.35, 0.15])
+        ]
         rate = np.array([0.035, 0.006, 0.0035, 0.03])[lob]
         premium = np.round(sum_insured * rate * rng.lognormal(0, 0.25, npol), 2)
-        cover = np.array([["comprehensive", "collision", "liability"], ["ctp", "ctp", "ctp"],
-                          ["combined", "buildings", "contents"], ["annual", "single_trip", "single_trip"]])[
-            lob, rng.choice(3, npol, p=[0.6, 0.25, 0.15])]
+        cover = np.array(
+            [
+                ["comprehensive", "collision", "liability"],
+                ["ctp", "ctp", "ctp"],
+                ["combined", "buildings", "contents"],
+                ["annual", "single_trip", "single_trip"],
+            ]
+        )[lob, rng.choice(3, npol, p=[0.6, 0.25, 0.15])]
         c["policy"] = pol
         c["inception"] = inception[pol]
         c["policy_end"] = end[pol]
         c["sum_insured"] = sum_insured[pol]
         raised = ~np.isnan(c["cover_increase_days"])
-        c["sum_insured"] = np.where(raised & (c["fraud_type"] == 3), np.round(c["sum_insured"] * 1.5, -2),
-                                    c["sum_insured"])
+        c["sum_insured"] = np.where(
+            raised & (c["fraud_type"] == 3), np.round(c["sum_insured"] * 1.5, -2), c["sum_insured"]
+        )
         c["deductible"] = deductible[pol].astype(float)
         c["premium"] = premium[pol]
         c["cover_type"] = cover[pol]
         c["amount"] = np.minimum(c["amount"], c["sum_insured"])
-        inc_cover = incident - (np.nan_to_num(c["cover_increase_days"]) * 86400).astype("int64").astype("timedelta64[s]")
+        inc_cover = incident - (np.nan_to_num(c["cover_increase_days"]) * 86400).astype("int64").astype(
+            "timedelta64[s]"
+        )
         ok = raised & (inc_cover.astype("datetime64[D]") > c["inception"])
         c["cover_increase"] = np.where(ok, inc_cover.astype("datetime64[D]"), np.datetime64("NaT", "D"))
         # vehicles per motor policy
         c["make"] = MAKES[rng.integers(0, len(MAKES), npol)][pol]
-        c["vehicle_cat"] = VEHICLE_CATEGORIES[rng.choice(len(VEHICLE_CATEGORIES), npol,
-                                                        p=[0.3, 0.25, 0.25, 0.1, 0.05, 0.05])][pol]
+        c["vehicle_cat"] = VEHICLE_CATEGORIES[
+            rng.choice(len(VEHICLE_CATEGORIES), npol, p=[0.3, 0.25, 0.25, 0.1, 0.05, 0.05])
+        ][pol]
         c["vehicle_age"] = np.round(rng.gamma(2.0, 3.0, npol), 1)[pol]
         # customer tenure: since the claimant's first inception
         m = len(people["frequency"])
         since = np.full(m, np.datetime64("2262-01-01", "D"))
         np.minimum.at(since, c["claimant"], c["inception"])
-        c["tenure_years"] = np.round(np.maximum((incident.astype("datetime64[D]") - since[c["claimant"]]) / DAY, 0)
-                                     / 365.25, 2)
+        c["tenure_years"] = np.round(
+            np.maximum((incident.astype("datetime64[D]") - since[c["claimant"]]) / DAY, 0) / 365.25, 2
+        )
 
     def _identifiers(self, c: dict[str, np.ndarray], people: dict[str, np.ndarray]) -> None:
         rng = self.rng
@@ -384,7 +459,9 @@ class _Generator:
         opp = (c["fraud_type"] > 0) & (c["fraud_type"] != 7) & (provider >= 0) & (rng.random(n) < 0.2)
         provider[opp] = bad[rng.integers(0, len(bad), int(opp.sum()))]
         c["provider"] = provider
-        c["provider_type"] = np.where(provider >= 0, np.array(["repairer", "clinic", "contractor"])[ptype[np.maximum(provider, 0)]], "")
+        c["provider_type"] = np.where(
+            provider >= 0, np.array(["repairer", "clinic", "contractor"])[ptype[np.maximum(provider, 0)]], ""
+        )
         c["corrupt_provider"] = (provider >= 0) & corrupt[np.maximum(provider, 0)]
         # contact details and payee: the claimant's own, but ring members often give the ring's
         phone = people["phone"][cl].copy()
@@ -411,16 +488,18 @@ class _Generator:
         n = len(c["claimant"])
         fraud = c["fraud_type"] > 0
         days_in = (c["incident_at"].astype("datetime64[D]") - c["inception"]) / DAY
-        score = (-3.55
-                 + 1.3 * (days_in < 60)
-                 + 0.9 * (c["delay_days"] > 30)
-                 + 0.6 * (c["parties"] >= 4)
-                 + 0.5 * (c["amount"] > 15_000)
-                 + 0.7 * (~np.isnan(c["cover_increase_days"]) & (c["cover_increase_days"] < 40))
-                 + 0.5 * ((c["incident"] == "theft") & ~c["police"])
-                 + 0.8 * c["corrupt_provider"]
-                 + 2.3 * fraud * (rng.random(n) < 0.6)  # an adjuster's hunch that something is off
-                 + rng.normal(0, 0.6, n))
+        score = (
+            -3.55
+            + 1.3 * (days_in < 60)
+            + 0.9 * (c["delay_days"] > 30)
+            + 0.6 * (c["parties"] >= 4)
+            + 0.5 * (c["amount"] > 15_000)
+            + 0.7 * (~np.isnan(c["cover_increase_days"]) & (c["cover_increase_days"] < 40))
+            + 0.5 * ((c["incident"] == "theft") & ~c["police"])
+            + 0.8 * c["corrupt_provider"]
+            + 2.3 * fraud * (rng.random(n) < 0.6)  # an adjuster's hunch that something is off
+            + rng.normal(0, 0.6, n)
+        )
         investigated = rng.random(n) < 1 / (1 + np.exp(-score))
         found = investigated & fraud & (rng.random(n) < 0.78)
         closed = c["report"] + (rng.uniform(20, 140, n) * 86400).astype("int64").astype("timedelta64[s]")
@@ -433,14 +512,19 @@ class _Generator:
         """Complex claims take long, need adjusters and attract disputes and lawyers."""
         rng = self.rng
         n = len(c["claimant"])
-        complexity = (-1.4
-                      + 1.2 * (c["amount"] > 5_000) + 0.8 * (c["amount"] > 15_000)
-                      + 0.9 * (c["injured"] > 0) + 0.5 * (c["parties"] > 2)
-                      + 0.9 * np.isin(c["fault"], ["shared", "unknown"])
-                      + 0.6 * (c["severity"] >= 3)
-                      + 0.4 * (c["lob"] == 1) - 0.5 * np.isin(c["incident"], ["glass", "baggage"])
-                      + 1.5 * c["investigated"]
-                      + rng.normal(0, 0.6, n))
+        complexity = (
+            -1.4
+            + 1.2 * (c["amount"] > 5_000)
+            + 0.8 * (c["amount"] > 15_000)
+            + 0.9 * (c["injured"] > 0)
+            + 0.5 * (c["parties"] > 2)
+            + 0.9 * np.isin(c["fault"], ["shared", "unknown"])
+            + 0.6 * (c["severity"] >= 3)
+            + 0.4 * (c["lob"] == 1)
+            - 0.5 * np.isin(c["incident"], ["glass", "baggage"])
+            + 1.5 * c["investigated"]
+            + rng.normal(0, 0.6, n)
+        )
         p = 1 / (1 + np.exp(-complexity))
         adjuster = rng.random(n) < p
         legal = rng.random(n) < np.clip(0.03 + 0.45 * (c["injured"] > 0) * p + 0.15 * (c["lob"] == 1), 0, 0.9)
@@ -493,8 +577,9 @@ class _Generator:
             "claimant_age": o(c["age"]),
             "claimant_tenure_years": o(c["tenure_years"]),
             "claimant_gender": o(np.array(["female", "male", "other"])[people["gender"][c["claimant"]]]),
-            "claimant_marital_status": o(np.array(["single", "married", "divorced", "widowed", "other"])[
-                people["marital"][c["claimant"]]]),
+            "claimant_marital_status": o(
+                np.array(["single", "married", "divorced", "widowed", "other"])[people["marital"][c["claimant"]]]
+            ),
             "provider_id": o(np.where(c["provider"] >= 0, _ids("V", np.maximum(c["provider"], 0), 6), "")),
             "provider_type": o(c["provider_type"]),
             "payee_account": o(_tokens(c["account"], salt=1)),

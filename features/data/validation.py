@@ -19,7 +19,7 @@ checks, writes a self-contained HTML report and returns one readable line per fa
 ``claimed_amount: must be between 0 and 1000000000: 3 of 5000 rows, e.g. -5.0, -12.5``. Values of
 personal fields are never shown.
 
-great_expectations is imported inside the functions: importing it takes seconds.
+great_expectations is imported inside the functions: importing it is slow.
 """
 
 from __future__ import annotations
@@ -27,10 +27,11 @@ from __future__ import annotations
 import html
 import os
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -128,38 +129,68 @@ def build_suite(frame: pd.DataFrame, null_rates: dict[str, float] | None = None)
             rule = "must not be null" if cap == 0 else f"at most {_pct(cap)} null"
             add(gxe.ExpectColumnValuesToNotBeNull(column=c, mostly=1 - cap), c, rule, "nulls")
         if f.min is not None or f.max is not None:
-            add(gxe.ExpectColumnValuesToBeBetween(column=c, min_value=f.min, max_value=f.max),
-                c, _range_rule(f.min, f.max), "values")
+            add(
+                gxe.ExpectColumnValuesToBeBetween(column=c, min_value=f.min, max_value=f.max),
+                c,
+                _range_rule(f.min, f.max),
+                "values",
+            )
         if f.allowed:
-            add(gxe.ExpectColumnValuesToBeInSet(column=c, value_set=list(f.allowed)),
-                c, f"must be one of {', '.join(f.allowed)}", "values")
+            add(
+                gxe.ExpectColumnValuesToBeInSet(column=c, value_set=list(f.allowed)),
+                c,
+                f"must be one of {', '.join(f.allowed)}",
+                "values",
+            )
         if c == "claim_id":
             add(gxe.ExpectColumnValuesToBeUnique(column=c), c, "must be unique", "values")
 
     for earlier, later in schema.DATE_ORDER:
         if earlier in provided and later in provided:
-            add(gxe.ExpectColumnPairValuesAToBeGreaterThanB(
-                column_A=later, column_B=earlier, or_equal=True, ignore_row_if="either_value_is_missing"),
-                later, f"must be on or after {earlier}", "dates")
+            add(
+                gxe.ExpectColumnPairValuesAToBeGreaterThanB(
+                    column_A=later, column_B=earlier, or_equal=True, ignore_row_if="either_value_is_missing"
+                ),
+                later,
+                f"must be on or after {earlier}",
+                "dates",
+            )
 
     for label in schema.LABELS.values():
         if label not in provided:
             continue
         lo, hi = LABEL_RATES.get(label, (0.0, 1.0))
-        add(gxe.ExpectColumnMeanToBeBetween(column=label, min_value=lo, max_value=hi,
-                                            strict_min=lo == 0, strict_max=hi == 1),
-            label, f"positive rate within {_pct(lo)}-{_pct(hi)}", "rate")
+        add(
+            gxe.ExpectColumnMeanToBeBetween(
+                column=label, min_value=lo, max_value=hi, strict_min=lo == 0, strict_max=hi == 1
+            ),
+            label,
+            f"positive rate within {_pct(lo)}-{_pct(hi)}",
+            "rate",
+        )
     if {"fraud_confirmed", "investigated"} <= provided:
         # investigated >= fraud_confirmed on 0/1. (ExpectColumnPairValuesToBeInSet would read better but
-        # loops over rows with iterrows: ~2 min per million rows.)
-        add(gxe.ExpectColumnPairValuesAToBeGreaterThanB(
-            column_A="investigated", column_B="fraud_confirmed", or_equal=True,
-            ignore_row_if="either_value_is_missing"),
-            "fraud_confirmed", "true only where investigated is true", "rows")
+        # loops over rows with iterrows, far too slow on large tables.)
+        add(
+            gxe.ExpectColumnPairValuesAToBeGreaterThanB(
+                column_A="investigated",
+                column_B="fraud_confirmed",
+                or_equal=True,
+                ignore_row_if="either_value_is_missing",
+            ),
+            "fraud_confirmed",
+            "true only where investigated is true",
+            "rows",
+        )
     if {"settled_amount", "settlement_date"} <= provided:
-        add(gxe.ExpectColumnValuesToBeBetween(
-            column="settled_amount", max_value=0, row_condition=Column("settlement_date").is_null()),
-            "settled_amount", "must be 0 or empty where settlement_date is missing", "values")
+        add(
+            gxe.ExpectColumnValuesToBeBetween(
+                column="settled_amount", max_value=0, row_condition=Column("settlement_date").is_null()
+            ),
+            "settled_amount",
+            "must be 0 or empty where settlement_date is missing",
+            "values",
+        )
 
     for order, (expectation, column, rule, kind) in enumerate(specs):
         expectation.meta = {"column": column, "rule": rule, "kind": kind, "order": order}
@@ -186,11 +217,18 @@ def validate_claims(
     checks += _run_suite(suite, frame)
     report_path = _write_report(Path(report_dir), name, frame, checks)
     failed = [c for c in checks if not c.success]
-    return ValidationResult(name=name, rows=len(frame), success=not failed, lines=[c.line for c in failed],
-                            report_path=report_path, checks=checks)
+    return ValidationResult(
+        name=name,
+        rows=len(frame),
+        success=not failed,
+        lines=[c.line for c in failed],
+        report_path=report_path,
+        checks=checks,
+    )
 
 
 # --- running GX --------------------------------------------------------------------------------
+
 
 def _import_gx() -> Any:
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")  # 1.24 sends nothing; keep it that way
@@ -217,8 +255,10 @@ def _run_suite(suite: ExpectationSuite, frame: pd.DataFrame) -> list[Check]:
     source = context.data_sources.add_pandas("claims")
     # GX copies the whole batch for every row filter (column pairs with ignore_row_if, row_condition),
     # several times per expectation: give those checks a narrow batch of their own columns.
-    parts = {"rows": [e for e in suite.expectations if _filters_rows(e)],
-             "columns": [e for e in suite.expectations if not _filters_rows(e)]}
+    parts = {
+        "rows": [e for e in suite.expectations if _filters_rows(e)],
+        "columns": [e for e in suite.expectations if not _filters_rows(e)],
+    }
     results = []
     for part, expectations in parts.items():
         if not expectations:
@@ -226,9 +266,12 @@ def _run_suite(suite: ExpectationSuite, frame: pd.DataFrame) -> list[Check]:
         batch = source.add_dataframe_asset(part).add_batch_definition_whole_dataframe(part)
         part_suite = context.suites.add(gx.ExpectationSuite(name=part, expectations=expectations))
         definition = context.validation_definitions.add(
-            gx.ValidationDefinition(name=part, data=batch, suite=part_suite))
-        run = definition.run(batch_parameters={"dataframe": _gx_frame(frame, expectations)},
-                             result_format={"result_format": "SUMMARY", "partial_unexpected_count": _PARTIAL})
+            gx.ValidationDefinition(name=part, data=batch, suite=part_suite)
+        )
+        run = definition.run(
+            batch_parameters={"dataframe": _gx_frame(frame, expectations)},
+            result_format={"result_format": "SUMMARY", "partial_unexpected_count": _PARTIAL},
+        )
         results += run.results
     claim_ids = frame["claim_id"].to_numpy(dtype=object) if "claim_id" in frame.columns else None
     results.sort(key=lambda r: r.expectation_config.meta["order"])
@@ -258,7 +301,7 @@ def _gx_frame(frame: pd.DataFrame, expectations: Sequence[Any]) -> pd.DataFrame:
             out[c] = s.to_numpy(dtype="float64", na_value=np.nan)
         elif kind == "datetime" or pd.api.types.is_datetime64_any_dtype(s):
             out[c] = s.to_numpy(dtype="datetime64[ns]")
-        else:  # text stays pandas "str": object copies cost 2-3x the whole run on 1M rows
+        else:  # text stays pandas "str": copies to object would dominate the run on large tables
             out[c] = s.reset_index(drop=True)
     return pd.DataFrame(out, index=pd.RangeIndex(len(frame)))
 
@@ -268,16 +311,21 @@ def _to_check(r: Any, claim_ids: np.ndarray | None) -> Check:
     column, rule, kind = meta["column"], meta["rule"], meta["kind"]
     res = r.result or {}
     if r.exception_info and r.exception_info.get("raised_exception"):
-        return Check(column, rule, False, observed=f"{rule}: could not be checked "
-                                                   f"({r.exception_info.get('exception_message')})")
+        return Check(
+            column, rule, False, observed=f"{rule}: could not be checked ({r.exception_info.get('exception_message')})"
+        )
     if kind == "exists":
         return Check(column, rule, bool(r.success), observed="" if r.success else f"{rule}: column missing")
     if kind == "rate":
         rate = res.get("observed_value")
         shown = "unknown" if rate is None else _pct(float(rate), observed=True)
         bounds = rule.removeprefix("positive rate within ")
-        return Check(column, rule, bool(r.success),
-                     observed=f"positive rate {shown}" + ("" if r.success else f" outside {bounds}"))
+        return Check(
+            column,
+            rule,
+            bool(r.success),
+            observed=f"positive rate {shown}" + ("" if r.success else f" outside {bounds}"),
+        )
     count, total = int(res.get("unexpected_count") or 0), int(res.get("element_count") or 0)
     examples: list[str] = []
     if not r.success and not _is_personal(column):
@@ -300,6 +348,7 @@ def _type_check(column: str, count: int, examples: Sequence[str], rows: int) -> 
 
 
 # --- formatting --------------------------------------------------------------------------------
+
 
 def _null_caps(null_rates: dict[str, float] | None) -> dict[str, float]:
     caps = dict(null_rates or {})
@@ -376,38 +425,54 @@ th,td{border:1px solid #ccc;padding:.3em .6em;text-align:left;vertical-align:top
 
 def _write_report(report_dir: Path, name: str, frame: pd.DataFrame, checks: list[Check]) -> Path:
     report_dir.mkdir(parents=True, exist_ok=True)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     safe = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "data"
     path = report_dir / f"validation-{safe}-{now.strftime('%Y%m%dT%H%M%S.%fZ')}.html"
     e = html.escape
     failed = [c for c in checks if not c.success]
     provided = provided_columns(frame)
     extras = schema.extra_columns(frame.columns)
-    verdict = (f'<p class="fail">FAILED: {len(failed)} of {len(checks)} checks</p>' if failed
-               else f'<p class="pass">PASSED: all {len(checks)} checks</p>')
+    verdict = (
+        f'<p class="fail">FAILED: {len(failed)} of {len(checks)} checks</p>'
+        if failed
+        else f'<p class="pass">PASSED: all {len(checks)} checks</p>'
+    )
     summary = [
-        ("Data", e(name)), ("Rows", f"{len(frame):,}"),
+        ("Data", e(name)),
+        ("Rows", f"{len(frame):,}"),
         ("Columns provided", f"{len(provided)} of {len(schema.COLUMNS)}: " + e(", ".join(provided))),
         ("Extra columns", e(", ".join(extras)) or "none"),
-        ("Checks passed", str(len(checks) - len(failed))), ("Checks failed", str(len(failed))),
+        ("Checks passed", str(len(checks) - len(failed))),
+        ("Checks failed", str(len(failed))),
         ("Checked at", now.strftime("%Y-%m-%d %H:%M:%S UTC")),
     ]
     rows = []
     for c in checks:
         examples = "values hidden" if _is_personal(c.column) and c.unexpected_count else ", ".join(c.examples)
-        unexpected = e(c.observed) if c.observed else (
-            f"{c.unexpected_count:,} of {c.element_count:,}" if c.element_count else "")
-        rows.append(f'<tr class="{"pass" if c.success else "fail"}"><td><code>{e(c.column)}</code></td>'
-                    f'<td>{e(c.rule)}</td><td class="{"pass" if c.success else "fail"}">'
-                    f'{"pass" if c.success else "FAIL"}</td><td>{unexpected}</td><td>{e(examples)}</td></tr>')
-    body = "\n".join([
-        "<!doctype html>", '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>Data checks: {e(name)}</title><style>{_CSS}</style></head><body>",
-        f"<h1>Data checks: {e(name)}</h1>", verdict,
-        "<table>" + "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in summary) + "</table>",
-        "<h2>Failed</h2><ul>" + "".join(f"<li>{e(c.line)}</li>" for c in failed) + "</ul>" if failed else "",
-        "<h2>All checks</h2><table><tr><th>Column</th><th>Rule</th><th>Result</th>"
-        "<th>Unexpected</th><th>Examples</th></tr>", *rows, "</table></body></html>",
-    ])
+        unexpected = (
+            e(c.observed)
+            if c.observed
+            else (f"{c.unexpected_count:,} of {c.element_count:,}" if c.element_count else "")
+        )
+        rows.append(
+            f'<tr class="{"pass" if c.success else "fail"}"><td><code>{e(c.column)}</code></td>'
+            f'<td>{e(c.rule)}</td><td class="{"pass" if c.success else "fail"}">'
+            f"{'pass' if c.success else 'FAIL'}</td><td>{unexpected}</td><td>{e(examples)}</td></tr>"
+        )
+    body = "\n".join(
+        [
+            "<!doctype html>",
+            '<html lang="en"><head><meta charset="utf-8">',
+            f"<title>Data checks: {e(name)}</title><style>{_CSS}</style></head><body>",
+            f"<h1>Data checks: {e(name)}</h1>",
+            verdict,
+            "<table>" + "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in summary) + "</table>",
+            "<h2>Failed</h2><ul>" + "".join(f"<li>{e(c.line)}</li>" for c in failed) + "</ul>" if failed else "",
+            "<h2>All checks</h2><table><tr><th>Column</th><th>Rule</th><th>Result</th>"
+            "<th>Unexpected</th><th>Examples</th></tr>",
+            *rows,
+            "</table></body></html>",
+        ]
+    )
     path.write_text(body, encoding="utf-8")
     return path

@@ -14,16 +14,16 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from features import catalog, columns, schema
+from features import catalog, columns, links, schema
 from features.columns import Columns
 from features.errors import HistoryError, UnknownClaimError
 from features.sql import db_error, describe, with_installed_driver
@@ -32,30 +32,44 @@ log = logging.getLogger(__name__)
 
 DEFAULT_TABLE = "claim_history"
 
-SQLITE_DATETIME_FORMAT = ("%(year)04d-%(month)02d-%(day)02dT%(hour)02d:%(minute)02d:%(second)02d"
-                          ".%(microsecond)06d")
+SQLITE_DATETIME_FORMAT = "%(year)04d-%(month)02d-%(day)02dT%(hour)02d:%(minute)02d:%(second)02d.%(microsecond)06d"
 """How SQLite holds datetimes: ISO 8601 text, exactly what ``numpy.datetime_as_string(unit="us")``
 writes, so bulk loads format them in C and range queries compare them as text."""
 
 _SQL_TYPES: dict[str, Callable[[], sa.types.TypeEngine]] = {
-    "id": sa.String, "category": sa.String, "float": sa.Double, "int": sa.BigInteger,
+    "id": sa.String,
+    "category": sa.String,
+    "float": sa.Double,
+    "int": sa.BigInteger,
     "bool": sa.Boolean,
     "datetime": lambda: sa.DateTime().with_variant(sqlite.DATETIME(storage_format=SQLITE_DATETIME_FORMAT), "sqlite"),
 }
 
 ALL_PAST_KEYS = ("claimant_id", "policy_id")
 """Keys whose history features look at the whole past (claim counts, last claim, prior fraud)."""
-WINDOW_KEYS: tuple[str, ...] = tuple(sorted(
-    {c for f in catalog.FEATURES if f.family in ("history", "link") for c in f.needs
-     if schema.BY_NAME[c].dtype == "id"} - set(ALL_PAST_KEYS)))
+WINDOW_KEYS: tuple[str, ...] = tuple(
+    sorted(
+        {
+            c
+            for f in catalog.FEATURES
+            if f.family in ("history", "link")
+            for c in f.needs
+            if schema.BY_NAME[c].dtype == "id"
+        }
+        - set(ALL_PAST_KEYS)
+    )
+)
 """Keys whose features look at a trailing window: provider, payee account, phone, address."""
 KEYS: tuple[str, ...] = (*ALL_PAST_KEYS, *WINDOW_KEYS)
 """Every identifier a live claim's history is found by."""
-GROUP_NODES: tuple[str, ...] = ("claimant_id", *catalog.LINK_IDENTIFIERS)
-"""What linked groups are made of: claimants and the identifiers that join them."""
 
-HISTORY_COLUMNS: tuple[str, ...] = tuple(c for c in schema.COLUMNS if c in {"claim_id", "payee_type"} | {
-    c for f in catalog.FEATURES if f.family in ("history", "link") for c in (*f.needs, *f.needs_any)})
+HISTORY_COLUMNS: tuple[str, ...] = tuple(
+    c
+    for c in schema.COLUMNS
+    if c
+    in {"claim_id", "payee_type"}
+    | {c for f in catalog.FEATURES if f.family in ("history", "link") for c in (*f.needs, *f.needs_any)}
+)
 """What a stored row contributes to a live claim's features: the columns the history and link
 features read (from the catalog), plus ``payee_type``, which decides whether an account links
 claimants. :meth:`HistoryStore.history_columns` reads only these."""
@@ -66,9 +80,13 @@ def _lookback(key: str) -> pd.Timedelta:
     feature looks back ``LINK_WINDOW_DAYS``, a history feature the ``WINDOWS_DAYS`` window its name
     ends with; a feature naming no window makes it the longest window of all."""
     longest = max(*catalog.WINDOWS_DAYS.values(), catalog.LINK_WINDOW_DAYS)
-    days = [catalog.LINK_WINDOW_DAYS if f.family == "link" else
-            next((d for label, d in catalog.WINDOWS_DAYS.items() if f.name.endswith("_" + label)), longest)
-            for f in catalog.FEATURES if f.family in ("history", "link") and key in f.needs]
+    days = [
+        catalog.LINK_WINDOW_DAYS
+        if f.family == "link"
+        else next((d for label, d in catalog.WINDOWS_DAYS.items() if f.name.endswith("_" + label)), longest)
+        for f in catalog.FEATURES
+        if f.family in ("history", "link") and key in f.needs
+    ]
     return pd.Timedelta(days=max(days, default=longest))
 
 
@@ -98,9 +116,12 @@ class HistoryStore:
         if self.engine.dialect.name == "sqlite":
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
         self.table = _claims_table(table, sa.MetaData())
-        self.changes = sa.Table(f"{table}_changes", self.table.metadata,
-                                sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
-                                sa.Column("claim_id", sa.String, nullable=True))
+        self.changes = sa.Table(
+            f"{table}_changes",
+            self.table.metadata,
+            sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+            sa.Column("claim_id", sa.String, nullable=True),
+        )
         """The change feed: one row per claim written (``claim_id`` NULL: a bulk write, anything may
         have changed), in commit order; :class:`features.store.index.HistoryIndex` follows it."""
         self.last_write: tuple[int, int] | None = None
@@ -109,12 +130,15 @@ class HistoryStore:
             self.table.metadata.create_all(self.engine)
             present = {c["name"] for c in sa.inspect(self.engine).get_columns(table)}
         except sa.exc.SQLAlchemyError as exc:
-            raise HistoryError(f"history store {self.shown}: cannot connect or create table '{table}' "
-                               f"({db_error(exc)})") from None
+            raise HistoryError(
+                f"history store {self.shown}: cannot connect or create table '{table}' ({db_error(exc)})"
+            ) from None
         missing = [c for c in schema.COLUMNS if c not in present]
         if missing:
-            raise HistoryError(f"history store {self.shown}: table '{table}' lacks column(s) "
-                               f"{', '.join(missing)}; load the claims into a new table or database")
+            raise HistoryError(
+                f"history store {self.shown}: table '{table}' lacks column(s) "
+                f"{', '.join(missing)}; load the claims into a new table or database"
+            )
         self._upsert = _upsert_statement(self.table, self.engine.dialect.name)
         self._driver_sql: str | None = None
         self._positions: list[str] = []
@@ -138,8 +162,7 @@ class HistoryStore:
 
     # --- writing ------------------------------------------------------------------------------
 
-    def load(self, frame: pd.DataFrame, chunk: int = 50_000,
-             progress: Callable[[int], None] | None = None) -> int:
+    def load(self, frame: pd.DataFrame, chunk: int = 50_000, progress: Callable[[int], None] | None = None) -> int:
         """Write a canonical frame in chunks, in one transaction; a stored claim_id is replaced.
 
         Returns the number of claims written (duplicated claim_ids count once: the last row wins).
@@ -157,7 +180,7 @@ class HistoryStore:
                     for index in self.table.indexes:
                         index.drop(conn)
                 for start in range(0, len(frame), max(chunk, 1)):
-                    part = frame.iloc[start:start + chunk]
+                    part = frame.iloc[start : start + chunk]
                     self._write(conn, part)
                     done += len(part)
                     if progress is not None:
@@ -194,8 +217,10 @@ class HistoryStore:
         """
         unknown = [k for k in outcomes if k not in schema.OUTCOMES]
         if unknown:
-            raise HistoryError(f"record_outcome: unknown outcome field(s) {', '.join(unknown)} "
-                               f"(outcome fields: {', '.join(schema.OUTCOMES)})")
+            raise HistoryError(
+                f"record_outcome: unknown outcome field(s) {', '.join(unknown)} "
+                f"(outcome fields: {', '.join(schema.OUTCOMES)})"
+            )
         if not outcomes:
             raise HistoryError("record_outcome: no outcome given")
         values = {k: _outcome_value(k, v) for k, v in outcomes.items()}
@@ -261,8 +286,11 @@ class HistoryStore:
         selected = self._selected(HISTORY_COLUMNS, True)
         try:
             with self.engine.connect() as conn:
-                rows = [r for ids in _chunks(sorted(set(claim_ids)))
-                        for r in conn.execute(sa.select(*selected).where(self.table.c.claim_id.in_(ids)))]
+                rows = [
+                    r
+                    for ids in _chunks(sorted(set(claim_ids)))
+                    for r in conn.execute(sa.select(*selected).where(self.table.c.claim_id.in_(ids)))
+                ]
         except sa.exc.SQLAlchemyError as exc:
             raise HistoryError(f"history store {self.shown}: cannot read history ({db_error(exc)})") from None
         return columns.from_rows(rows, HISTORY_COLUMNS)
@@ -294,8 +322,9 @@ class HistoryStore:
         - rows sharing the provider, payee account, phone or address reported or decided in
           ``[t - w, t)``, ``w`` the longest window of the features reading that key (from
           :mod:`features.catalog`: see :data:`LOOKBACK`);
-        - the claimant's linked group as of ``t``: a breadth-first expansion through claimant <->
-          phone / payee account (not providers' accounts) / address over rows reported before ``t``.
+        - the claimant's linked group as of ``t``: a breadth-first search through claimant <->
+          phone / payee account (not providers' accounts) / address over rows reported before ``t``
+          (:func:`features.links.search_groups`).
 
         For several live claims the bounds are taken over all of them (``t`` up to the latest
         report), a superset: :func:`features.build.build_features` only uses strictly earlier rows,
@@ -306,25 +335,35 @@ class HistoryStore:
         live = as_canonical(claims)
         if live.empty:
             return _frame([])
-        return _frame(self._history_rows(_Live.of_columns(columns.from_frame(live)), max_rows,
-                                         self._selected(schema.COLUMNS, False)))
+        return _frame(
+            self._history_rows(
+                _Live.of_columns(columns.from_frame(live)), max_rows, self._selected(schema.COLUMNS, False)
+            )
+        )
 
     def history_columns(self, live: Columns, max_rows: int = 20_000) -> Columns:
         """:meth:`history_for` for live claims given as :data:`features.columns.Columns` (the
         service's path: no DataFrame), answered as columns: :data:`HISTORY_COLUMNS` only, the
         ones the features of a live claim read."""
-        rows = self._history_rows(_Live.of_columns(live), max_rows, self._selected(HISTORY_COLUMNS, True)) \
-            if columns.length(live) else []
+        rows = (
+            self._history_rows(_Live.of_columns(live), max_rows, self._selected(HISTORY_COLUMNS, True))
+            if columns.length(live)
+            else []
+        )
         return columns.from_rows(rows, HISTORY_COLUMNS)
 
     def _selected(self, names: Sequence[str], iso_text: bool) -> list:
         """Columns to select; with ``iso_text``, SQLite datetimes as their stored ISO text (numpy
         parses them in bulk, many times faster than a Python datetime per value)."""
         raw = iso_text and self.engine.dialect.name == "sqlite"
-        return [sa.type_coerce(self.table.c[n], sa.String).label(n) if raw and schema.BY_NAME[n].dtype == "datetime"
-                else self.table.c[n] for n in names]
+        return [
+            sa.type_coerce(self.table.c[n], sa.String).label(n)
+            if raw and schema.BY_NAME[n].dtype == "datetime"
+            else self.table.c[n]
+            for n in names
+        ]
 
-    def _history_rows(self, live: "_Live", max_rows: int, selected: list) -> list[tuple]:
+    def _history_rows(self, live: _Live, max_rows: int, selected: list) -> list[tuple]:
         t_max = live.t_max
         # pit counts whole seconds: a row at t - w + 0.4 s counts for a claim at t + 0.6 s
         first = live.first.floor("s")
@@ -336,87 +375,84 @@ class HistoryStore:
                     for row in conn.execute(query):
                         if row[0] not in live.ids:
                             rows[row[0]] = tuple(row)
-                complete = self._expand_groups(conn, live, t_max, rows, max_rows, selected)
+                # a query filling the limit holds more than max_rows rows besides the live claims':
+                # the search then stops at max_rows, so the limit never drops a row unnoticed
+                find = self._group_rows(conn, t_max, selected, limit=max_rows + len(live.ids) + 1)
+                complete = links.search_groups(live.seeds, live.ids, find, rows, max_rows)
         except sa.exc.SQLAlchemyError as exc:
             raise HistoryError(f"history store {self.shown}: cannot read history ({db_error(exc)})") from None
         if not complete:
             ids = sorted(live.ids)
             named = f"claim {ids[0]}" + (f" (and {len(ids) - 1} other live claims)" if len(ids) > 1 else "")
-            log.warning("history for %s: linked-group expansion stopped at max_rows=%d history rows; "
-                        "group_size and group_prior_fraud may differ from the batch features", named, max_rows)
+            log.warning(
+                "history for %s: linked-group expansion stopped at max_rows=%d history rows; "
+                "group_size and group_prior_fraud may differ from the batch features",
+                named,
+                max_rows,
+            )
         return list(rows.values())
 
-    def _direct_queries(self, live: "_Live", lo: dict, t_max, selected: list) -> Iterator[sa.Select]:
+    def _direct_queries(self, live: _Live, lo: dict, t_max, selected: list) -> Iterator[sa.Select]:
         """Rows sharing a key with a live claim, in the key's time range (OR of indexed branches)."""
         t = self.table.c
         before = t.report_date < t_max
         decided_before = t.investigation_closed_date < t_max
         when = {"claimant_id": sa.or_(before, decided_before), "policy_id": before}
         for key in WINDOW_KEYS:
-            when[key] = sa.or_(sa.and_(t.report_date >= lo[key], before),
-                               sa.and_(t.investigation_closed_date >= lo[key], decided_before))
-        branches = [sa.and_(t[col].in_(values), cond)
-                    for col, cond in when.items() for values in _chunks(live.values[col])]
+            when[key] = sa.or_(
+                sa.and_(t.report_date >= lo[key], before),
+                sa.and_(t.investigation_closed_date >= lo[key], decided_before),
+            )
+        branches = [
+            sa.and_(t[col].in_(values), cond) for col, cond in when.items() for values in _chunks(live.values[col])
+        ]
         # one branch per key and IN chunk; SQLite ("MULTI-INDEX OR") and PostgreSQL (bitmap OR)
         # answer each branch from its key's index
         for i in range(0, len(branches), len(when)):
-            yield sa.select(*selected).where(sa.or_(*branches[i:i + len(when)]))
+            yield sa.select(*selected).where(sa.or_(*branches[i : i + len(when)]))
 
-    def _expand_groups(self, conn: sa.Connection, live: "_Live", t_max, rows: dict[str, tuple],
-                       max_rows: int, selected: list) -> bool:
-        """Add the live claimants' linked groups to ``rows``; False if stopped at ``max_rows``."""
-        nodes = GROUP_NODES
+    def _group_rows(self, conn: sa.Connection, t_max: datetime, selected: list, limit: int) -> links.Find:
+        """The store's side of :func:`features.links.search_groups`: one query per group of IN
+        chunks (a branch per node column, each answered from its column's index), at most ``limit``
+        rows each."""
+        t = self.table.c
         cols = {c.name: i for i, c in enumerate(selected)}
         # report_date as selected: a datetime, or SQLite's ISO text (which sorts as the time does)
         raw_report = not isinstance(selected[cols["report_date"]], sa.Column)
         t_report = t_max.strftime("%Y-%m-%dT%H:%M:%S.%f") if raw_report else t_max
-        visited: dict[str, set[str]] = {k: set() for k in nodes}
-        frontier: dict[str, set[str]] = {k: set() for k in nodes}
-        live_ids = live.ids
-        for rec in live.nodes:
-            for col, value in zip(nodes, rec):
-                if _links(col, value, rec[-1]):
-                    frontier[col].add(value)
-        t = self.table.c
         reported_before = t.report_date < t_max
-        linkable = sa.and_(reported_before, t.claimant_id.is_not(None))
-        while any(frontier.values()):
-            for col in nodes:
-                visited[col] |= frontier[col]
-            branches = []
-            for col in nodes:
-                for values in _chunks(sorted(frontier[col])):
-                    if col == "claimant_id":  # all its claims: links, and fraud decided before t
-                        cond = sa.or_(reported_before, t.investigation_closed_date < t_max)
-                    elif col == "payee_account":
-                        cond = sa.and_(linkable, sa.or_(t.payee_type.is_(None), t.payee_type != "provider"))
-                    else:
-                        cond = linkable
-                    branches.append(sa.and_(t[col].in_(values), cond))
-            frontier = {k: set() for k in nodes}
-            for i in range(0, len(branches), len(nodes)):
-                budget = max_rows - len(rows)
-                if budget <= 0:
-                    return False
-                # rows already held (or live) come back too: allow for them in the limit
-                limit = budget + len(rows) + len(live_ids) + 1
-                found = conn.execute(sa.select(*selected).where(sa.or_(*branches[i:i + len(nodes)])).limit(limit)).all()
-                new = [r for r in found if r[0] not in rows and r[0] not in live_ids]
-                if len(new) > budget:
-                    for r in new[:budget]:
-                        rows[r[0]] = tuple(r)
-                    return False
-                for r in found:
-                    if r[0] in live_ids:
-                        continue
-                    rows[r[0]] = tuple(r)
-                    if r[cols["claimant_id"]] is None or not r[cols["report_date"]] < t_report:
-                        continue  # not an edge of the graph before t
-                    for col in nodes:
-                        value = r[cols[col]]
-                        if _links(col, value, r[cols["payee_type"]]) and value not in visited[col]:
-                            frontier[col].add(value)
-        return True
+        paid_to = t[links.PAYEE_TYPE]
+        when = {}
+        for col in links.GROUP_NODES:
+            if col == "claimant_id":  # all its claims: links, and fraud decided before t
+                when[col] = sa.or_(reported_before, t.investigation_closed_date < t_max)
+            else:
+                when[col] = sa.and_(reported_before, t.claimant_id.is_not(None))
+            if col == links.ACCOUNT:  # links.joins in SQL: a provider's account joins nobody
+                when[col] = sa.and_(when[col], sa.or_(paid_to.is_(None), paid_to != links.PROVIDER))
+        at_id, at_report, at_paid = cols["claim_id"], cols["report_date"], cols[links.PAYEE_TYPE]
+        at_nodes = [cols[col] for col in links.GROUP_NODES]
+        per_query = len(links.GROUP_NODES)
+
+        def find(frontier: dict[str, set]) -> Iterator[links.Found]:
+            branches = [
+                sa.and_(t[col].in_(values), when[col])
+                for col in links.GROUP_NODES
+                for values in _chunks(sorted(frontier[col]))
+            ]
+            for i in range(0, len(branches), per_query):
+                found = conn.execute(
+                    sa.select(*selected).where(sa.or_(*branches[i : i + per_query])).limit(limit)
+                ).all()
+                yield links.Found(
+                    [r[at_id] for r in found],
+                    [tuple(r) for r in found],
+                    [r[at_report] < t_report for r in found],
+                    [[r[j] for r in found] for j in at_nodes],
+                    [r[at_paid] for r in found],
+                )
+
+        return find
 
 
 @dataclass(frozen=True)
@@ -428,21 +464,24 @@ class _Live:
     t_max: datetime
     values: dict[str, list]
     """Key column -> its distinct non-null values among the live claims."""
-    nodes: list[tuple]
-    """Per live claim with a claimant: (claimant_id, *LINK_IDENTIFIERS, payee_type)."""
+    seeds: dict[str, set]
+    """Where the live claimants' linked groups start (:func:`features.links.seeds`)."""
 
     @classmethod
-    def of_columns(cls, live: Columns) -> "_Live":
+    def of_columns(cls, live: Columns) -> _Live:
         report = live["report_date"]
         missing = columns.missing(len(report), object)
-        cols = [live.get(c, missing) for c in (*GROUP_NODES, "payee_type")]
-        return cls({c for c in live["claim_id"] if c is not None}, pd.Timestamp(report.min()),
-                   pd.Timestamp(report.max()).to_pydatetime(),
-                   {c: sorted({v for v in live.get(c, missing) if v is not None}) for c in KEYS},
-                   [rec for rec in zip(*cols) if rec[0] is not None])
+        return cls(
+            {c for c in live["claim_id"] if c is not None},
+            pd.Timestamp(report.min()),
+            pd.Timestamp(report.max()).to_pydatetime(),
+            {c: sorted({v for v in live.get(c, missing) if v is not None}) for c in KEYS},
+            links.seeds(live),
+        )
 
 
 # --- table and conversions ----------------------------------------------------------------------
+
 
 def _claims_table(name: str, metadata: sa.MetaData) -> sa.Table:
     columns = [sa.Column(f.name, _SQL_TYPES[f.dtype](), primary_key=f.name == "claim_id") for f in schema.FIELDS]
@@ -460,9 +499,10 @@ def _upsert_statement(table: sa.Table, dialect: str):
     stmt = module.insert(table)
     stmt = stmt.on_conflict_do_update(
         index_elements=[table.c.claim_id],
-        set_={c.name: stmt.excluded[c.name] for c in table.columns if c.name != "claim_id"})
+        set_={c.name: stmt.excluded[c.name] for c in table.columns if c.name != "claim_id"},
+    )
     # RETURNING lets SQLAlchemy batch an ON CONFLICT executemany into multi-row VALUES
-    # ("insertmanyvalues"); without it psycopg2 sends one row per round trip (~1,500 rows/s)
+    # ("insertmanyvalues"); without it psycopg2 sends one row per round trip
     return stmt.returning(table.c.claim_id) if dialect == "postgresql" else stmt
 
 
@@ -479,13 +519,16 @@ def as_canonical(frame: pd.DataFrame) -> pd.DataFrame:
     extras (kept, never stored). Cheap when the columns present already have their canonical dtypes
     (missing optional columns are added as nulls); otherwise :func:`features.schema.conform`."""
     present = [f for f in schema.FIELDS if f.name in frame.columns]
-    if not all(str(frame[f.name].dtype) == f.pandas_dtype for f in present) or \
-            any(f.required and f.name not in frame.columns for f in schema.FIELDS):
+    if not all(str(frame[f.name].dtype) == f.pandas_dtype for f in present) or any(
+        f.required and f.name not in frame.columns for f in schema.FIELDS
+    ):
         return schema.conform(frame)
-    if len(present) == len(schema.FIELDS) and list(frame.columns[:len(present)]) == list(schema.COLUMNS):
+    if len(present) == len(schema.FIELDS) and list(frame.columns[: len(present)]) == list(schema.COLUMNS):
         return frame
-    cols = {f.name: frame[f.name] if f.name in frame.columns else schema.null_series(f.pandas_dtype, frame.index)
-            for f in schema.FIELDS}
+    cols = {
+        f.name: frame[f.name] if f.name in frame.columns else schema.null_series(f.pandas_dtype, frame.index)
+        for f in schema.FIELDS
+    }
     cols |= {c: frame[c] for c in schema.extra_columns(frame.columns)}
     return pd.DataFrame(cols, index=frame.index)
 
@@ -544,8 +587,9 @@ def _array_values(a: np.ndarray, dtype: str, iso_datetimes: bool) -> list:
 def _frame(rows: list) -> pd.DataFrame:
     """A canonical frame from rows of the table (selected in schema order), typed column by column."""
     data = list(zip(*rows)) if rows else [()] * len(schema.FIELDS)
-    return pd.DataFrame({f.name: pd.array(values, dtype=f.pandas_dtype) for f, values in zip(schema.FIELDS, data)},
-                        copy=False)
+    return pd.DataFrame(
+        {f.name: pd.array(values, dtype=f.pandas_dtype) for f, values in zip(schema.FIELDS, data)}, copy=False
+    )
 
 
 def _outcome_value(name: str, value: object) -> object:
@@ -574,13 +618,6 @@ def _outcome_value(name: str, value: object) -> object:
     raise HistoryError(f"record_outcome: {name}={value!r} is not a {field.dtype}")
 
 
-def _links(col: str, value: object, payee_type: object) -> bool:
-    """Whether ``value`` of ``col`` joins a linked group (as :func:`features.build._links` decides)."""
-    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
-        return False
-    return not (col == "payee_account" and payee_type == "provider")
-
-
 def _chunks(values: list) -> Iterator[list]:
     for i in range(0, len(values), _MAX_PARAMS):
-        yield values[i:i + _MAX_PARAMS]
+        yield values[i : i + _MAX_PARAMS]

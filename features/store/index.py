@@ -1,8 +1,8 @@
 """The history a live claim's features read, held in memory by the service and kept in step with the
 history store through its change feed.
 
-A SQL round trip per live claim (several, with the linked-group expansion) cost ~4 ms for one claim
-and ~15 ms for 32 against a 200,000-claim store. :class:`HistoryIndex` holds the store's
+A SQL round trip per live claim (several, with the linked-group search) would cost more than the
+claim's features. :class:`HistoryIndex` holds the store's
 :data:`~features.store.history.HISTORY_COLUMNS` as numpy arrays with a position list per
 identifier value, answers :meth:`history_columns` exactly as
 :meth:`HistoryStore.history_columns <features.store.history.HistoryStore.history_columns>` does
@@ -15,11 +15,11 @@ last change it has seen (one indexed query; nothing to do in the common case), r
 claims, and reloads everything after a bulk write. Its own appends are applied at once and their
 change rows skipped.
 
-Memory and start-up (``python -m bench.run history_index``: a million synthetic claims, ~10-13 s to
-read, ~1.0 GB held): 13 columns as arrays, one string object per distinct identifier (4.8 million, claim ids included;
-hashed phones, addresses and accounts are 64 characters), and per identifier column a pandas hash
-index over its distinct values with the rows sorted by value. Claims added while serving go into
-Python lists (~1 KB per claim) until the next full read. Each worker holds its own.
+What it holds (start-up time and memory: ``python -m bench.run history_index``): the
+:data:`~features.store.history.HISTORY_COLUMNS` as arrays, one string object per distinct
+identifier (claim ids included), and per identifier column a pandas hash index over its distinct
+values with the rows sorted by value. Claims added while serving go into Python lists until the
+next full read. Each worker holds its own.
 """
 
 from __future__ import annotations
@@ -30,12 +30,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from features import columns
+from features import columns, links
 from features.columns import Columns
-from features.store.history import ALL_PAST_KEYS, GROUP_NODES, HISTORY_COLUMNS, KEYS, LOOKBACK, HistoryStore, _links
+from features.store.history import ALL_PAST_KEYS, HISTORY_COLUMNS, KEYS, LOOKBACK, HistoryStore
 
 log = logging.getLogger(__name__)
-
 
 
 class _Lookup:
@@ -53,7 +52,7 @@ class _Lookup:
         self.starts = np.searchsorted(sorted_codes[skip:], np.arange(len(uniques) + 1))
         self.added: dict[Any, list[int]] = {}
         self.shared = np.append(uniques.astype(object), None)[codes]
-        """``values`` with one object per distinct value (a million ids need not be a million strings)."""
+        """``values`` with one object per distinct value (an id on many rows is one string, not one per row)."""
 
     def rows(self, value: Any) -> np.ndarray:
         try:
@@ -61,7 +60,7 @@ class _Lookup:
         except KeyError:
             base = _NO_ROWS
         else:
-            base = self.order[self.starts[code]:self.starts[code + 1]]
+            base = self.order[self.starts[code] : self.starts[code + 1]]
         more = self.added.get(value)
         return base if more is None else np.concatenate([base, np.array(more, dtype=np.int64)])
 
@@ -120,6 +119,11 @@ class HistoryIndex:
 
     def __len__(self) -> int:
         return self._count
+
+    @property
+    def distinct_identifiers(self) -> int:
+        """Distinct values held across the key columns and claim ids (what the hash indexes hold)."""
+        return sum(len(lookup.index) for lookup in self._by.values())
 
     def _row_of(self, claim_id: str) -> int | None:
         rows = self._rows("claim_id", claim_id)
@@ -197,7 +201,7 @@ class HistoryIndex:
         t_max = live["report_date"].max().astype("datetime64[ns]")
         first = live["report_date"].min().astype("datetime64[s]").astype("datetime64[ns]")
         ids = {c for c in live["claim_id"] if c is not None}
-        picked: set[int] = set()
+        held: dict[str, int] = {}  # claim id -> position
         for key in KEYS:
             rows = self._rows_of(key, {v for v in live.get(key, ()) if v is not None})
             before = report[rows] < t_max
@@ -209,62 +213,46 @@ class HistoryIndex:
                 lo = first - np.timedelta64(LOOKBACK[key])
                 keep = (before & (report[rows] >= lo)) | ((closed[rows] >= lo) & (closed[rows] < t_max))
             rows = rows[keep]
-            picked.update(r for r, c in zip(rows.tolist(), self._cols["claim_id"][rows].tolist()) if c not in ids)
-        complete = self._expand_groups(live, t_max, ids, picked, max_rows)
+            held.update((c, r) for r, c in zip(rows.tolist(), self._cols["claim_id"][rows].tolist()) if c not in ids)
+        complete = links.search_groups(links.seeds(live), ids, self._group_rows(t_max), held, max_rows)
         if not complete:
             shown = sorted(ids)
             named = f"claim {shown[0]}" + (f" (and {len(shown) - 1} other live claims)" if len(shown) > 1 else "")
-            log.warning("history for %s: linked-group expansion stopped at max_rows=%d history rows; "
-                        "group_size and group_prior_fraud may differ from the batch features", named, max_rows)
-        rows = np.array(sorted(picked), dtype=np.int64)
+            log.warning(
+                "history for %s: linked-group expansion stopped at max_rows=%d history rows; "
+                "group_size and group_prior_fraud may differ from the batch features",
+                named,
+                max_rows,
+            )
+        rows = np.array(sorted(held.values()), dtype=np.int64)
         return {name: self._cols[name][rows] for name in HISTORY_COLUMNS}
 
-    def _expand_groups(self, live: Columns, t_max: np.datetime64, ids: set, picked: set[int], max_rows: int) -> bool:
-        """Add the live claimants' linked groups (as of ``t_max``) to ``picked``; False if cut."""
+    def _group_rows(self, t_max: np.datetime64) -> links.Find:
+        """The index's side of :func:`features.links.search_groups`: a step's rows in one batch."""
         report, closed = self._cols["report_date"], self._cols["investigation_closed_date"]
-        claimant, payee_type = self._cols["claimant_id"], self._cols["payee_type"]
-        visited: dict[str, set] = {k: set() for k in GROUP_NODES}
-        frontier: dict[str, set] = {k: set() for k in GROUP_NODES}
-        expanded: set[int] = set()  # rows whose links have been followed
-        missing = columns.missing(columns.length(live), object)
-        for rec in zip(*(live.get(c, missing) for c in (*GROUP_NODES, "payee_type"))):
-            if rec[0] is None:
-                continue
-            for col, value in zip(GROUP_NODES, rec):
-                if _links(col, value, rec[-1]):
-                    frontier[col].add(value)
-        while any(frontier.values()):
-            for col in GROUP_NODES:
-                visited[col] |= frontier[col]
+        claimant, payee_type = self._cols["claimant_id"], self._cols[links.PAYEE_TYPE]
+
+        def find(frontier: dict[str, set]) -> list[links.Found]:
             found = []
-            for col in GROUP_NODES:
+            for col in links.GROUP_NODES:
                 rows = self._rows_of(col, frontier[col])
                 before = report[rows] < t_max
                 if col == "claimant_id":  # all its claims: links, and fraud decided before t
                     keep = before | (closed[rows] < t_max)
                 else:
                     keep = before & (claimant[rows] != None)  # noqa: E711 - elementwise on objects
-                    if col == "payee_account":
-                        keep &= payee_type[rows] != "provider"
+                    keep &= links.joining(col, payee_type[rows])
                 found.append(rows[keep])
             rows = np.unique(np.concatenate(found))
-            frontier = {k: set() for k in GROUP_NODES}
             # the rows' values as Python objects, column by column (not a numpy scalar per cell)
-            edge = ((claimant[rows] != None) & (report[rows] < t_max)).tolist()  # noqa: E711
-            nodes = [self._cols[col][rows].tolist() for col in GROUP_NODES]
-            for i, (row, claim_id, kind) in enumerate(zip(rows.tolist(), self._cols["claim_id"][rows].tolist(),
-                                                         payee_type[rows].tolist())):
-                if row in expanded or claim_id in ids:
-                    continue
-                if row not in picked:
-                    if len(picked) >= max_rows:
-                        return False
-                    picked.add(row)
-                expanded.add(row)
-                if not edge[i]:
-                    continue  # not an edge of the graph before t
-                for col, values in zip(GROUP_NODES, nodes):
-                    value = values[i]
-                    if _links(col, value, kind) and value not in visited[col]:
-                        frontier[col].add(value)
-        return True
+            return [
+                links.Found(
+                    self._cols["claim_id"][rows].tolist(),
+                    rows.tolist(),
+                    (report[rows] < t_max).tolist(),
+                    [self._cols[col][rows].tolist() for col in links.GROUP_NODES],
+                    payee_type[rows].tolist(),
+                )
+            ]
+
+        return find

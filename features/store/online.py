@@ -12,23 +12,29 @@ numbers as the batch features of a table holding all claims: one implementation,
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from features import columns
 from features.build import build_features
-from features.columns import Columns
 from features.catalog import Feature
+from features.columns import Columns
 from features.store.history import HistoryStore, as_canonical
 
 if TYPE_CHECKING:
     from features.store.index import HistoryIndex
 
 
-def online_features(store: HistoryStore | HistoryIndex, claims: pd.DataFrame | Columns, features: Sequence[Feature | str],
-                    extras: Mapping[str, object] | None = None, *, max_rows: int = 20_000
-                    ) -> pd.DataFrame | Columns:
+def online_features(
+    store: HistoryStore | HistoryIndex,
+    claims: pd.DataFrame | Columns,
+    features: Sequence[Feature | str],
+    extras: Mapping[str, object] | None = None,
+    *,
+    max_rows: int = 20_000,
+) -> pd.DataFrame | Columns:
     """Features of the live ``claims`` (same index), computed with the stored history.
 
     ``claims`` is a canonical DataFrame (answered with a DataFrame) or :data:`features.columns.Columns`

@@ -63,7 +63,11 @@ def main(argv: list[str] | None = None) -> int:
         typer.echo(exc.format_message())
         return 0
     except click_exc.ClickException as exc:
-        hint = f" (see 'claimscore {exc.ctx.command.name} --help')" if getattr(exc, "ctx", None) and exc.ctx.command.name != "claimscore" else ""
+        hint = (
+            f" (see 'claimscore {exc.ctx.command.name} --help')"
+            if getattr(exc, "ctx", None) and exc.ctx.command.name != "claimscore"
+            else ""
+        )
         typer.echo(f"error: {exc.format_message()}{hint}", err=True)
         return exc.exit_code
     except KeyboardInterrupt:
@@ -72,8 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # a bug, not a user error: still one line unless debugging
         if os.environ.get("CLAIMSCORE_DEBUG"):
             raise
-        typer.echo(f"internal error: {type(exc).__name__}: {exc} (set CLAIMSCORE_DEBUG=1 for the traceback)",
-                   err=True)
+        typer.echo(f"internal error: {type(exc).__name__}: {exc} (set CLAIMSCORE_DEBUG=1 for the traceback)", err=True)
         return 70
 
 

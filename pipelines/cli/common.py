@@ -3,30 +3,48 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 from features.errors import DataFileError
 
-SOURCE_HELP = ("Where the claims come from: synthetic (canonical Parquet/CSV), vehicle_fraud, "
-               "aus_bodily_injury, or mapping:FILE.yaml for your own table.")
+SOURCE_HELP = (
+    "Where the claims come from: synthetic (canonical Parquet/CSV), vehicle_fraud, "
+    "aus_bodily_injury, or mapping:FILE.yaml for your own table."
+)
 SourceOpt = Annotated[str, typer.Option("--source", "-s", help=SOURCE_HELP)]
-ConfigOpt = Annotated[Optional[Path], typer.Option(
-    "--config", help="Config file (TOML); default ./claimscore.toml or $CLAIMSCORE_CONFIG.")]
+ConfigOpt = Annotated[
+    Path | None, typer.Option("--config", help="Config file (TOML); default ./claimscore.toml or $CLAIMSCORE_CONFIG.")
+]
 OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Output file: .parquet or .csv.")]
-DataOpt = Annotated[Optional[str], typer.Option(
-    "--data", "-d", help="Claims file (or a SQLAlchemy URL for SQL mappings). "
-                         "The built-in real sources default to ../shared/data.")]
-TrainingConfigOpt = Annotated[Optional[Path], typer.Option(
-    "--training-config", help="YAML overriding training defaults: split, LightGBM, routing constraints, "
-                              "promotion metric and margin (training/config.py).")]
+DataOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--data",
+        "-d",
+        help="Claims file (or a SQLAlchemy URL for SQL mappings). The built-in real sources default to ../shared/data.",
+    ),
+]
+TrainingConfigOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--training-config",
+        help="YAML overriding training defaults: split, LightGBM, routing constraints, "
+        "promotion metric and margin (training/config.py).",
+    ),
+]
 
 
 def area(help_text: str) -> typer.Typer:
     """A Typer app for one area's commands (mounted by :mod:`pipelines.cli`)."""
-    return typer.Typer(help=help_text, no_args_is_help=True, add_completion=False,
-                       pretty_exceptions_enable=False, rich_markup_mode=None)
+    return typer.Typer(
+        help=help_text,
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+        rich_markup_mode=None,
+    )
 
 
 def settings(config: Path | None):
@@ -48,11 +66,17 @@ class Stages:
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
         out = console()
-        self._progress = Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
-                                  console=out, transient=True, disable=not out.is_terminal)
+        self._progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TimeElapsedColumn(),
+            console=out,
+            transient=True,
+            disable=not out.is_terminal,
+        )
         self._task = self._progress.add_task(description, total=total)
 
-    def __enter__(self) -> "Stages":
+    def __enter__(self) -> Stages:
         self._progress.__enter__()
         return self
 

@@ -8,7 +8,17 @@ from typing import Annotated
 
 import typer
 
-from pipelines.cli.common import ConfigOpt, DataOpt, OutOpt, SourceOpt, Stages, area, check_output, settings, write_table
+from pipelines.cli.common import (
+    ConfigOpt,
+    DataOpt,
+    OutOpt,
+    SourceOpt,
+    Stages,
+    area,
+    check_output,
+    settings,
+    write_table,
+)
 
 app = area("Claims in: synthetic claims and validation.")
 
@@ -37,10 +47,12 @@ def generate(
         bar.advance(f"writing {out.name}")
         write_table(frame, out)
     elapsed = time.perf_counter() - t0
-    typer.echo(f"wrote {len(frame):,} claims to {out} in {elapsed:.1f} s "
-               f"({frame['report_date'].min():%Y-%m-%d} to {frame['report_date'].max():%Y-%m-%d}; "
-               f"confirmed fraud {frame['fraud_confirmed'].mean():.2%}, "
-               f"investigated {frame['investigated'].mean():.2%})")
+    typer.echo(
+        f"wrote {len(frame):,} claims to {out} in {elapsed:.1f} s "
+        f"({frame['report_date'].min():%Y-%m-%d} to {frame['report_date'].max():%Y-%m-%d}; "
+        f"confirmed fraud {frame['fraud_confirmed'].mean():.2%}, "
+        f"investigated {frame['investigated'].mean():.2%})"
+    )
 
 
 @app.command()
@@ -54,13 +66,13 @@ def validate(data: DataOpt = None, source: SourceOpt = "synthetic", config: Conf
         loaded = load_claims(data, source, state)
         bar.advance("checking claims")
         name = Path(data).stem if data and "://" not in data else source.replace(":", "_").replace("/", "_")
-        result = validate_claims(loaded.frame, loaded.type_problems, report_dir=state.reports_dir,
-                                 name=name, null_rates=loaded.null_rates)
+        result = validate_claims(
+            loaded.frame, loaded.type_problems, report_dir=state.reports_dir, name=name, null_rates=loaded.null_rates
+        )
         bar.advance("done")
     for reason, count in loaded.excluded:
         typer.echo(f"excluded {count:,} row(s): {reason}")
     for reason, count in loaded.adjusted:
         typer.echo(f"adjusted {count:,} row(s): {reason}")
     result.raise_for_failure()
-    typer.echo(f"valid: {len(loaded.frame):,} claims passed {len(result.checks)} checks; "
-               f"report: {result.report_path}")
+    typer.echo(f"valid: {len(loaded.frame):,} claims passed {len(result.checks)} checks; report: {result.report_path}")

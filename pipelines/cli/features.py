@@ -7,7 +7,17 @@ from typing import Annotated
 
 import typer
 
-from pipelines.cli.common import ConfigOpt, DataOpt, OutOpt, SourceOpt, Stages, area, check_output, settings, write_table
+from pipelines.cli.common import (
+    ConfigOpt,
+    DataOpt,
+    OutOpt,
+    SourceOpt,
+    Stages,
+    area,
+    check_output,
+    settings,
+    write_table,
+)
 
 app = area("Features for a table of claims.")
 
@@ -18,9 +28,15 @@ def features(
     data: DataOpt = None,
     source: SourceOpt = "synthetic",
     config: ConfigOpt = None,
-    dask_workers: Annotated[int, typer.Option(min=0, help="Build on a local Dask cluster with this many worker "
-                                                          "processes (canonical Parquet input only; writes a "
-                                                          "Parquet folder). 0: in-process pandas.")] = 0,
+    dask_workers: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Build on a local Dask cluster with this many worker "
+            "processes (canonical Parquet input only; writes a "
+            "Parquet folder). 0: in-process pandas.",
+        ),
+    ] = 0,
 ) -> None:
     """Build point-in-time claim, claimant and link features for every claim of a table."""
     state = settings(config)
@@ -30,12 +46,16 @@ def features(
         from features.distributed import features_to_parquet
 
         if source != "synthetic" or not data or not data.endswith(".parquet") or out.suffix != ".parquet":
-            raise typer.BadParameter("Dask needs canonical Parquet in (--source synthetic --data FILE.parquet) "
-                                     "and a .parquet folder out", param_hint="--dask-workers")
+            raise typer.BadParameter(
+                "Dask needs canonical Parquet in (--source synthetic --data FILE.parquet) and a .parquet folder out",
+                param_hint="--dask-workers",
+            )
         with Stages(1, f"building features on {dask_workers} workers"):
             n = features_to_parquet(data, out, dask_workers)
-        typer.echo(f"wrote features for {n:,} claims to {out}/ on {dask_workers} Dask workers "
-                   f"in {time.perf_counter() - t0:.1f} s")
+        typer.echo(
+            f"wrote features for {n:,} claims to {out}/ on {dask_workers} Dask workers "
+            f"in {time.perf_counter() - t0:.1f} s"
+        )
         return
     from features.build import available_features, build_features
     from features.data.sources import load_claims
@@ -49,5 +69,4 @@ def features(
         table = loaded.frame[["claim_id", "report_date", *LABELS.values()]].join(table)
         bar.advance(f"writing {out.name}")
         write_table(table, out)
-    typer.echo(f"wrote {len(wanted)} features for {len(table):,} claims to {out} "
-               f"in {time.perf_counter() - t0:.1f} s")
+    typer.echo(f"wrote {len(wanted)} features for {len(table):,} claims to {out} in {time.perf_counter() - t0:.1f} s")

@@ -37,8 +37,9 @@ def list_keys(config: ConfigOpt = None) -> None:
 
 
 @app.command("revoke")
-def revoke(key_id: Annotated[str, typer.Argument(help="The key id shown by 'claimscore keys list'.")],
-           config: ConfigOpt = None) -> None:
+def revoke(
+    key_id: Annotated[str, typer.Argument(help="The key id shown by 'claimscore keys list'.")], config: ConfigOpt = None
+) -> None:
     """Revoke a key."""
     record = _store(config).revoke(key_id)
     typer.echo(f"key {record.key_id} revoked")

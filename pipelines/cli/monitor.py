@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -15,8 +15,7 @@ app = area("Monitoring the champion models.")
 def evaluate(
     data: DataOpt = None,
     source: SourceOpt = "synthetic",
-    since: Annotated[Optional[str], typer.Option(help="Only claims reported on or after this date "
-                                                      "(YYYY-MM-DD).")] = None,
+    since: Annotated[str | None, typer.Option(help="Only claims reported on or after this date (YYYY-MM-DD).")] = None,
     config: ConfigOpt = None,
     training_config: TrainingConfigOpt = None,
 ) -> None:
@@ -47,10 +46,12 @@ def evaluate(
         if m is None:
             typer.echo(f"{task}: no labelled claims to evaluate on")
             continue
-        typer.echo(f"{task} v{scorer.versions[task]} on {int(m['claims']):,} labelled claims: "
-                   f"ROC-AUC {m['roc_auc']:.3f}, average precision {m['average_precision']:.3f}, "
-                   f"calibration error {m['calibration_error']:.4f}, "
-                   f"recall at {capacity:.0%} capacity {m['recall_at_capacity']:.1%}")
+        typer.echo(
+            f"{task} v{scorer.versions[task]} on {int(m['claims']):,} labelled claims: "
+            f"ROC-AUC {m['roc_auc']:.3f}, average precision {m['average_precision']:.3f}, "
+            f"calibration error {m['calibration_error']:.4f}, "
+            f"recall at {capacity:.0%} capacity {m['recall_at_capacity']:.1%}"
+        )
     metrics = {f"{task}.{k}": float(v) for task, m in results.items() for k, v in m.items()}
     with registry.start_run(state, run_name="evaluation"):
         mlflow.set_tags({"kind": "evaluation", "source": source, "since": since or "all"})

@@ -6,7 +6,17 @@ import time
 
 import typer
 
-from pipelines.cli.common import ConfigOpt, DataOpt, OutOpt, SourceOpt, Stages, area, check_output, settings, write_table
+from pipelines.cli.common import (
+    ConfigOpt,
+    DataOpt,
+    OutOpt,
+    SourceOpt,
+    Stages,
+    area,
+    check_output,
+    settings,
+    write_table,
+)
 
 app = area("Batch scoring.")
 
@@ -29,6 +39,9 @@ def score(out: OutOpt, data: DataOpt = None, source: SourceOpt = "synthetic", co
         table = scorer.score_table(loaded.frame, loaded.extras)
         write_table(table, out)
     routes = table["route"].value_counts(normalize=True)
-    typer.echo(f"scored {len(table):,} claims into {out} in {time.perf_counter() - t0:.1f} s with "
-               + ", ".join(f"{scorer.bundles[t].task} v{v}" for t, v in scorer.versions.items()) + "; routes: "
-               + ", ".join(f"{r} {routes.get(r, 0):.1%}" for r in ROUTES))
+    typer.echo(
+        f"scored {len(table):,} claims into {out} in {time.perf_counter() - t0:.1f} s with "
+        + ", ".join(f"{scorer.bundles[t].task} v{v}" for t, v in scorer.versions.items())
+        + "; routes: "
+        + ", ".join(f"{r} {routes.get(r, 0):.1%}" for r in ROUTES)
+    )

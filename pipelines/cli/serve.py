@@ -19,8 +19,12 @@ app = area("The scoring service.")
 def serve(
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 3000,
     host: Annotated[str, typer.Option(help="Address to bind (loopback unless told otherwise).")] = "127.0.0.1",
-    workers: Annotated[int, typer.Option(min=1, max=64, help="Worker processes (each scores its own requests; "
-                                                             "one per core is a good start).")] = 2,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1, max=64, help="Worker processes (each scores its own requests; one per core is a good start)."
+        ),
+    ] = 2,
     config: ConfigOpt = None,
 ) -> None:
     """Serve the champion models over HTTP (BentoML): /score, /score_batch, /explain, /model."""

@@ -19,12 +19,17 @@ def train(
     source: SourceOpt = "synthetic",
     config: ConfigOpt = None,
     training_config: TrainingConfigOpt = None,
-    tune: Annotated[int, typer.Option("--tune", min=0, help="Trials of random search over LightGBM settings, "
-                                                            "judged on the validation period.")] = 0,
+    tune: Annotated[
+        int,
+        typer.Option(
+            "--tune", min=0, help="Trials of random search over LightGBM settings, judged on the validation period."
+        ),
+    ] = 0,
 ) -> None:
     """Train the fraud and fast-track models on a time-ordered split; register them as challengers."""
     from training.config import load_training_config
-    from training.pipeline import STAGES, train as run_training
+    from training.pipeline import STAGES
+    from training.pipeline import train as run_training
 
     state = settings(config)
     cfg = load_training_config(training_config)
@@ -37,20 +42,25 @@ def train(
         typer.echo(f"routing rule '{rule}' not applied: {why}")
     for task, model in result.models.items():
         m = result.metrics
-        typer.echo(f"{model.name} v{model.version} (challenger): test ROC-AUC {m[f'{task}.test.roc_auc']:.3f}, "
-                   f"average precision {m[f'{task}.test.average_precision']:.3f}, "
-                   f"calibration error {m[f'{task}.test.calibration_error']:.4f}")
+        typer.echo(
+            f"{model.name} v{model.version} (challenger): test ROC-AUC {m[f'{task}.test.roc_auc']:.3f}, "
+            f"average precision {m[f'{task}.test.average_precision']:.3f}, "
+            f"calibration error {m[f'{task}.test.calibration_error']:.4f}"
+        )
     k = result.policy.expected_kpis
     typer.echo("routing on the test period: " + ", ".join(f"{key} {value:.1%}" for key, value in k.items()))
-    typer.echo(f"run {result.run_id} in {time.perf_counter() - t0:.0f} s; periods: "
-               + "; ".join(f"{n} {p}" for n, p in result.periods.items()))
+    typer.echo(
+        f"run {result.run_id} in {time.perf_counter() - t0:.0f} s; periods: "
+        + "; ".join(f"{n} {p}" for n, p in result.periods.items())
+    )
 
 
 @app.command()
 def promote(
     reason: Annotated[str, typer.Option("--reason", help="Why (recorded on the model versions).")] = "retrained",
     by: Annotated[str, typer.Option("--by", help="Who (recorded on the model versions).")] = os.environ.get(
-        "USER", "unknown"),
+        "USER", "unknown"
+    ),
     config: ConfigOpt = None,
     training_config: TrainingConfigOpt = None,
 ) -> None:

@@ -12,9 +12,10 @@ Folder layout::
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -57,9 +58,14 @@ class Calibration:
         return {"kind": self.kind, "x": list(self.x), "y": list(self.y), "a": self.a, "b": self.b}
 
     @classmethod
-    def from_dict(cls, d: Mapping) -> "Calibration":
-        return cls(d.get("kind", "identity"), tuple(d.get("x", ())), tuple(d.get("y", ())),
-                   float(d.get("a", 1.0)), float(d.get("b", 0.0)))
+    def from_dict(cls, d: Mapping) -> Calibration:
+        return cls(
+            d.get("kind", "identity"),
+            tuple(d.get("x", ())),
+            tuple(d.get("y", ())),
+            float(d.get("a", 1.0)),
+            float(d.get("b", 0.0)),
+        )
 
 
 @dataclass
@@ -79,9 +85,9 @@ class ModelBundle:
         return self.encoder.features
 
     @property
-    def explainer(self) -> "Explainer":
-        """Exact SHAP values for this booster (:mod:`serving.model.explainer`): built on first use (a few
-        hundred ms), then kept, so a service pays for it once per loaded model."""
+    def explainer(self) -> Explainer:
+        """Exact SHAP values for this booster (:mod:`serving.model.explainer`): built on first use,
+        then kept, so a service pays for it once per loaded model."""
         if self._explainer is None:
             from serving.model.explainer import Explainer
 
@@ -100,15 +106,25 @@ class ModelBundle:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         self.booster.save_model(str(folder / "model.txt"))
-        (folder / "bundle.json").write_text(json.dumps({
-            "format_version": FORMAT_VERSION, "task": self.task, "label": self.label,
-            "encoder": self.encoder.to_dict(), "calibration": self.calibration.to_dict(),
-            "metadata": self.metadata,
-        }, indent=2, default=str), encoding="utf-8")
+        (folder / "bundle.json").write_text(
+            json.dumps(
+                {
+                    "format_version": FORMAT_VERSION,
+                    "task": self.task,
+                    "label": self.label,
+                    "encoder": self.encoder.to_dict(),
+                    "calibration": self.calibration.to_dict(),
+                    "metadata": self.metadata,
+                },
+                indent=2,
+                default=str,
+            ),
+            encoding="utf-8",
+        )
         return folder
 
     @classmethod
-    def load(cls, folder: str | Path) -> "ModelBundle":
+    def load(cls, folder: str | Path) -> ModelBundle:
         import lightgbm as lgb
 
         folder = Path(folder)
@@ -116,5 +132,11 @@ class ModelBundle:
         if spec.get("format_version") != FORMAT_VERSION:
             raise ValueError(f"{folder}: bundle format {spec.get('format_version')} is not {FORMAT_VERSION}")
         booster = lgb.Booster(model_file=str(folder / "model.txt"))
-        return cls(spec["task"], spec["label"], booster, FeatureEncoder.from_dict(spec["encoder"]),
-                   Calibration.from_dict(spec["calibration"]), spec.get("metadata", {}))
+        return cls(
+            spec["task"],
+            spec["label"],
+            booster,
+            FeatureEncoder.from_dict(spec["encoder"]),
+            Calibration.from_dict(spec["calibration"]),
+            spec.get("metadata", {}),
+        )

@@ -9,8 +9,8 @@ service all go through it, so a table and a single claim give identical predicti
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -28,7 +28,7 @@ class FeatureEncoder:
     """Categorical feature -> its categories; every other feature is numeric."""
 
     @classmethod
-    def fit(cls, table: pd.DataFrame, features: Sequence[Feature]) -> "FeatureEncoder":
+    def fit(cls, table: pd.DataFrame, features: Sequence[Feature]) -> FeatureEncoder:
         cats: dict[str, tuple[str, ...]] = {}
         for f in features:
             if f.kind == "categorical":
@@ -82,5 +82,5 @@ class FeatureEncoder:
         return {"features": list(self.features), "categories": {k: list(v) for k, v in self.categories.items()}}
 
     @classmethod
-    def from_dict(cls, data: Mapping) -> "FeatureEncoder":
+    def from_dict(cls, data: Mapping) -> FeatureEncoder:
         return cls(tuple(data["features"]), {k: tuple(v) for k, v in data.get("categories", {}).items()})

@@ -1,7 +1,7 @@
 """Exact SHAP contributions for the project's LightGBM models, much faster than TreeSHAP.
 
 The values are LightGBM's own ``pred_contrib`` (= ``shap.TreeExplainer`` with
-``feature_perturbation="tree_path_dependent"``) to ~1e-13, and contributions plus
+``feature_perturbation="tree_path_dependent"``) to floating-point rounding, and contributions plus
 :attr:`Explainer.expected_value` add up to the raw score (log-odds).
 
 How (the idea of Linear TreeSHAP, Yu et al. 2022, with Gauss-Legendre quadrature). For a leaf with
@@ -21,11 +21,12 @@ instead of TreeSHAP's ``O(leaves x depth^2)`` recursion, and nothing is approxim
 differ from LightGBM's only by floating-point rounding.
 
 Two kernels: one claim at a time (a model of ``SPLIT_MIN_TREES`` trees or more is split by trees over
-two of numba's OpenMP threads, whose hand-off costs microseconds), and
-blocks of claims with the claims in the innermost loops, which the compiler vectorises (batch
-scoring; large batches are split by rows over every core). Measured in ``bench/explain.py``.
+two of numba's OpenMP threads, which spin for a moment after their work, so the hand-off is cheap),
+and blocks of claims with the claims in the innermost loops, which the compiler vectorises (batch
+scoring; large batches are split by rows over every core). Measured by ``python -m bench.run explain``
+(bench/RESULTS.md).
 
-Memory, precomputed once per model by :meth:`Explainer.for_booster` (0.5-2 s): with ``T`` trees,
+Memory, precomputed once per model by :meth:`Explainer.for_booster`: with ``T`` trees,
 ``S`` splits, ``N = 2S + T`` nodes, ``L_t`` = ``ceil(D_t / 2)`` rounded up to a multiple of 4 (4 for
 trees with at most 8 distinct features per path), ``B`` re-tests of a feature listed under the
 edge above them and ``W`` 32-bit words of category sets::
@@ -33,10 +34,9 @@ edge above them and ``W`` 32-bit words of category sets::
     memory_bytes ~= sum_t N_t * (40 + 24 * L_t) + 40 * S + 72 * T + 40 * B + 4 * W
 
 (plus a few hundred bytes of quadrature tables): linear in the number of nodes, no ``2^depth``
-term. About 235-255 bytes per node: 3.4 MB for the fraud model (250 trees of 31 leaves), 15.2 MB
-for 500 trees of 63 leaves. Bounded by ``max_memory_mb``; outside the bounds (more than one output,
-linear trees, random-forest averaging, or larger than ``max_memory_mb``) it falls back to
-``booster.predict(pred_contrib=True)``, with a warning that names the bound.
+term (the benchmark reports it per model). Bounded by ``max_memory_mb``; outside the bounds (more
+than one output, linear trees, random-forest averaging, or larger than ``max_memory_mb``) it falls
+back to ``booster.predict(pred_contrib=True)``, with a warning that names the bound.
 
 Split semantics are LightGBM's (``include/LightGBM/tree.h``), read from ``booster.dump_model()``:
 LightGBM's predictor first reads any |x| <= 1e-35 as 0; numeric ``x <= threshold`` goes left (the
@@ -62,10 +62,38 @@ from typing import Any
 
 import numpy as np
 
-from serving.model.kernels import (F_C, F_FAIL, F_PASS, F_QWOUT, F_THR, F_WIN, LANES, S_CAT, S_DLEFT, S_FEAT,
-                                      S_KIND, S_LEFT, S_NCAT, S_PREV, S_RIGHT, SPLIT_WIDTH, T_LANES, T_M, T_NSPLIT,
-                                      T_Q, T_RETEST, T_SLOT, T_SPLIT, T_W, TREE_WIDTH, explain_block,
-                                      explain_block_rows, explain_rows, explain_rows_split, route)
+from serving.model.kernels import (
+    F_C,
+    F_FAIL,
+    F_PASS,
+    F_QWOUT,
+    F_THR,
+    F_WIN,
+    LANES,
+    S_CAT,
+    S_DLEFT,
+    S_FEAT,
+    S_KIND,
+    S_LEFT,
+    S_NCAT,
+    S_PREV,
+    S_RIGHT,
+    SPLIT_WIDTH,
+    T_LANES,
+    T_M,
+    T_NSPLIT,
+    T_Q,
+    T_RETEST,
+    T_SLOT,
+    T_SPLIT,
+    T_W,
+    TREE_WIDTH,
+    explain_block,
+    explain_block_rows,
+    explain_rows,
+    explain_rows_split,
+    route,
+)
 
 log = logging.getLogger(__name__)
 
@@ -92,34 +120,37 @@ class UnsupportedModel(ValueError):
 class _Model:
     """A booster flattened for the kernels (the layout is described in :mod:`serving.model.kernels`)."""
 
-    tree: np.ndarray      # per tree and one more, a row (serving.model.kernels.T_*): offsets of its splits,
-                          # nodes, vectors, quadrature nodes and re-tests; its splits and quadrature nodes
-    split: np.ndarray     # per split, a row (serving.model.kernels.S_*, int32): feature, child slots, kind,
-                          # default_left, its category bitset in cat_bits
-    fl: np.ndarray        # sp_thr, nd_c, q_wout, f_pass, f_fail, w_in one after the other (these are views of it)
-    sp_thr: np.ndarray    # per split: numeric threshold
+    tree: np.ndarray  # per tree and one more, a row (serving.model.kernels.T_*): offsets of its splits,
+    # nodes, vectors, quadrature nodes and re-tests; its splits and quadrature nodes
+    split: np.ndarray  # per split, a row (serving.model.kernels.S_*, int32): feature, child slots, kind,
+    # default_left, its category bitset in cat_bits
+    fl: np.ndarray  # sp_thr, nd_c, q_wout, f_pass, f_fail, w_in one after the other (these are views of it)
+    sp_thr: np.ndarray  # per split: numeric threshold
     cat_bits: np.ndarray
-    nd_feat: np.ndarray    # per node: the feature its parent split tests
-    nd_prev: np.ndarray    # per node: slot of the nearest edge above testing the same feature (0, the root: none)
-    nd_c: np.ndarray       # per node: its factor when an earlier test of the feature failed (times a leaf's value)
-    nd_block: np.ndarray   # per node: offset in ``block`` of the splits below it re-testing its feature
-    block: np.ndarray      # slots: the nearest splits below a node that test its feature again
-    retest: np.ndarray     # per re-test, by tree: slot of the edge above testing the feature last, the offset
-                           # of that edge's vector in w_in, slot of the re-testing split, the feature
-    f_pass: np.ndarray     # per node and quadrature node: factor when the claim passes (times a leaf's value)
-    f_fail: np.ndarray     # ... when it fails this test, having passed the earlier ones
-    w_in: np.ndarray       # ... weight of the node's share when the claim passes every test of the feature
-    q_wout: np.ndarray     # per quadrature node: weight of a share when the claim fails, w / (1 - t)
+    nd_feat: np.ndarray  # per node: the feature its parent split tests
+    nd_prev: np.ndarray  # per node: slot of the nearest edge above testing the same feature (0, the root: none)
+    nd_c: np.ndarray  # per node: its factor when an earlier test of the feature failed (times a leaf's value)
+    nd_block: np.ndarray  # per node: offset in ``block`` of the splits below it re-testing its feature
+    block: np.ndarray  # slots: the nearest splits below a node that test its feature again
+    retest: np.ndarray  # per re-test, by tree: slot of the edge above testing the feature last, the offset
+    # of that edge's vector in w_in, slot of the re-testing split, the feature
+    f_pass: np.ndarray  # per node and quadrature node: factor when the claim passes (times a leaf's value)
+    f_fail: np.ndarray  # ... when it fails this test, having passed the earlier ones
+    w_in: np.ndarray  # ... weight of the node's share when the claim passes every test of the feature
+    q_wout: np.ndarray  # per quadrature node: weight of a share when the claim fails, w / (1 - t)
     max_slots: int
     max_lanes: int
-    t_index: np.ndarray    # per tree: its index in the booster (one-leaf trees are left out above)
-    nd_leaf: np.ndarray    # per leaf node: LightGBM's leaf index (-1 for splits)
+    t_index: np.ndarray  # per tree: its index in the booster (one-leaf trees are left out above)
+    nd_leaf: np.ndarray  # per leaf node: LightGBM's leaf index (-1 for splits)
 
     @property
     def nbytes(self) -> int:
         """Bytes held (the float arrays are views of ``fl``: counted once)."""
-        return sum(a.nbytes for a in (getattr(self, f.name) for f in fields(self))
-                   if isinstance(a, np.ndarray) and a.base is not self.fl)
+        return sum(
+            a.nbytes
+            for a in (getattr(self, f.name) for f in fields(self))
+            if isinstance(a, np.ndarray) and a.base is not self.fl
+        )
 
     def column(self, col: int) -> np.ndarray:
         """One column of the trees' rows (``serving.model.kernels.T_*``), one value per tree."""
@@ -138,8 +169,23 @@ class _Model:
         return tuple(getattr(self, n) for n in _ROW_ARGS)
 
 
-_BLOCK_ARGS = ("tree", "split", "sp_thr", "cat_bits", "nd_feat", "nd_prev", "nd_c",
-               "nd_block", "block", "f_pass", "f_fail", "w_in", "q_wout", "max_slots", "max_lanes")
+_BLOCK_ARGS = (
+    "tree",
+    "split",
+    "sp_thr",
+    "cat_bits",
+    "nd_feat",
+    "nd_prev",
+    "nd_c",
+    "nd_block",
+    "block",
+    "f_pass",
+    "f_fail",
+    "w_in",
+    "q_wout",
+    "max_slots",
+    "max_lanes",
+)
 _ROW_ARGS = ("tree", "split", "fl", "cat_bits", "retest", "max_slots", "max_lanes")
 
 
@@ -150,8 +196,15 @@ class Explainer:
     several threads at once.
     """
 
-    def __init__(self, booster: Any, n_features: int, expected_value: float, model: _Model | None,
-                 fallback_reason: str | None = None, n_trees: int = 0):
+    def __init__(
+        self,
+        booster: Any,
+        n_features: int,
+        expected_value: float,
+        model: _Model | None,
+        fallback_reason: str | None = None,
+        n_trees: int = 0,
+    ):
         self.booster = booster
         self.n_features = n_features
         self.n_trees = n_trees
@@ -165,7 +218,7 @@ class Explainer:
         """Why LightGBM's ``pred_contrib`` is used instead (``None``: the fast path is in use)."""
 
     @classmethod
-    def for_booster(cls, booster: Any, max_memory_mb: float = DEFAULT_MAX_MEMORY_MB) -> "Explainer":
+    def for_booster(cls, booster: Any, max_memory_mb: float = DEFAULT_MAX_MEMORY_MB) -> Explainer:
         """Precompute for ``booster`` within ``max_memory_mb`` (or fall back to ``pred_contrib``, with a warning)."""
         if not max_memory_mb > 0:
             raise ValueError(f"max_memory_mb must be positive, got {max_memory_mb}")
@@ -197,8 +250,8 @@ class Explainer:
         batches by rows.
 
         ``stable``: every row's values are the same to the last bit whatever other rows come with it
-        (the block kernel for every size; the one-claim kernel sums in another order and differs by
-        ~1e-15). The service asks for this, so a claim's reasons never depend on which other claims
+        (the block kernel for every size; the one-claim kernel sums in another order and differs in
+        the last bits). The service asks for this, so a claim's reasons never depend on which other claims
         it happened to be scored with.
         """
         x = np.asarray(matrix, dtype=np.float64)
@@ -210,7 +263,7 @@ class Explainer:
             x = np.ascontiguousarray(x)
         out = np.zeros((len(x), self.n_features))
         threads = n_threads or _CORES
-        if len(x) <= ROW_KERNEL_MAX_ROWS and not stable:  # one claim: the kernel takes microseconds, keep this short
+        if len(x) <= ROW_KERNEL_MAX_ROWS and not stable:  # one claim: the kernel is quick, keep this path short
             trees = self._n_trees
             if threads < 2 or trees < SPLIT_MIN_TREES:
                 explain_rows(x, out, 0, trees, *self._row_args)
@@ -232,8 +285,9 @@ class Explainer:
             explain_block(x, out, BLOCK_ROWS, *args)
             return out
         bounds = np.linspace(0, len(x), threads * 4 + 1).astype(int)
-        parts = [_pool().submit(explain_block, x[a:b], out[a:b], BLOCK_ROWS, *args)
-                 for a, b in zip(bounds[:-1], bounds[1:])]
+        parts = [
+            _pool().submit(explain_block, x[a:b], out[a:b], BLOCK_ROWS, *args) for a, b in zip(bounds[:-1], bounds[1:])
+        ]
         for part in parts:
             part.result()
         return out
@@ -265,8 +319,8 @@ def _pool() -> ThreadPoolExecutor:
 @functools.cache
 def _split_on_numba_threads() -> bool:
     """Whether numba runs its parallel loops on OpenMP (or TBB) threads, which wait spinning for a moment
-    after their work and take the next claim's half within microseconds; on its own workqueue threads
-    (no OpenMP runtime found) the hand-off costs more than half of a claim's trees."""
+    after their work and take the next claim's half at once; its own workqueue threads (no OpenMP
+    runtime found) sleep and wake too slowly for the split to pay."""
     import numba
 
     try:
@@ -301,13 +355,14 @@ def _pred_contrib_bias(booster: Any, n_features: int) -> float:
 
 # --- reading the model ------------------------------------------------------------------------------
 
+
 @dataclass
 class _Tree:
     splits: list[dict]  # preorder: feature, kind, threshold, default_left, cats, left/right slots
-    nodes: list[dict]   # by slot (splits, then leaves): parent, side, feature, z, prev, zprev, value, leaf
+    nodes: list[dict]  # by slot (splits, then leaves): parent, side, feature, z, prev, zprev, value, leaf
     block: dict[int, list[int]]  # slot -> nearest splits below it testing its feature again
-    depth: int          # most distinct features on a path
-    index: int = 0      # position in the booster
+    depth: int  # most distinct features on a path
+    index: int = 0  # position in the booster
 
 
 def _thresholds(model_text: str) -> list[list[float]]:
@@ -319,7 +374,7 @@ def _thresholds(model_text: str) -> list[list[float]]:
         if line.startswith("Tree="):
             out.append([])
         elif line.startswith("threshold=") and out:
-            out[-1] = [float(v) for v in line[len("threshold="):].split()]
+            out[-1] = [float(v) for v in line[len("threshold=") :].split()]
         elif line.startswith("end of trees"):
             break
     return out
@@ -327,8 +382,9 @@ def _thresholds(model_text: str) -> list[list[float]]:
 
 def _parse(dump: dict, thresholds: list[list[float]]) -> tuple[list[_Tree], float]:
     if dump.get("num_tree_per_iteration", 1) != 1 or dump.get("num_class", 1) != 1:
-        raise UnsupportedModel(f"num_class={dump.get('num_class')}: only single-output models (binary, "
-                               "regression) are supported")
+        raise UnsupportedModel(
+            f"num_class={dump.get('num_class')}: only single-output models (binary, regression) are supported"
+        )
     if dump.get("average_output"):
         raise UnsupportedModel("random-forest boosting (average_output) is not supported")
     trees, expected = [], 0.0
@@ -388,8 +444,14 @@ def _parse_tree(root: dict, thresholds: list[float]) -> tuple[_Tree, float]:
             ratio = float(child.get("internal_count", child.get("leaf_count"))) / count
             before = path.get(feature)
             z = ratio if before is None else ratio * before[1]  # LightGBM's order of the product
-            rec = {"parent": index, "side": side, "feature": feature, "z": z,
-                   "prev": before[0] if before else None, "zprev": before[1] if before else 1.0}
+            rec = {
+                "parent": index,
+                "side": side,
+                "feature": feature,
+                "z": z,
+                "prev": before[0] if before else None,
+                "zprev": before[1] if before else 1.0,
+            }
             children.append((child, rec, {**path, feature: (rec, z)}))
         stack.append(children[1])
         stack.append(children[0])  # left first: preorder
@@ -398,13 +460,18 @@ def _parse_tree(root: dict, thresholds: list[float]) -> tuple[_Tree, float]:
     slot_of.update({id(leaf): n + j for j, leaf in enumerate(leaves)})
     for split in splits:
         split["left"] = split["right"] = -1
-    nodes: list[dict] = [{"parent": -1, "side": 0, "feature": -1, "z": 1.0, "prev": -1, "zprev": 1.0,
-                          "value": 0.0, "leaf": -1}] + [None] * (2 * n)
+    nodes: list[dict] = [
+        {"parent": -1, "side": 0, "feature": -1, "z": 1.0, "prev": -1, "zprev": 1.0, "value": 0.0, "leaf": -1}
+    ] + [None] * (2 * n)
     for rec in [s["edge"] for s in splits if s["edge"] is not None] + leaves:
         slot = slot_of[id(rec)]
         splits[rec["parent"]]["right" if rec["side"] else "left"] = slot
-        nodes[slot] = {**rec, "prev": slot_of[id(rec["prev"])] if rec["prev"] is not None else -1,
-                       "value": rec.get("value", 0.0), "leaf": rec.get("leaf", -1)}
+        nodes[slot] = {
+            **rec,
+            "prev": slot_of[id(rec["prev"])] if rec["prev"] is not None else -1,
+            "value": rec.get("value", 0.0),
+            "leaf": rec.get("leaf", -1),
+        }
     blocks = {slot_of[key]: below for key, below in block.items()}
     return _Tree(splits, nodes, blocks, depth), expected
 
@@ -429,18 +496,25 @@ def _flatten(trees: list[_Tree], max_memory_mb: float) -> _Model:
     n_slots = int(slots.sum())
     n_block = sum(len(b) for t in trees for b in t.block.values())
     cat_words = sum(max(s["cats"], default=-1) // 32 + 1 for t in trees for s in t.splits if s["kind"] == _KIND_CAT)
-    need = 24 * int((slots * t_lanes).sum()) + 40 * n_slots + 40 * n_splits + 72 * len(trees) + 40 * n_block \
+    need = (
+        24 * int((slots * t_lanes).sum())
+        + 40 * n_slots
+        + 40 * n_splits
+        + 72 * len(trees)
+        + 40 * n_block
         + 4 * cat_words
+    )
     if need > max_memory_mb * 2**20:
-        raise UnsupportedModel(f"its arrays would take {need / 2**20:.1f} MB, over max_memory_mb={max_memory_mb:g} "
-                               f"({n_slots:,} nodes, up to {int(t_m.max())} quadrature nodes per tree)")
-
+        raise UnsupportedModel(
+            f"its arrays would take {need / 2**20:.1f} MB, over max_memory_mb={max_memory_mb:g} "
+            f"({n_slots:,} nodes, up to {int(t_m.max())} quadrature nodes per tree)"
+        )
 
     counts = sorted(set(t_m.tolist())) or [1]
     starts = dict(zip(counts, np.cumsum([0] + [_lanes(m) for m in counts])[:-1].tolist()))
     q_t, q_w = (np.concatenate(v) for v in zip(*(_quadrature(m) for m in counts)))
     q_1mt = 1.0 - q_t
-    i64 = lambda n, fill=0: np.full(n, fill, np.int64)  # noqa: E731
+    i64 = lambda n, fill=0: np.full(n, fill, np.int64)
     t_split, t_nsplit, t_slot, t_w = i64(len(trees)), i64(len(trees)), i64(len(trees)), i64(len(trees))
     t_q = np.array([starts[m] for m in t_m.tolist()], dtype=np.int64)
     sp_feat, sp_thr, sp_kind = i64(n_splits), np.zeros(n_splits), np.zeros(n_splits, np.int8)
@@ -454,11 +528,15 @@ def _flatten(trees: list[_Tree], max_memory_mb: float) -> _Model:
     si = so = wo = 0
     for t, tree in enumerate(trees):
         m, q0 = int(t_lanes[t]), int(t_q[t])
-        tq, one_minus, wq = q_t[q0:q0 + m], q_1mt[q0:q0 + m], q_w[q0:q0 + m]
+        tq, one_minus, wq = q_t[q0 : q0 + m], q_1mt[q0 : q0 + m], q_w[q0 : q0 + m]
         t_split[t], t_nsplit[t], t_slot[t], t_w[t], t_retest[t] = si, len(tree.splits), so, wo, len(retest) // 4
         for sp in tree.splits:
-            sp_feat[si], sp_thr[si], sp_kind[si], sp_dleft[si] = sp["feature"], sp["threshold"], sp["kind"], \
-                sp["default_left"]
+            sp_feat[si], sp_thr[si], sp_kind[si], sp_dleft[si] = (
+                sp["feature"],
+                sp["threshold"],
+                sp["kind"],
+                sp["default_left"],
+            )
             sp_left[si], sp_right[si] = sp["left"], sp["right"]
             if sp["kind"] == _KIND_CAT:
                 words = [0] * (max(sp["cats"], default=-1) // 32 + 1)
@@ -476,23 +554,30 @@ def _flatten(trees: list[_Tree], max_memory_mb: float) -> _Model:
             block += tree.block.get(slot, [])
             for below in tree.block.get(slot, []):
                 retest += [slot, o, below, nd["feature"]]
-            passed = tq + one_minus * z                      # t + (1 - t) z: this edge's factor if passed
-            w_in[o:o + m] = (1.0 - z) * wq / passed
-            if nd["prev"] < 0:                               # the path's first test of this feature
-                f_pass[o:o + m], f_fail[o:o + m] = passed * value, one_minus * z * value
-            else:                                            # a re-test: replace the earlier test's factor
+            passed = tq + one_minus * z  # t + (1 - t) z: this edge's factor if passed
+            w_in[o : o + m] = (1.0 - z) * wq / passed
+            if nd["prev"] < 0:  # the path's first test of this feature
+                f_pass[o : o + m], f_fail[o : o + m] = passed * value, one_minus * z * value
+            else:  # a re-test: replace the earlier test's factor
                 zp = nd["zprev"]
                 passed_before = tq + one_minus * zp
-                f_pass[o:o + m] = passed / passed_before * value
-                f_fail[o:o + m] = one_minus * z / passed_before * value
+                f_pass[o : o + m] = passed / passed_before * value
+                f_fail[o : o + m] = one_minus * z / passed_before * value
                 nd_c[g] = (z / zp if zp > 0 else 0.0) * value
         so += len(tree.nodes)
         wo += len(tree.nodes) * m
     nd_block[n_slots] = len(block)
     t_retest[len(trees)] = len(retest) // 4
     tree = np.zeros((len(trees) + 1, TREE_WIDTH), dtype=np.int64)
-    for col, values in ((T_SPLIT, t_split), (T_NSPLIT, t_nsplit), (T_SLOT, t_slot), (T_M, t_m), (T_LANES, t_lanes),
-                        (T_W, t_w), (T_Q, t_q)):
+    for col, values in (
+        (T_SPLIT, t_split),
+        (T_NSPLIT, t_nsplit),
+        (T_SLOT, t_slot),
+        (T_M, t_m),
+        (T_LANES, t_lanes),
+        (T_W, t_w),
+        (T_Q, t_q),
+    ):
         tree[:-1, col] = values
     tree[:, T_RETEST] = t_retest
     q_wout = q_w / q_1mt
@@ -502,12 +587,35 @@ def _flatten(trees: list[_Tree], max_memory_mb: float) -> _Model:
     tree[-1, [F_THR, F_C, F_QWOUT, F_PASS, F_FAIL, F_WIN]] = starts[:-1]
     split = np.zeros((n_splits, SPLIT_WIDTH), dtype=np.int32)
     tree_of_split = np.repeat(np.arange(len(trees)), t_nsplit)
-    for col, values in ((S_FEAT, sp_feat), (S_LEFT, sp_left), (S_RIGHT, sp_right), (S_KIND, sp_kind),
-                        (S_DLEFT, sp_dleft), (S_CAT, sp_cat), (S_NCAT, sp_ncat),
-                        (S_PREV, nd_prev[t_slot[tree_of_split] + sp_left])):
+    for col, values in (
+        (S_FEAT, sp_feat),
+        (S_LEFT, sp_left),
+        (S_RIGHT, sp_right),
+        (S_KIND, sp_kind),
+        (S_DLEFT, sp_dleft),
+        (S_CAT, sp_cat),
+        (S_NCAT, sp_ncat),
+        (S_PREV, nd_prev[t_slot[tree_of_split] + sp_left]),
+    ):
         split[:, col] = values
-    return _Model(tree.ravel(), split.ravel(), fl, sp_thr, np.array(cat_bits, dtype=np.uint32), nd_feat,
-                  nd_prev, nd_c, nd_block, np.array(block, dtype=np.int64), np.array(retest, dtype=np.int64), f_pass,
-                  f_fail, w_in, q_wout,
-                  int(slots.max()) if len(trees) else 1, int(t_lanes.max()) if len(trees) else LANES,
-                  np.array([t.index for t in trees], dtype=np.int64), nd_leaf)
+    return _Model(
+        tree.ravel(),
+        split.ravel(),
+        fl,
+        sp_thr,
+        np.array(cat_bits, dtype=np.uint32),
+        nd_feat,
+        nd_prev,
+        nd_c,
+        nd_block,
+        np.array(block, dtype=np.int64),
+        np.array(retest, dtype=np.int64),
+        f_pass,
+        f_fail,
+        w_in,
+        q_wout,
+        int(slots.max()) if len(trees) else 1,
+        int(t_lanes.max()) if len(trees) else LANES,
+        np.array([t.index for t in trees], dtype=np.int64),
+        nd_leaf,
+    )

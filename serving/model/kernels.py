@@ -56,6 +56,7 @@ for both: the one-claim kernel reads it from the row it has just read)."""
 
 # --- split directions -------------------------------------------------------------------------------
 
+
 @njit(inline="always")
 def goes_right(fval, kind, threshold, default_left, cat_off, cat_len, cat_bits):
     """LightGBM's ``Tree::Decision`` for a value as its predictor sees it (``include/LightGBM/tree.h``)."""
@@ -98,6 +99,7 @@ def route(x, out, tree, split, sp_thr, cat_bits, t_index, nd_leaf):
 
 # --- vector steps, LANES wide (LLVM IR) -------------------------------------------------------------
 
+
 def _at(context, builder, arrty, arr, offset):
     """A vector pointer to ``arr[offset:offset + LANES]``."""
     ary = context.make_array(arrty)(context, builder, arr)
@@ -112,8 +114,9 @@ def _splat(builder, x):
 @intrinsic
 def _v_down(typingctx, q, dst, src, fa, fao, fb, fbo, ka, kb, kc):
     """q[dst:+L] = q[src:+L] * (ka * fa[fao:+L] + kb * fb[fbo:+L] + kc), L = LANES"""
-    sig = types.void(q, types.intp, types.intp, fa, types.intp, fb, types.intp, types.float64, types.float64,
-                     types.float64)
+    sig = types.void(
+        q, types.intp, types.intp, fa, types.intp, fb, types.intp, types.float64, types.float64, types.float64
+    )
 
     def codegen(context, builder, signature, args):
         q_, dst_, src_, fa_, fao_, fb_, fbo_, ka_, kb_, kc_ = args
@@ -152,8 +155,23 @@ def _v_share2_sum(typingctx, acc, ao, w1, wa, wb, w0, w0o, q, qa, qb, qk, ka1, k
     """acc[ao:+L] += (ka1 * w1[wa:+L] + ka0 * w0[w0o:+L]) * q[qa:+L] + (kb1 * w1[wb:+L] + kb0 * w0[w0o:+L]) * q[qb:+L],
     then q[qk:+L] = q[qa:+L] + q[qb:+L] from the same loads: a split's two children's shares of its
     feature, and their sum."""
-    sig = types.void(acc, types.intp, w1, types.intp, types.intp, w0, types.intp, q, types.intp, types.intp,
-                     types.intp, types.float64, types.float64, types.float64, types.float64)
+    sig = types.void(
+        acc,
+        types.intp,
+        w1,
+        types.intp,
+        types.intp,
+        w0,
+        types.intp,
+        q,
+        types.intp,
+        types.intp,
+        types.intp,
+        types.float64,
+        types.float64,
+        types.float64,
+        types.float64,
+    )
 
     def codegen(context, builder, signature, args):
         acc_, ao_, w1_, wa_, wb_, w0_, w0o_, q_, qa_, qb_, qk_, ka1, ka0, kb1, kb0 = args
@@ -194,8 +212,15 @@ def _goes_right_at(x, r, g, split, thr, thr_at, cat_bits):
     """:func:`goes_right` for row ``r`` at split ``g`` (its row in ``split``; its threshold at
     ``thr[thr_at + g]``)."""
     row = SPLIT_WIDTH * g
-    return goes_right(x[r, _ld(split, row + S_FEAT)], _ld(split, row + S_KIND), _ld(thr, thr_at + g),
-                      _ld(split, row + S_DLEFT), _ld(split, row + S_CAT), _ld(split, row + S_NCAT), cat_bits)
+    return goes_right(
+        x[r, _ld(split, row + S_FEAT)],
+        _ld(split, row + S_KIND),
+        _ld(thr, thr_at + g),
+        _ld(split, row + S_DLEFT),
+        _ld(split, row + S_CAT),
+        _ld(split, row + S_NCAT),
+        cat_bits,
+    )
 
 
 @njit(inline="always")
@@ -203,8 +228,15 @@ def _tree_at(tree, t):
     """Tree ``t``'s row of ``tree``: the offset of its splits, its splits, the offset of its nodes, its
     quadrature nodes, those padded to whole vectors, the offsets of its vectors and quadrature nodes."""
     row = TREE_WIDTH * t
-    return (_ld(tree, row + T_SPLIT), _ld(tree, row + T_NSPLIT), _ld(tree, row + T_SLOT), _ld(tree, row + T_M),
-            _ld(tree, row + T_LANES), _ld(tree, row + T_W), _ld(tree, row + T_Q))
+    return (
+        _ld(tree, row + T_SPLIT),
+        _ld(tree, row + T_NSPLIT),
+        _ld(tree, row + T_SLOT),
+        _ld(tree, row + T_M),
+        _ld(tree, row + T_LANES),
+        _ld(tree, row + T_W),
+        _ld(tree, row + T_Q),
+    )
 
 
 @njit(inline="always")
@@ -215,6 +247,7 @@ def _directions(x, r, s0, ns, right, split, thr, thr_at, cat_bits):
 
 
 # --- SHAP -------------------------------------------------------------------------------------------
+
 
 @njit(cache=True, nogil=True)
 def explain_rows(x, out, first, end, tree, split, fl, cat_bits, retest, max_slots, max_lanes):
@@ -259,10 +292,21 @@ def explain_rows(x, out, first, end, tree, split, fl, cat_bits, retest, max_slot
                 cb = (1.0 - before) * _ld(fl, o_c + g0 + b)
                 wa = wo + 2 * k * lanes
                 for c in range(0, lanes, LANES):
-                    _v_down(q, a * ml + c, k * ml + c, fl, o_pass + wa + c, fl, o_fail + wa + c, now_a, before - now_a,
-                            ca)
-                    _v_down(q, b * ml + c, k * ml + c, fl, o_pass + wa + lanes + c, fl, o_fail + wa + lanes + c, now_b,
-                            before - now_b, cb)
+                    _v_down(
+                        q, a * ml + c, k * ml + c, fl, o_pass + wa + c, fl, o_fail + wa + c, now_a, before - now_a, ca
+                    )
+                    _v_down(
+                        q,
+                        b * ml + c,
+                        k * ml + c,
+                        fl,
+                        o_pass + wa + lanes + c,
+                        fl,
+                        o_fail + wa + lanes + c,
+                        now_b,
+                        before - now_b,
+                        cb,
+                    )
             for k in range(ns - 1, -1, -1):  # reverse preorder: children before their parent
                 a = _ld(split, SPLIT_WIDTH * (s0 + k) + S_LEFT)
                 b = _ld(split, SPLIT_WIDTH * (s0 + k) + S_RIGHT)
@@ -271,8 +315,23 @@ def explain_rows(x, out, first, end, tree, split, fl, cat_bits, retest, max_slot
                 nb = _ld(passes, b)
                 wa = wo + 2 * k * lanes
                 for c in range(0, lanes, LANES):  # (the root's sum, at k = 0, is written and never read)
-                    _v_share2_sum(acc, f, fl, o_win + wa + c, o_win + wa + lanes + c, fl, o_qw + qo + c, q, a * ml + c,
-                                  b * ml + c, k * ml + c, na, na - 1.0, nb, nb - 1.0)
+                    _v_share2_sum(
+                        acc,
+                        f,
+                        fl,
+                        o_win + wa + c,
+                        o_win + wa + lanes + c,
+                        fl,
+                        o_qw + qo + c,
+                        q,
+                        a * ml + c,
+                        b * ml + c,
+                        k * ml + c,
+                        na,
+                        na - 1.0,
+                        nb,
+                        nb - 1.0,
+                    )
             for j in range(4 * _ld(tree, TREE_WIDTH * t + T_RETEST), 4 * _ld(tree, TREE_WIDTH * (t + 1) + T_RETEST), 4):
                 p = _ld(passes, _ld(retest, j))
                 w = _ld(retest, j + 1)
@@ -291,8 +350,8 @@ def explain_rows(x, out, first, end, tree, split, fl, cat_bits, retest, max_slot
 def explain_rows_split(x, out, other, middle, tree, split, fl, cat_bits, retest, max_slots, max_lanes):
     """:func:`explain_rows` with the trees split at ``middle`` over two of numba's threads (``other``,
     zeros of ``out``'s shape, takes the second half; ``out`` gets the sum). Under OpenMP, numba's
-    threads wait spinning for a moment after their work, so the hand-off costs a few microseconds
-    rather than a thread pool's wake-up."""
+    threads wait spinning for a moment after their work, so the hand-off is cheap next to a thread
+    pool's wake-up."""
     for half in prange(2):
         first, end, target = (0, middle, out) if half == 0 else (middle, len(tree) // TREE_WIDTH - 1, other)
         explain_rows(x, target, first, end, tree, split, fl, cat_bits, retest, max_slots, max_lanes)
@@ -300,11 +359,29 @@ def explain_rows_split(x, out, other, middle, tree, split, fl, cat_bits, retest,
 
 
 @njit(cache=True, nogil=True)
-def explain_block(x, out, block_rows, tree, split, sp_thr, cat_bits, nd_feat, nd_prev, nd_c, nd_block, block, f_pass,
-                  f_fail, w_in, q_wout, max_slots, max_lanes):
+def explain_block(
+    x,
+    out,
+    block_rows,
+    tree,
+    split,
+    sp_thr,
+    cat_bits,
+    nd_feat,
+    nd_prev,
+    nd_c,
+    nd_block,
+    block,
+    f_pass,
+    f_fail,
+    w_in,
+    q_wout,
+    max_slots,
+    max_lanes,
+):
     """:func:`explain_rows`' values (to rounding: the sums run in another order) for blocks of rows,
-    tree by tree, with the rows in the innermost loops (vectorised by the compiler; a tree's arrays stay in cache for the block). Only
-    a tree's own quadrature nodes are visited, not the padding."""
+    tree by tree, with the rows in the innermost loops (vectorised by the compiler; a tree's arrays stay
+    in cache for the block). Only a tree's own quadrature nodes are visited, not the padding."""
     n, nf = x.shape
     xt = np.empty((nf, block_rows))
     acc = np.empty((nf, block_rows))
@@ -383,8 +460,25 @@ def explain_block(x, out, block_rows, tree, split, sp_thr, cat_bits, nd_feat, nd
 
 
 @njit(cache=True, nogil=True)
-def explain_block_rows(x, out, tree, split, sp_thr, cat_bits, nd_feat, nd_prev, nd_c, nd_block, block, f_pass, f_fail,
-                       w_in, q_wout, max_slots, max_lanes):
+def explain_block_rows(
+    x,
+    out,
+    tree,
+    split,
+    sp_thr,
+    cat_bits,
+    nd_feat,
+    nd_prev,
+    nd_c,
+    nd_block,
+    block,
+    f_pass,
+    f_fail,
+    w_in,
+    q_wout,
+    max_slots,
+    max_lanes,
+):
     """:func:`explain_block`'s arithmetic, operation for operation, one row at a time: the same
     values to the last bit (the stable mode of :class:`serving.model.explainer.Explainer`), without the
     block kernel's per-loop set-up, which dominates for a claim or two. Scalar reads go through
@@ -415,8 +509,9 @@ def explain_block_rows(x, out, tree, split, sp_thr, cat_bits, nd_feat, nd_prev, 
                 now = _ld(passes, sl)
                 before = _ld(passes, prev)
                 for m in range(mq):
-                    q[sl, m] = q[p, m] * (now * _ld(f_pass, w + m) + (before - now) * _ld(f_fail, w + m)
-                                          + (1.0 - before) * c)
+                    q[sl, m] = q[p, m] * (
+                        now * _ld(f_pass, w + m) + (before - now) * _ld(f_fail, w + m) + (1.0 - before) * c
+                    )
             for k in range(ns - 1, -1, -1):
                 a_ = _ld(split, SPLIT_WIDTH * (s0 + k) + S_LEFT)
                 b_ = _ld(split, SPLIT_WIDTH * (s0 + k) + S_RIGHT)

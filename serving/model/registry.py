@@ -69,7 +69,9 @@ def load_bundle(task: str, alias: str = CHAMPION):
     import mlflow.pyfunc
 
     if version_for(task, alias) is None:
-        raise RegistryError(f"no {alias} for {MODEL_NAMES[task]}: train and promote a model first "
-                            f"(claimscore train ..., claimscore promote)")
+        raise RegistryError(
+            f"no {alias} for {MODEL_NAMES[task]}: train and promote a model first "
+            f"(claimscore train ..., claimscore promote)"
+        )
     model = mlflow.pyfunc.load_model(f"models:/{MODEL_NAMES[task]}@{alias}")
     return model.unwrap_python_model().bundle

@@ -18,8 +18,9 @@ from __future__ import annotations
 import ast
 import functools
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -46,8 +47,9 @@ class Rule:
 
     def __post_init__(self) -> None:
         if self.route not in RULE_ROUTES:
-            raise PolicyError(f"routing rule '{self.name}': unknown route '{self.route}' "
-                              f"(one of {', '.join(RULE_ROUTES)})")
+            raise PolicyError(
+                f"routing rule '{self.name}': unknown route '{self.route}' (one of {', '.join(RULE_ROUTES)})"
+            )
         self.names  # noqa: B018 - parses the expression now, so a bad one is refused here
 
     @functools.cached_property
@@ -90,8 +92,10 @@ class RoutingPolicy:
         for r in self.rules:
             unknown = r.names - have
             if unknown:
-                raise PolicyError(f"routing rule '{r.name}' names {', '.join(sorted(unknown))}, which the "
-                                  f"model's features do not include")
+                raise PolicyError(
+                    f"routing rule '{r.name}' names {', '.join(sorted(unknown))}, which the "
+                    f"model's features do not include"
+                )
 
     @property
     def reads(self) -> tuple[str, ...]:
@@ -102,14 +106,17 @@ class RoutingPolicy:
         return tuple(sorted(names))
 
     # --- a table -------------------------------------------------------------------------------
-    def route_table(self, table: pd.DataFrame, fraud: np.ndarray | None, fast: np.ndarray | None
-                    ) -> tuple[np.ndarray, list[list[str]]]:
+    def route_table(
+        self, table: pd.DataFrame, fraud: np.ndarray | None, fast: np.ndarray | None
+    ) -> tuple[np.ndarray, list[list[str]]]:
         """Routes and fired rule names for every row of a feature table (needs ``claimed_amount``
         and ``incident_severity`` columns where present)."""
         n = len(table)
         fired = {r.name: rule_mask(r, table) for r in self.rules}
         amount = _column(table, "claimed_amount")
-        severity = table["incident_severity"].astype("str").to_numpy() if "incident_severity" in table else np.full(n, "")
+        severity = (
+            table["incident_severity"].astype("str").to_numpy() if "incident_severity" in table else np.full(n, "")
+        )
         siu = np.zeros(n, bool)
         if fraud is not None and self.siu_threshold is not None:
             siu |= np.asarray(fraud) >= self.siu_threshold
@@ -137,15 +144,23 @@ class RoutingPolicy:
         amount = _float(values.get("claimed_amount"))
         severity = values.get("incident_severity")
         if (fraud is not None and self.siu_threshold is not None and fraud >= self.siu_threshold) or any(
-                r.route == "siu_referral" for r in fired):
+            r.route == "siu_referral" for r in fired
+        ):
             route = "siu_referral"
-        elif amount > self.large_loss_limit or severity in self.specialist_severities or any(
-                r.route == "specialist" for r in fired):
+        elif (
+            amount > self.large_loss_limit
+            or severity in self.specialist_severities
+            or any(r.route == "specialist" for r in fired)
+        ):
             route = "specialist"
-        elif (fast is not None and self.fast_track_threshold is not None and fast >= self.fast_track_threshold
-              and amount <= self.fast_track_amount_limit
-              and not (fraud is not None and self.fast_track_max_fraud is not None and fraud >= self.fast_track_max_fraud)
-              and not any(r.route == "standard" for r in fired)):
+        elif (
+            fast is not None
+            and self.fast_track_threshold is not None
+            and fast >= self.fast_track_threshold
+            and amount <= self.fast_track_amount_limit
+            and not (fraud is not None and self.fast_track_max_fraud is not None and fraud >= self.fast_track_max_fraud)
+            and not any(r.route == "standard" for r in fired)
+        ):
             route = "fast_track"
         else:
             route = "standard"
@@ -162,7 +177,7 @@ class RoutingPolicy:
         return d
 
     @classmethod
-    def from_dict(cls, d: Mapping) -> "RoutingPolicy":
+    def from_dict(cls, d: Mapping) -> RoutingPolicy:
         d = dict(d)
         d["rules"] = tuple(Rule(**r) for r in d.get("rules", ()))
         d["specialist_severities"] = tuple(d.get("specialist_severities", ()))
@@ -175,8 +190,9 @@ def rule_mask(rule: Rule, table: pd.DataFrame) -> np.ndarray:
     """Where ``rule`` fires on a feature table (unknown values make comparisons false)."""
     missing = rule.names - set(table.columns)
     if missing:
-        raise PolicyError(f"routing rule '{rule.name}' names {', '.join(sorted(missing))}, which the feature "
-                          "table lacks")
+        raise PolicyError(
+            f"routing rule '{rule.name}' names {', '.join(sorted(missing))}, which the feature table lacks"
+        )
     out = table.eval(rule.when, engine="python")
     return np.asarray(pd.Series(out).fillna(False), dtype=bool)
 
@@ -203,7 +219,8 @@ def _eval_scalar(rule: Rule, values: Mapping[str, Any]) -> bool:
     """Evaluate a rule for one claim; unknown values (None/NaN) make comparisons false, as in pandas."""
     missing = rule.names - values.keys()
     if missing:
-        raise PolicyError(f"routing rule '{rule.name}' names {', '.join(sorted(missing))}, which the claim's "
-                          "features lack")
+        raise PolicyError(
+            f"routing rule '{rule.name}' names {', '.join(sorted(missing))}, which the claim's features lack"
+        )
     names = {k: (math.nan if v is None else v) for k, v in values.items()}
     return bool(eval(_compiled(rule.when), {"__builtins__": {}}, names))  # noqa: S307 - rule text is config

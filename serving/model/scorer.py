@@ -8,9 +8,9 @@ bundles and the routing policy they carry) and never imports training code.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from types import SimpleNamespace
-from typing import Mapping
 
 import numpy as np
 import pandas as pd
@@ -32,7 +32,7 @@ class Scorer:
     versions: dict[str, str]
 
     @classmethod
-    def from_registry(cls, settings, alias: str = "champion") -> "Scorer":
+    def from_registry(cls, settings, alias: str = "champion") -> Scorer:
         from serving.model import registry  # the read side: where MLflow keeps the models
 
         registry.configure(settings)
@@ -47,7 +47,7 @@ class Scorer:
         scorer = cls(bundles, policy, versions)
         policy.check(scorer.features)  # a rule naming a feature nobody builds is refused here, by name
         for bundle in bundles.values():  # precompute the explainers now, not on the first claim
-            bundle.explainer
+            _ = bundle.explainer
         return scorer
 
     @property
@@ -79,7 +79,7 @@ class Scorer:
         out["rules"] = [encode(f) if f else "[]" for f in result.rules]
         return out
 
-    def score_features(self, table: pd.DataFrame | Columns) -> "Scored":
+    def score_features(self, table: pd.DataFrame | Columns) -> Scored:
         """Scores, reasons and routes for a feature table: a DataFrame (batch) or the dict of
         arrays that :func:`features.build.build_features` answers for live claims."""
         scores, reasons = {}, {}
@@ -92,8 +92,10 @@ class Scorer:
             routes, fired = self.policy.route_table(table, fraud, fast)
         else:  # a few live claims: claim by claim, no DataFrame (same answers as route_table)
             names = list(table)
-            routed = [self.policy.route_one(dict(zip(names, row)), _at(fraud, i), _at(fast, i))
-                      for i, row in enumerate(zip(*table.values()))]
+            routed = [
+                self.policy.route_one(dict(zip(names, row)), _at(fraud, i), _at(fast, i))
+                for i, row in enumerate(zip(*table.values()))
+            ]
             routes = np.array([r for r, _ in routed], dtype=object)
             fired = [f for _, f in routed]
         return Scored(scores, reasons, routes, fired)
@@ -111,8 +113,9 @@ def _at(scores: np.ndarray | None, i: int) -> float | None:
     return None if scores is None else float(scores[i])
 
 
-def top_reasons(bundle: ModelBundle, table: pd.DataFrame | Columns, matrix: np.ndarray, k: int = TOP_REASONS
-                ) -> list[list[dict]]:
+def top_reasons(
+    bundle: ModelBundle, table: pd.DataFrame | Columns, matrix: np.ndarray, k: int = TOP_REASONS
+) -> list[list[dict]]:
     """The ``k`` features pushing each claim's score up the most (exact TreeSHAP, log-odds); a
     claim's reasons do not depend on the other rows of ``matrix``.
 
@@ -129,15 +132,23 @@ def top_reasons(bundle: ModelBundle, table: pd.DataFrame | Columns, matrix: np.n
         at = np.nonzero(keep & (order == j))
         column = table[names[j]]
         picked = column.to_numpy(dtype=object)[at[0]] if isinstance(column, pd.Series) else column[at[0]]
-        plain = [None if v is None or v is pd.NA or (isinstance(v, float) and v != v) else
-                 (v.item() if isinstance(v, np.generic) else v) for v in picked]
+        plain = [
+            None
+            if v is None or v is pd.NA or (isinstance(v, float) and v != v)
+            else (v.item() if isinstance(v, np.generic) else v)
+            for v in picked
+        ]
         feature = catalog.BY_NAME.get(names[j])
         values[at] = plain
-        texts[at] = [feature.explain(float("nan") if v is None else v) if feature else f"{names[j]}: {v}"
-                     for v in plain]
+        texts[at] = [
+            feature.explain(float("nan") if v is None else v) if feature else f"{names[j]}: {v}" for v in plain
+        ]
     counts = keep.sum(axis=1).tolist()
     top_list, order_list, values_list, texts_list = top.tolist(), order.tolist(), values.tolist(), texts.tolist()
-    return [[{"feature": names[o], "value": v, "contribution": c, "text": t}
-             for o, v, c, t in zip(order_list[i][:n], values_list[i][:n], top_list[i][:n], texts_list[i][:n])]
-            for i, n in enumerate(counts)]
-
+    return [
+        [
+            {"feature": names[o], "value": v, "contribution": c, "text": t}
+            for o, v, c, t in zip(order_list[i][:n], values_list[i][:n], top_list[i][:n], texts_list[i][:n])
+        ]
+        for i, n in enumerate(counts)
+    ]

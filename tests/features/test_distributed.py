@@ -13,8 +13,8 @@ import pytest
 
 from features import catalog
 from features.build import available_features, build_features
-from features.distributed import GRAPH, ROW, build_features_dask, local_cluster, plan
 from features.data.synthetic import generate_claims
+from features.distributed import GRAPH, ROW, build_features_dask, local_cluster, plan
 
 dd = pytest.importorskip("dask.dataframe")
 
@@ -59,26 +59,31 @@ def test_cluster_listens_only_on_loopback(client):
     assert all(a.startswith("tcp://127.0.0.1:") for a in addresses), addresses
     # every socket the scheduler, nannies and workers listen on, HTTP endpoints included
     pids = {os.getpid(), *client.run(os.getpid).values()}
-    listening = [c.laddr for pid in pids for c in psutil.Process(pid).net_connections(kind="inet")
-                 if c.status == psutil.CONN_LISTEN]
+    listening = [
+        c.laddr
+        for pid in pids
+        for c in psutil.Process(pid).net_connections(kind="inet")
+        if c.status == psutil.CONN_LISTEN
+    ]
     assert len(listening) >= 2 + 2 * 2
     assert all(ipaddress.ip_address(a.ip).is_loopback for a in listening), listening
 
 
 def test_each_key_family_is_shuffled_once():
     groups = plan(list(catalog.FEATURES))
-    assert set(groups) == {ROW, GRAPH, "claimant_id", "policy_id", "provider_id", "payee_account", "phone",
-                           "address"}
+    assert set(groups) == {ROW, GRAPH, "claimant_id", "policy_id", "provider_id", "payee_account", "phone", "address"}
     assert [f.name for f in groups[GRAPH]] == ["group_size", "group_prior_fraud"]
     assert {f.family for f in groups[ROW]} == {"notice"}
 
 
+@pytest.mark.slow  # 20,000 claims through a real cluster: 3-7 s
 def test_dask_features_equal_pandas_features(client, claims):
     names = [f.name for f in available_features(claims)]
     assert {f.family for f in available_features(claims)} == {"notice", "history", "link"}
     assert_same_features(dask_features(claims, names), pandas_features(claims, names))
 
 
+@pytest.mark.slow  # 20,000 claims through a real cluster: 3-7 s
 def test_dask_features_equal_pandas_features_with_missing_identifiers(client, claims):
     rng = np.random.default_rng(1)
     frame = claims.copy()

@@ -19,8 +19,12 @@ def claims(rows: list[dict]) -> pd.DataFrame:
     for i, r in enumerate(rows):
         r = dict(r)
         day = r.pop("day")
-        row = {"claim_id": r.pop("id", f"C{i}"), "line_of_business": "motor",
-               "report_date": T0 + pd.Timedelta(days=day), "incident_date": T0 + pd.Timedelta(days=day - 1)}
+        row = {
+            "claim_id": r.pop("id", f"C{i}"),
+            "line_of_business": "motor",
+            "report_date": T0 + pd.Timedelta(days=day),
+            "incident_date": T0 + pd.Timedelta(days=day - 1),
+        }
         for col in ("closed",):
             if col in r:
                 r["investigation_closed_date"] = T0 + pd.Timedelta(days=r.pop(col))
@@ -39,15 +43,33 @@ def same(a, b) -> bool:
 
 # --- notice ------------------------------------------------------------------------------------
 
+
 def test_notice_features_by_hand():
-    f = claims([
-        {"day": 0, "policy_start_date": T0 - pd.Timedelta(days=10), "claimed_amount": 4_900.0,
-         "sum_insured": 9_800.0, "deductible": 490.0},
-        {"day": 0, "claimed_amount": 30_000.0, "deductible": 0.0},
-        {"day": 0, "claimed_amount": 2_400.0},
-    ])
-    out = build_features(f, ["days_since_policy_start", "reporting_delay_days", "amount_to_sum_insured",
-                             "amount_to_deductible", "gap_below_authority_limit", "report_hour", "report_weekday"])
+    f = claims(
+        [
+            {
+                "day": 0,
+                "policy_start_date": T0 - pd.Timedelta(days=10),
+                "claimed_amount": 4_900.0,
+                "sum_insured": 9_800.0,
+                "deductible": 490.0,
+            },
+            {"day": 0, "claimed_amount": 30_000.0, "deductible": 0.0},
+            {"day": 0, "claimed_amount": 2_400.0},
+        ]
+    )
+    out = build_features(
+        f,
+        [
+            "days_since_policy_start",
+            "reporting_delay_days",
+            "amount_to_sum_insured",
+            "amount_to_deductible",
+            "gap_below_authority_limit",
+            "report_hour",
+            "report_weekday",
+        ],
+    )
     assert out["days_since_policy_start"].tolist()[0] == 9.0  # start 10 days before the report, incident 1 day
     assert out["reporting_delay_days"].tolist() == [1.0, 1.0, 1.0]
     assert out["amount_to_sum_insured"].tolist()[0] == 0.5 and np.isnan(out["amount_to_sum_insured"][1])
@@ -59,16 +81,19 @@ def test_notice_features_by_hand():
 
 # --- history -----------------------------------------------------------------------------------
 
+
 def test_claimant_history_counts_only_strictly_earlier_claims():
-    f = claims([
-        {"day": 0, "claimant_id": "A", "claimed_amount": 100.0},
-        {"day": 10, "claimant_id": "A", "claimed_amount": 200.0},
-        {"day": 10, "claimant_id": "A", "claimed_amount": 400.0},   # same moment: they do not see each other
-        {"day": 100, "claimant_id": "A", "claimed_amount": 800.0},
-        {"day": 500, "claimant_id": "A", "claimed_amount": 50.0},
-        {"day": 500, "claimant_id": None, "claimed_amount": 50.0},  # unknown claimant: unknown history
-        {"day": 20, "claimant_id": "B", "claimed_amount": 10.0},
-    ])
+    f = claims(
+        [
+            {"day": 0, "claimant_id": "A", "claimed_amount": 100.0},
+            {"day": 10, "claimant_id": "A", "claimed_amount": 200.0},
+            {"day": 10, "claimant_id": "A", "claimed_amount": 400.0},  # same moment: they do not see each other
+            {"day": 100, "claimant_id": "A", "claimed_amount": 800.0},
+            {"day": 500, "claimant_id": "A", "claimed_amount": 50.0},
+            {"day": 500, "claimant_id": None, "claimed_amount": 50.0},  # unknown claimant: unknown history
+            {"day": 20, "claimant_id": "B", "claimed_amount": 10.0},
+        ]
+    )
     assert same(feature(f, "claimant_claims_90d"), [0, 1, 1, 2, 0, np.nan, 0])  # [t - 90d, t): day 10 is in
     assert same(feature(f, "claimant_claims_365d"), [0, 1, 1, 3, 0, np.nan, 0])
     assert same(feature(f, "claimant_claims_3y"), [0, 1, 1, 3, 4, np.nan, 0])
@@ -77,20 +102,31 @@ def test_claimant_history_counts_only_strictly_earlier_claims():
 
 
 def test_outcomes_count_only_once_decided_before_the_report():
-    f = claims([
-        {"day": 0, "claimant_id": "A", "investigated": True, "fraud_confirmed": True, "closed": 30},
-        {"day": 5, "claimant_id": "A", "investigated": True, "fraud_confirmed": False, "closed": 20},
-        {"day": 25, "claimant_id": "A"},   # sees the day-20 decision only
-        {"day": 30, "claimant_id": "A"},   # decided at exactly its report moment: not yet known
-        {"day": 31, "claimant_id": "A"},
-    ])
+    f = claims(
+        [
+            {"day": 0, "claimant_id": "A", "investigated": True, "fraud_confirmed": True, "closed": 30},
+            {"day": 5, "claimant_id": "A", "investigated": True, "fraud_confirmed": False, "closed": 20},
+            {"day": 25, "claimant_id": "A"},  # sees the day-20 decision only
+            {"day": 30, "claimant_id": "A"},  # decided at exactly its report moment: not yet known
+            {"day": 31, "claimant_id": "A"},
+        ]
+    )
     assert feature(f, "claimant_prior_investigations") == [0, 0, 1, 1, 2]
     assert feature(f, "claimant_prior_fraud") == [0, 0, 0, 0, 1]
 
 
 def test_policy_and_provider_history_with_smoothed_rates():
-    rows = [{"day": d, "policy_id": "P", "provider_id": "V", "investigated": d == 0,
-             "fraud_confirmed": d == 0, **({"closed": 5} if d == 0 else {})} for d in (0, 1, 2, 3)]
+    rows = [
+        {
+            "day": d,
+            "policy_id": "P",
+            "provider_id": "V",
+            "investigated": d == 0,
+            "fraud_confirmed": d == 0,
+            **({"closed": 5} if d == 0 else {}),
+        }
+        for d in (0, 1, 2, 3)
+    ]
     rows.append({"day": 400, "policy_id": "P", "provider_id": "V"})
     f = claims(rows)
     assert feature(f, "policy_prior_claims") == [0, 1, 2, 3, 4]
@@ -103,51 +139,74 @@ def test_policy_and_provider_history_with_smoothed_rates():
 
 # --- links -------------------------------------------------------------------------------------
 
+
 def test_shared_phone_counts_other_claimants_in_the_window():
-    f = claims([
-        {"day": 0, "claimant_id": "A", "phone": "p1"},
-        {"day": 1, "claimant_id": "B", "phone": "p1"},
-        {"day": 2, "claimant_id": "A", "phone": "p1"},
-        {"day": 3, "claimant_id": "C", "phone": "p1"},
-        {"day": 3, "claimant_id": "D", "phone": "p1"},     # same moment as C: neither sees the other
-        {"day": 3, "claimant_id": "E", "phone": None},
-        {"day": 380, "claimant_id": "F", "phone": "p1"},   # everyone else left the 365-day window
-    ])
+    f = claims(
+        [
+            {"day": 0, "claimant_id": "A", "phone": "p1"},
+            {"day": 1, "claimant_id": "B", "phone": "p1"},
+            {"day": 2, "claimant_id": "A", "phone": "p1"},
+            {"day": 3, "claimant_id": "C", "phone": "p1"},
+            {"day": 3, "claimant_id": "D", "phone": "p1"},  # same moment as C: neither sees the other
+            {"day": 3, "claimant_id": "E", "phone": None},
+            {"day": 380, "claimant_id": "F", "phone": "p1"},  # everyone else left the 365-day window
+        ]
+    )
     assert same(feature(f, "phone_claimants_365d"), [0, 1, 1, 2, 2, np.nan, 0])
 
 
 def test_linked_group_joins_claimants_through_shared_details():
-    f = claims([
-        {"day": 0, "claimant_id": "A", "phone": "p1", "investigated": True, "fraud_confirmed": True, "closed": 4},
-        {"day": 1, "claimant_id": "B", "phone": "p1", "address": "h1"},
-        {"day": 2, "claimant_id": "C", "address": "h1"},
-        {"day": 3, "claimant_id": "D", "phone": "p9"},
-        {"day": 5, "claimant_id": "D", "address": "h1"},            # D joins the group through its own claim
-        {"day": 6, "claimant_id": "E", "payee_account": "acct", "payee_type": "provider"},
-        {"day": 7, "claimant_id": "F", "payee_account": "acct", "payee_type": "provider"},  # a repairer's account links nobody
-        {"day": 8, "claimant_id": None, "phone": "p1"},
-    ])
+    f = claims(
+        [
+            {"day": 0, "claimant_id": "A", "phone": "p1", "investigated": True, "fraud_confirmed": True, "closed": 4},
+            {"day": 1, "claimant_id": "B", "phone": "p1", "address": "h1"},
+            {"day": 2, "claimant_id": "C", "address": "h1"},
+            {"day": 3, "claimant_id": "D", "phone": "p9"},
+            {"day": 5, "claimant_id": "D", "address": "h1"},  # D joins the group through its own claim
+            {"day": 6, "claimant_id": "E", "payee_account": "acct", "payee_type": "provider"},
+            {
+                "day": 7,
+                "claimant_id": "F",
+                "payee_account": "acct",
+                "payee_type": "provider",
+            },  # a repairer's account links nobody
+            {"day": 8, "claimant_id": None, "phone": "p1"},
+        ]
+    )
     assert same(feature(f, "group_size"), [1, 2, 3, 1, 4, 1, 1, np.nan])
     assert same(feature(f, "group_prior_fraud"), [0, 0, 0, 0, 1, 0, 0, np.nan])
 
 
 # --- a brute-force reference on random data ---------------------------------------------------
 
+
 def _random_claims(n: int, seed: int) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     day = np.sort(rng.integers(0, 900, n)).astype(float) + rng.choice([0, 0.5], n)  # many ties
-    pick = lambda k, p_null: np.where(rng.random(n) < p_null, None, rng.integers(0, k, n).astype(str))  # noqa: E731
+    pick = lambda k, p_null: np.where(rng.random(n) < p_null, None, rng.integers(0, k, n).astype(str))
     investigated = rng.random(n) < 0.3
     closed = np.where(investigated & (rng.random(n) < 0.8), day + rng.integers(0, 60, n), np.nan)
-    return schema.conform(pd.DataFrame({
-        "claim_id": [f"R{i}" for i in range(n)], "line_of_business": "motor",
-        "report_date": T0 + pd.to_timedelta(day, unit="D"), "incident_date": T0 + pd.to_timedelta(day - 1, unit="D"),
-        "claimant_id": pick(40, 0.05), "policy_id": pick(60, 0.0), "provider_id": pick(8, 0.3),
-        "payee_account": pick(50, 0.1), "payee_type": rng.choice(["claimant", "provider"], n, p=[0.8, 0.2]),
-        "phone": pick(45, 0.1), "address": pick(45, 0.1), "claimed_amount": rng.uniform(100, 5000, n).round(2),
-        "investigated": investigated, "fraud_confirmed": investigated & (rng.random(n) < 0.4),
-        "investigation_closed_date": T0 + pd.to_timedelta(closed, unit="D"),
-    }))
+    return schema.conform(
+        pd.DataFrame(
+            {
+                "claim_id": [f"R{i}" for i in range(n)],
+                "line_of_business": "motor",
+                "report_date": T0 + pd.to_timedelta(day, unit="D"),
+                "incident_date": T0 + pd.to_timedelta(day - 1, unit="D"),
+                "claimant_id": pick(40, 0.05),
+                "policy_id": pick(60, 0.0),
+                "provider_id": pick(8, 0.3),
+                "payee_account": pick(50, 0.1),
+                "payee_type": rng.choice(["claimant", "provider"], n, p=[0.8, 0.2]),
+                "phone": pick(45, 0.1),
+                "address": pick(45, 0.1),
+                "claimed_amount": rng.uniform(100, 5000, n).round(2),
+                "investigated": investigated,
+                "fraud_confirmed": investigated & (rng.random(n) < 0.4),
+                "investigation_closed_date": T0 + pd.to_timedelta(closed, unit="D"),
+            }
+        )
+    )
 
 
 def _reference(f: pd.DataFrame) -> dict[str, list[float]]:
@@ -158,14 +217,29 @@ def _reference(f: pd.DataFrame) -> dict[str, list[float]]:
     fraud = f["fraud_confirmed"].fillna(False).to_numpy(bool)
     amount = f["claimed_amount"].to_numpy(float)
     day = np.timedelta64(1, "D")
-    out: dict[str, list[float]] = {k: [] for k in (
-        "claimant_claims_90d", "claimant_claims_3y", "claimant_amount_365d", "claimant_days_since_last_claim",
-        "claimant_prior_investigations", "claimant_prior_fraud", "policy_prior_claims",
-        "provider_fraud_rate_365d", "payee_claims_365d", "phone_claimants_365d", "address_claimants_365d",
-        "group_size", "group_prior_fraud")}
-    cols = {c: f[c].to_numpy(dtype=object) for c in ("claimant_id", "policy_id", "provider_id", "payee_account",
-                                                      "phone", "address", "payee_type")}
-    isnull = lambda v: v is None or (isinstance(v, float) and np.isnan(v))  # noqa: E731
+    out: dict[str, list[float]] = {
+        k: []
+        for k in (
+            "claimant_claims_90d",
+            "claimant_claims_3y",
+            "claimant_amount_365d",
+            "claimant_days_since_last_claim",
+            "claimant_prior_investigations",
+            "claimant_prior_fraud",
+            "policy_prior_claims",
+            "provider_fraud_rate_365d",
+            "payee_claims_365d",
+            "phone_claimants_365d",
+            "address_claimants_365d",
+            "group_size",
+            "group_prior_fraud",
+        )
+    }
+    cols = {
+        c: f[c].to_numpy(dtype=object)
+        for c in ("claimant_id", "policy_id", "provider_id", "payee_account", "phone", "address", "payee_type")
+    }
+    isnull = lambda v: v is None or (isinstance(v, float) and np.isnan(v))
 
     def same_key(col, i):
         v = cols[col][i]
@@ -176,11 +250,17 @@ def _reference(f: pd.DataFrame) -> dict[str, list[float]]:
     for i in range(len(f)):
         before = t < t[i]
         decided = ~np.isnat(closed) & (closed < t[i])
-        within = lambda days: before & (t >= t[i] - days * day)  # noqa: E731
+        within = lambda days, before=before, i=i: before & (t >= t[i] - days * day)
         k = same_key("claimant_id", i)
         if k is None:
-            for name in ("claimant_claims_90d", "claimant_claims_3y", "claimant_amount_365d",
-                         "claimant_days_since_last_claim", "claimant_prior_investigations", "claimant_prior_fraud"):
+            for name in (
+                "claimant_claims_90d",
+                "claimant_claims_3y",
+                "claimant_amount_365d",
+                "claimant_days_since_last_claim",
+                "claimant_prior_investigations",
+                "claimant_prior_fraud",
+            ):
                 out[name].append(np.nan)
         else:
             out["claimant_claims_90d"].append((k & within(90)).sum())
@@ -247,11 +327,11 @@ def test_features_match_a_brute_force_reference(seed):
     reference = _reference(f)
     built = build_features(f, list(reference))
     for name, expected in reference.items():
-        np.testing.assert_allclose(built[name].to_numpy(), np.array(expected, float), rtol=0, atol=1e-9,
-                                   err_msg=name)
+        np.testing.assert_allclose(built[name].to_numpy(), np.array(expected, float), rtol=0, atol=1e-9, err_msg=name)
 
 
 # --- no leakage --------------------------------------------------------------------------------
+
 
 def test_features_ignore_claims_reported_later():
     full = generate_claims(6_000, seed=21)
@@ -287,6 +367,7 @@ def test_outcomes_decided_after_a_report_never_reach_its_features():
 
 
 # --- catalog and sources ------------------------------------------------------------------------
+
 
 def test_synthetic_claims_support_every_catalog_feature(synthetic_claims):
     names = [f.name for f in available_features(synthetic_claims)]

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features import schema
+from features import catalog, schema
 from features.config import load_settings
 from features.errors import ConfigError, SchemaError
 
@@ -27,10 +27,17 @@ def test_schema_round_trips_through_csv(synthetic_claims, tmp_path):
 
 
 def test_conform_gives_every_column_in_schema_order_with_schema_dtypes():
-    frame = schema.conform(pd.DataFrame({
-        "claim_id": ["a"], "line_of_business": ["motor"], "incident_date": ["2024-01-01"],
-        "report_date": ["2024-01-02 10:00"], "x_band": ["low"],
-    }))
+    frame = schema.conform(
+        pd.DataFrame(
+            {
+                "claim_id": ["a"],
+                "line_of_business": ["motor"],
+                "incident_date": ["2024-01-01"],
+                "report_date": ["2024-01-02 10:00"],
+                "x_band": ["low"],
+            }
+        )
+    )
     assert list(frame.columns) == list(schema.COLUMNS) + ["x_band"]
     for f in schema.FIELDS:
         assert str(frame[f.name].dtype) == f.pandas_dtype, f.name
@@ -42,12 +49,19 @@ def test_conform_names_every_missing_required_column():
 
 
 def test_coerce_reports_unreadable_values_by_column():
-    frame, problems = schema.coerce(pd.DataFrame({
-        "claim_id": ["a", "b", "c"], "line_of_business": ["motor"] * 3,
-        "incident_date": ["2024-01-01", "not a date", None], "report_date": ["2024-01-02"] * 3,
-        "claimed_amount": ["12.5", "abc", ""], "police_report": ["yes", "no", "perhaps"],
-        "number_of_parties": [1, 2.5, 3],
-    }))
+    frame, problems = schema.coerce(
+        pd.DataFrame(
+            {
+                "claim_id": ["a", "b", "c"],
+                "line_of_business": ["motor"] * 3,
+                "incident_date": ["2024-01-01", "not a date", None],
+                "report_date": ["2024-01-02"] * 3,
+                "claimed_amount": ["12.5", "abc", ""],
+                "police_report": ["yes", "no", "perhaps"],
+                "number_of_parties": [1, 2.5, 3],
+            }
+        )
+    )
     found = {col: (count, examples) for col, count, examples in problems}
     assert found["incident_date"] == (1, ["not a date"])
     assert found["claimed_amount"][1] == ["abc"]
@@ -59,15 +73,40 @@ def test_coerce_reports_unreadable_values_by_column():
 
 
 def test_numeric_ids_read_from_csv_lose_their_decimal_point():
-    frame = schema.conform(pd.DataFrame({"claim_id": [1.0, 2.0], "line_of_business": ["motor"] * 2,
-                                         "incident_date": ["2024-01-01"] * 2, "report_date": ["2024-01-01"] * 2}))
+    frame = schema.conform(
+        pd.DataFrame(
+            {
+                "claim_id": [1.0, 2.0],
+                "line_of_business": ["motor"] * 2,
+                "incident_date": ["2024-01-01"] * 2,
+                "report_date": ["2024-01-01"] * 2,
+            }
+        )
+    )
     assert frame["claim_id"].tolist() == ["1", "2"]
 
 
-def test_outcomes_and_notice_fields_are_kept_apart():
-    assert set(schema.NOTICE).isdisjoint(schema.OUTCOMES)
-    assert set(schema.LABELS.values()) <= set(schema.OUTCOMES)
-    assert all(not schema.BY_NAME[c].protected for c in schema.OUTCOMES)
+def test_every_label_is_an_outcome_column():
+    for task, label in schema.LABELS.items():
+        assert schema.BY_NAME[label].stage == "outcome", f"{task} is trained on {label}, known at notice or never"
+
+
+def test_outcomes_reach_a_model_only_through_the_history_of_earlier_claims():
+    """A claim's own outcome (or the synthetic truth) never feeds its features; outcome columns are read
+    only by history and link features, which take them from earlier claims decided before the report
+    (that point-in-time rule is tested in tests/features/test_features.py)."""
+    notice, outcomes = set(schema.NOTICE), set(schema.OUTCOMES)
+    protected = {f.name for f in schema.FIELDS if f.protected}
+    truth = {f.name for f in schema.FIELDS if f.stage == "truth"}
+    for f in catalog.FEATURES:
+        needs = set(f.needs) | set(f.needs_any)
+        assert needs <= set(schema.COLUMNS), f"{f.name} needs unknown column(s) {sorted(needs - set(schema.COLUMNS))}"
+        assert f.name not in outcomes | truth, f"{f.name} is an outcome of the claim it describes"
+        assert not needs & (truth | protected), f"{f.name} needs {sorted(needs & (truth | protected))}"
+        if f.family == "notice":
+            assert needs <= notice, f"notice feature {f.name} needs {sorted(needs - notice)}"
+        elif needs & outcomes:
+            assert f.family in ("history", "link"), f"{f.name} reads outcomes as a {f.family} feature"
 
 
 def test_settings_read_file_then_environment(tmp_path):
@@ -87,7 +126,7 @@ def test_settings_name_an_unknown_key(tmp_path):
     cfg.write_text('hom = "x"\n')
     with pytest.raises(ConfigError, match="unknown key 'hom'"):
         load_settings(cfg, env={})
-    cfg.write_text('home = [1]\n')
+    cfg.write_text("home = [1]\n")
     with pytest.raises(ConfigError, match="'home' must be a string"):
         load_settings(cfg, env={})
 

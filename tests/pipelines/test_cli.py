@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -31,9 +32,11 @@ def test_top_level_help_lists_every_subcommand(cli):
 
 
 def test_help_answers_without_importing_the_heavy_stack():
-    code = ("import sys; from pipelines.cli import main; main(['--help']); "
-            "heavy = [m for m in ('pandas', 'lightgbm', 'great_expectations', 'mlflow', 'bentoml') if m in sys.modules]; "
-            "print('HEAVY', heavy)")
+    code = (
+        "import sys; from pipelines.cli import main; main(['--help']); "
+        "heavy = [m for m in ('pandas', 'lightgbm', 'great_expectations', 'mlflow', 'bentoml') if m in sys.modules]; "
+        "print('HEAVY', heavy)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert "HEAVY []" in out
 
@@ -53,16 +56,19 @@ def test_generate_writes_csv_too(cli, tmp_path):
     assert len(pd.read_csv(out)) == 50
 
 
-@pytest.mark.parametrize("args, fragment", [
-    (("generate", "--claims", 0, "--out", "x.parquet"), "--claims"),
-    (("generate", "--claims", "many", "--out", "x.parquet"), "--claims"),
-    (("generate", "--claims", 10, "--out", "x.txt"), ".parquet or .csv"),
-    (("generate", "--claims", 10, "--out", "x.csv", "--start", "2021-13-01"), "--start"),
-    (("generate",), "--out"),
-    (("generat",), "No such command"),
-    (("generate", "--bogus"), "--bogus"),
-    (("validate", "--source", "nonsense", "--data", "x.csv"), "nonsense"),
-])
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (("generate", "--claims", 0, "--out", "x.parquet"), "--claims"),
+        (("generate", "--claims", "many", "--out", "x.parquet"), "--claims"),
+        (("generate", "--claims", 10, "--out", "x.txt"), ".parquet or .csv"),
+        (("generate", "--claims", 10, "--out", "x.csv", "--start", "2021-13-01"), "--start"),
+        (("generate",), "--out"),
+        (("generat",), "No such command"),
+        (("generate", "--bogus"), "--bogus"),
+        (("validate", "--source", "nonsense", "--data", "x.csv"), "nonsense"),
+    ],
+)
 def test_user_errors_get_one_readable_line(cli, args, fragment):
     result = cli(*args)
     assert result.code == 2
@@ -73,9 +79,19 @@ def test_user_errors_get_one_readable_line(cli, args, fragment):
 
 
 def test_the_installed_command_exits_non_zero_with_one_line(tmp_path):
-    exe = subprocess.run([sys.executable, "-c", "import sys; from pipelines.cli import main; sys.exit(main())",
-                          "validate", "--data", str(tmp_path / "missing.parquet")],
-                         capture_output=True, text=True, cwd=tmp_path)
+    exe = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from pipelines.cli import main; sys.exit(main())",
+            "validate",
+            "--data",
+            str(tmp_path / "missing.parquet"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
     assert exe.returncode == 2
     lines = [line for line in exe.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "missing.parquet" in lines[0], exe.stderr
@@ -88,7 +104,7 @@ def test_generated_claims_validate(cli, tmp_path):
     assert result.code == 0, result.err
     assert "valid: 3,000 claims" in result.out
     report = result.out.rsplit("report: ", 1)[1].strip()
-    assert report.endswith(".html") and "claims" in open(report, encoding="utf-8").read()
+    assert report.endswith(".html") and "claims" in Path(report).read_text(encoding="utf-8")
 
 
 @pytest.mark.realdata
@@ -120,11 +136,14 @@ def test_invalid_claims_fail_with_one_line_per_check_and_a_report(cli, tmp_path)
     assert "Traceback" not in result.err
 
 
-@pytest.mark.parametrize("make_file, fragment", [
-    (lambda p: p, "no such file"),
-    (lambda p: (p.write_bytes(b""), p)[1], "empty"),
-    (lambda p: (p.write_bytes(b"\x00\x01garbage" * 50), p)[1], "bad.parquet"),
-])
+@pytest.mark.parametrize(
+    "make_file, fragment",
+    [
+        (lambda p: p, "no such file"),
+        (lambda p: (p.write_bytes(b""), p)[1], "empty"),
+        (lambda p: (p.write_bytes(b"\x00\x01garbage" * 50), p)[1], "bad.parquet"),
+    ],
+)
 def test_bad_files_get_one_readable_line(cli, tmp_path, make_file, fragment):
     path = make_file(tmp_path / "bad.parquet")
     result = cli("validate", "--data", path)
@@ -134,13 +153,16 @@ def test_bad_files_get_one_readable_line(cli, tmp_path, make_file, fragment):
 
 def test_wrongly_encoded_csv_gets_one_readable_line(cli, tmp_path):
     path = tmp_path / "claims.csv"
-    path.write_bytes("claim_id,line_of_business,incident_date,report_date\nC1,motor,2024-01-01,2024-01-02\n"
-                     "C2,motor,2024-01-01,2024-01-02 caf\xe9\n".encode("latin-1"))
+    path.write_bytes(
+        "claim_id,line_of_business,incident_date,report_date\nC1,motor,2024-01-01,2024-01-02\n"
+        "C2,motor,2024-01-01,2024-01-02 caf\xe9\n".encode("latin-1")
+    )
     result = cli("validate", "--data", path)
     assert result.code == 2
     assert len(result.err_lines) == 1 and "encod" in result.err_lines[0].lower(), result.err
 
 
+@pytest.mark.slow  # starts a Dask cluster
 def test_features_on_dask_match_the_pandas_table(cli, tmp_path):
     data, plain, on_dask = tmp_path / "c.parquet", tmp_path / "f.parquet", tmp_path / "fd.parquet"
     assert cli("generate", "--claims", 3000, "--seed", 2, "--out", data).code == 0
@@ -157,6 +179,7 @@ def test_dask_needs_canonical_parquet(cli, tmp_path):
     assert result.code == 2 and "--dask-workers" in result.err_lines[0]
 
 
+@pytest.mark.slow
 def test_mlproject_runs_offline_with_the_local_environment(tmp_path):
     import os
     from pathlib import Path
@@ -167,10 +190,31 @@ def test_mlproject_runs_offline_with_the_local_environment(tmp_path):
 
     generate_claims(2_000, seed=5).to_parquet(data)
     bin_dir = Path(sys.executable).parent
-    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "CLAIMSCORE_HOME": str(tmp_path / "state"),
-           "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'state' / 'mlflow.db'}"}
-    done = subprocess.run([str(bin_dir / "mlflow"), "run", str(repo), "--env-manager", "local", "-e", "validate",
-                           "-P", f"data={data}", "--experiment-name", "claimscore"],
-                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    env = {
+        **os.environ,
+        "PATH": f"{bin_dir}:{os.environ['PATH']}",
+        "CLAIMSCORE_HOME": str(tmp_path / "state"),
+        "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'state' / 'mlflow.db'}",
+    }
+    done = subprocess.run(
+        [
+            str(bin_dir / "mlflow"),
+            "run",
+            str(repo),
+            "--env-manager",
+            "local",
+            "-e",
+            "validate",
+            "-P",
+            f"data={data}",
+            "--experiment-name",
+            "claimscore",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert "valid: 2,000 claims" in done.stdout

@@ -1,4 +1,6 @@
-"""Training, evaluation, routing and the registry, against a real MLflow store (SQLite) in a temp dir."""
+"""Training, evaluation, routing and the registry, against a real MLflow store (SQLite) in a temp dir.
+
+The tests that train are marked slow."""
 
 from __future__ import annotations
 
@@ -6,11 +8,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from features import catalog
 from features.build import build_features
 from features.config import Settings
-from serving.model.routing import RoutingPolicy
 from features.data.synthetic import generate_claims
 from serving.model.registry import load_bundle
+from serving.model.routing import RoutingPolicy
 from training import registry
 from training.config import TrainingConfig, load_training_config
 from training.pipeline import train
@@ -43,6 +46,7 @@ def first(claims_file, store):
     return result
 
 
+@pytest.mark.slow
 def test_both_models_are_registered_as_challenger_and_promoted(first):
     for task in ("fraud", "fast_track"):
         challenger = registry.version_for(task, registry.CHALLENGER)
@@ -51,23 +55,28 @@ def test_both_models_are_registered_as_challenger_and_promoted(first):
         assert champion.tags["promoted_by"] == "tests" and champion.tags["promoted_reason"] == "first model"
 
 
+@pytest.mark.slow
 def test_registered_champion_scores_like_the_trained_bundle(first, claims_file):
     claims = pd.read_parquet(claims_file).head(500)
     table = build_features(claims, first.bundles["fraud"].features)
     loaded = load_bundle("fraud")
     trained = first.bundles["fraud"]
-    np.testing.assert_array_equal(loaded.predict(loaded.encoder.transform(table)),
-                                  trained.predict(trained.encoder.transform(table)))
+    np.testing.assert_array_equal(
+        loaded.predict(loaded.encoder.transform(table)), trained.predict(trained.encoder.transform(table))
+    )
 
 
+@pytest.mark.slow
 def test_training_twice_with_the_same_data_and_seed_gives_the_same_model(first, claims_file, store):
     again = train(str(claims_file), "synthetic", store, TrainingConfig())
     for task in ("fraud", "fast_track"):
         assert again.bundles[task].booster.model_to_string() == first.bundles[task].booster.model_to_string()
-    assert {k: v for k, v in again.metrics.items() if "champion_on_test" not in k} == \
-        {k: v for k, v in first.metrics.items() if "champion_on_test" not in k}
+    assert {k: v for k, v in again.metrics.items() if "champion_on_test" not in k} == {
+        k: v for k, v in first.metrics.items() if "champion_on_test" not in k
+    }
 
 
+@pytest.mark.slow
 def test_an_equal_or_worse_challenger_is_refused_and_the_champion_stays(first, claims_file, store, tmp_path):
     worse_cfg = tmp_path / "worse.yaml"
     worse_cfg.write_text("lightgbm:\n  num_leaves: 2\n  max_rounds: 3\n  learning_rate: 0.01\n")
@@ -79,6 +88,7 @@ def test_an_equal_or_worse_challenger_is_refused_and_the_champion_stays(first, c
     assert registry.version_for("fraud", registry.CHAMPION).version == champion_before
 
 
+@pytest.mark.slow
 def test_probabilities_are_calibrated_on_the_test_period(first):
     assert first.metrics["fraud.test.calibration_error"] < 0.01
     assert first.metrics["fast_track.test.calibration_error"] < 0.06
@@ -86,26 +96,44 @@ def test_probabilities_are_calibrated_on_the_test_period(first):
     assert abs(rate - mean) < 0.01
 
 
+@pytest.mark.slow
 def test_models_rank_well_on_the_later_period(first):
     assert 0.75 < first.metrics["fraud.test.roc_auc"] < 0.97
     assert first.metrics["fast_track.test.roc_auc"] > 0.65
     assert first.metrics["fraud.test.recall_at_capacity"] > 3 * 0.03  # far better than referring at random
 
 
-def test_more_prior_confirmed_fraud_never_lowers_the_fraud_score(first, claims_file):
+@pytest.mark.slow
+def test_more_of_a_monotone_feature_never_lowers_the_fraud_score(first, claims_file):
+    """Every feature the catalog marks monotone is constrained in the fraud model (training/fit.py): raising
+    one, the others fixed, never lowers a claim's score; and prior confirmed fraud, the claimant's and the
+    linked group's, does raise some scores (a model that ignored them would be monotone too)."""
     bundle = first.bundles["fraud"]
+    monotone = [name for name in bundle.features if name in catalog.BY_NAME and catalog.BY_NAME[name].monotone > 0]
+    assert {"claimant_prior_fraud", "group_prior_fraud"} <= set(monotone), bundle.features
     claims = pd.read_parquet(claims_file).sample(2_000, random_state=0)
     table = build_features(claims, bundle.features)
-    previous = None
-    for extra in range(4):
-        for col in ("claimant_prior_fraud", "group_prior_fraud"):
-            shifted = table.assign(**{col: table[col].fillna(0) + extra})
-            scores = bundle.predict(bundle.encoder.transform(shifted))
-            if previous is not None and col == "claimant_prior_fraud":
-                assert (scores >= previous[col] - 1e-12).all()
-            previous = {**(previous or {}), col: scores}
+
+    def scores(col: str, values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+        matrix = bundle.encoder.transform(table.assign(**{col: values}))
+        return bundle.predict_raw(matrix), bundle.predict(matrix)
+
+    for col in monotone:
+        base = table[col].fillna(0)
+        step = float(base.max() - base.min()) / 3 or 1.0
+        before = scores(col, base)
+        for k in range(1, 4):
+            after = scores(col, base + k * step)
+            for kind, old, new in zip(("raw", "calibrated"), before, after):
+                drop = float((old - new).max())
+                assert drop <= 1e-12, f"{col} + {k * step:g} lowered a {kind} fraud score by {drop:.3g}"
+            before = after
+    for col in ("claimant_prior_fraud", "group_prior_fraud"):
+        base = table[col].fillna(0)
+        assert (scores(col, base + 1)[0] > scores(col, base)[0]).any(), f"{col} never raises a fraud score"
 
 
+@pytest.mark.slow
 def test_routing_respects_siu_capacity_and_leakage_on_validation(first, claims_file):
     policy = first.policy
     assert policy.siu_threshold is not None and policy.fast_track_threshold is not None
@@ -115,6 +143,7 @@ def test_routing_respects_siu_capacity_and_leakage_on_validation(first, claims_f
     assert kpis["fraud_caught"] > kpis["share_siu_referral"] * 3
 
 
+@pytest.mark.slow
 def test_one_claim_routes_as_the_table_does(first, claims_file):
     claims = pd.read_parquet(claims_file).tail(400)
     fraud, fast = first.bundles["fraud"], first.bundles["fast_track"]
@@ -128,6 +157,7 @@ def test_one_claim_routes_as_the_table_does(first, claims_file):
         assert policy.route_one(values, pf[i], pt[i]) == (routes[i], fired[i])
 
 
+@pytest.mark.slow
 def test_data_failing_validation_is_refused_and_the_champion_is_untouched(first, claims_file, store, tmp_path):
     from features.errors import ValidationFailed
 
@@ -163,6 +193,7 @@ def test_a_training_config_typo_is_named(tmp_path):
         load_training_config(path)
 
 
+@pytest.mark.slow
 def test_score_command_writes_scores_routes_and_reasons(first, store, tmp_path, monkeypatch, capsys):
     import json
 
@@ -193,6 +224,7 @@ def test_score_without_a_champion_is_one_line(tmp_path, monkeypatch, capsys):
     assert len(err) == 1 and "no champion" in err[0]
 
 
+@pytest.mark.slow
 def test_tuning_keeps_the_best_trial_on_validation(claims_file, store):
     result = train(str(claims_file), "synthetic", store, TrainingConfig(), tune_trials=2)
     for task in ("fraud", "fast_track"):

@@ -17,11 +17,11 @@ from typing import Literal
 import pandas as pd
 
 from features.config import Settings, load_settings
-from features.errors import DataFileError, MappingError
-from features.schema import BY_NAME, EXTRA_PREFIX, TypeProblem, extra_columns
 from features.data.sources import readers
 from features.data.sources.apply import apply_mapping
 from features.data.sources.mapping import Mapping, parse_mapping, read_mapping
+from features.errors import DataFileError, MappingError
+from features.schema import BY_NAME, EXTRA_PREFIX, TypeProblem, extra_columns
 
 __all__ = ["BUILTIN_SOURCES", "ExtraSpec", "LoadedClaims", "Mapping", "load_claims", "load_mapping"]
 
@@ -68,15 +68,17 @@ def builtin_mapping_path(name: str) -> Path:
 def load_mapping(source: str) -> Mapping:
     """The mapping for a built-in source name or ``mapping:PATH.yaml``."""
     if source.startswith(MAPPING_PREFIX):
-        path = source[len(MAPPING_PREFIX):]
+        path = source[len(MAPPING_PREFIX) :]
         if not path:
             raise MappingError("source 'mapping:' needs a file, e.g. mapping:my_claims.yaml")
         return read_mapping(path)
     if source in BUILTIN_SOURCES:
         path = builtin_mapping_path(source)
         return parse_mapping(path.read_text(encoding="utf-8"), path.name)
-    raise MappingError(f"unknown source '{source}': use one of {', '.join(BUILTIN_SOURCES)}, "
-                       f"or {MAPPING_PREFIX}PATH.yaml for your own mapping")
+    raise MappingError(
+        f"unknown source '{source}': use one of {', '.join(BUILTIN_SOURCES)}, "
+        f"or {MAPPING_PREFIX}PATH.yaml for your own mapping"
+    )
 
 
 def load_claims(data: str | Path | None, source: str, settings: Settings | None = None) -> LoadedClaims:
@@ -87,20 +89,22 @@ def load_claims(data: str | Path | None, source: str, settings: Settings | None 
     if default:
         data = Path(settings.shared_data) / str(mapping.default_data)
     if data is None and not mapping.read.url:
-        raise DataFileError(f"source '{source}' has no default data: give the claims file "
-                            "(or a SQLAlchemy URL for a SQL mapping)")
+        raise DataFileError(
+            f"source '{source}' has no default data: give the claims file (or a SQLAlchemy URL for a SQL mapping)"
+        )
     origin = readers.describe(data if data is not None else mapping.read.url)
     try:
         raw = readers.read_table(data, mapping.read, text_columns=_text_columns(mapping))
     except DataFileError as exc:
         if not default:
             raise
-        raise DataFileError(f"{exc} (the default file for source '{source}': give the file's path, "
-                            "or set shared_data in the configuration)") from None
+        raise DataFileError(
+            f"{exc} (the default file for source '{source}': give the file's path, "
+            "or set shared_data in the configuration)"
+        ) from None
     missing = [c for c in mapping.source_columns() if c not in raw.columns]
     if missing:
-        raise MappingError(f"{origin}: lacks column(s) that mapping '{mapping.name}' needs: "
-                           f"{', '.join(missing)}")
+        raise MappingError(f"{origin}: lacks column(s) that mapping '{mapping.name}' needs: {', '.join(missing)}")
     try:
         mapped = apply_mapping(raw, mapping, settings.hash_salt, origin=origin)
     except MappingError as exc:
@@ -133,7 +137,7 @@ def _text_columns(m: Mapping) -> tuple[str, ...]:
 def _extras(m: Mapping, frame: pd.DataFrame) -> dict[str, ExtraSpec]:
     out: dict[str, ExtraSpec] = {}
     for col in extra_columns(frame.columns):
-        entry = m.extras.get(col[len(EXTRA_PREFIX):])
+        entry = m.extras.get(col[len(EXTRA_PREFIX) :])
         if entry is not None:
             order = tuple(str(v) for v in entry.order) if entry.type == "ordinal" and entry.order else None
             out[col] = ExtraSpec(entry.type, entry.description, order)

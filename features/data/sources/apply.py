@@ -9,26 +9,43 @@ from __future__ import annotations
 
 import ast
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from features import schema
+from features.data.sources.mapping import ColumnSpec, ExtraEntry, Mapping
 from features.errors import MappingError, SchemaError
 from features.schema import TypeProblem
-from features.data.sources.mapping import ColumnSpec, ExtraEntry, Mapping
 
-MONTHS = {m: i + 1 for i, m in enumerate(
-    ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"))}
-MONTHS |= {n: i + 1 for i, n in enumerate(
-    ("january", "february", "march", "april", "may", "june", "july", "august", "september", "october",
-     "november", "december"))}
+MONTHS = {
+    m: i + 1 for i, m in enumerate(("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"))
+}
+MONTHS |= {
+    n: i + 1
+    for i, n in enumerate(
+        (
+            "january",
+            "february",
+            "march",
+            "april",
+            "may",
+            "june",
+            "july",
+            "august",
+            "september",
+            "october",
+            "november",
+            "december",
+        )
+    )
+}
 MONTHS |= {str(i): i for i in range(1, 13)}
 WEEKDAYS = {d: i for i, d in enumerate(("mon", "tue", "wed", "thu", "fri", "sat", "sun"))}
-WEEKDAYS |= {d: i for i, d in enumerate(
-    ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"))}
+WEEKDAYS |= {d: i for i, d in enumerate(("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"))}
 
 
 @dataclass
@@ -67,7 +84,7 @@ def apply_mapping(raw: pd.DataFrame, m: Mapping, hash_salt: str, origin: str = "
     return out
 
 
-def _identity_columns(raw: pd.DataFrame, ctx: "_Context") -> dict[str, pd.Series]:
+def _identity_columns(raw: pd.DataFrame, ctx: _Context) -> dict[str, pd.Series]:
     """Canonical columns as they are (dates parsed); ``x_`` columns passed through. A canonical table's
     personal identifiers are hashed already (that is part of being canonical), so they are kept."""
     cols: dict[str, pd.Series] = {}
@@ -116,8 +133,16 @@ class _Context:
             s = self.dates(name, s, spec.format)
         return self.finish(name, s, dtype, hash_it=spec.hash, prefix=spec.prefix)
 
-    def finish(self, name: str, s: pd.Series, dtype: str, *, hash_it: bool, prefix: str | None = None,
-               canonical_input: bool = False) -> pd.Series:
+    def finish(
+        self,
+        name: str,
+        s: pd.Series,
+        dtype: str,
+        *,
+        hash_it: bool,
+        prefix: str | None = None,
+        canonical_input: bool = False,
+    ) -> pd.Series:
         if dtype == "datetime":
             s = self.dates(name, s, None)
         canonical = schema.BY_NAME.get(name)
@@ -148,6 +173,7 @@ class _Context:
             s = s.dt.tz_convert("UTC").dt.tz_localize(None) if s.dt.tz is not None else s
             return self._in_ns_range(name, s)
         if fmt is None:
+
             def parse(u: pd.Series) -> Any:
                 first = pd.to_datetime(u, errors="coerce", format="ISO8601", utc=True)
                 rest = first.isna()
@@ -155,8 +181,10 @@ class _Context:
                     first[rest] = pd.to_datetime(u[rest], errors="coerce", format="mixed", utc=True)
                 return first
         else:
+
             def parse(u: pd.Series) -> Any:
                 return pd.to_datetime(u, errors="coerce", format=fmt, utc=True)
+
         src = text(s)
         codes, uniques = pd.factorize(src, use_na_sentinel=True)
         parsed_u = pd.Series(parse(pd.Series(uniques, dtype=object)))
@@ -222,13 +250,16 @@ class _Context:
         result = np.full(len(raw), np.datetime64("NaT"), dtype="datetime64[ns]")
         result[ok] = date.astype("datetime64[ns]")
         out = pd.Series(result, index=raw.index)
-        self._adjusted(f"{name}: weekday past the end of the month (week 5); set to the month's last day",
-                       int(past_end.sum()))
+        self._adjusted(
+            f"{name}: weekday past the end of the month (week 5); set to the month's last day", int(past_end.sum())
+        )
         if after is not None:
             early = out < after
             out = out.where(~early, after)
-            self._adjusted(f"{name}: parts give a date before {wd.after} in the same month; "
-                           f"set equal to {wd.after}", int(early.sum()))
+            self._adjusted(
+                f"{name}: parts give a date before {wd.after} in the same month; set equal to {wd.after}",
+                int(early.sum()),
+            )
         return out
 
     def _adjusted(self, what: str, n: int) -> None:
@@ -257,6 +288,7 @@ class _Context:
 
 
 # --- value helpers --------------------------------------------------------------------------------
+
 
 def _text(v: Any) -> Any:
     """The text form values are matched by: 1, 1.0 and "1" -> "1"; None/NaN -> None."""
@@ -291,8 +323,7 @@ def _common_dtype(values: list[Any]) -> str:
         return "str"
     if kinds <= {bool, np.bool_}:
         return "boolean"
-    if all(issubclass(k, (int, float, np.integer, np.floating)) and not issubclass(k, (bool, np.bool_))
-           for k in kinds):
+    if all(issubclass(k, (int, float, np.integer, np.floating)) and not issubclass(k, (bool, np.bool_)) for k in kinds):
         return "float64"
     return "object"
 
@@ -324,6 +355,7 @@ def hash_value(value: str | None, salt: str) -> str | None:
 
 
 # --- rules ----------------------------------------------------------------------------------------
+
 
 def rule_names(rule: str) -> set[str]:
     """Names a rule reads (column names; function names excluded)."""

@@ -139,7 +139,7 @@ class WeekDate(_Strict):
     after: str | None = None
 
     @model_validator(mode="after")
-    def _one_year(self) -> "WeekDate":
+    def _one_year(self) -> WeekDate:
         if (self.year is None) == (self.after is None):
             raise ValueError("give exactly one of 'year' (a column) or 'after' (a canonical date field)")
         return self
@@ -171,7 +171,7 @@ class ColumnSpec(_Strict):
         return next(k for k in SOURCE_KEYS if k in self.model_fields_set)
 
     @model_validator(mode="after")
-    def _one_source(self) -> "ColumnSpec":
+    def _one_source(self) -> ColumnSpec:
         given = [k for k in SOURCE_KEYS if k in self.model_fields_set]
         if len(given) != 1:
             allowed = [k for k in SOURCE_KEYS if k in type(self).model_fields]
@@ -227,16 +227,17 @@ class Mapping(_Strict):
 
 # --- reading and checking a mapping file --------------------------------------------------------
 
+
 class _Loader(yaml.SafeLoader):
     """YAML 1.2-style booleans (``Yes``/``No`` stay text) and no silently repeated keys."""
 
 
 _Loader.yaml_implicit_resolvers = {
-    k: [r for r in v if r[0] != "tag:yaml.org,2002:bool"]
-    for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    k: [r for r in v if r[0] != "tag:yaml.org,2002:bool"] for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
-_Loader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
-                              list("tTfF"))
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
 
 
 def _construct_mapping(loader: _Loader, node: yaml.MappingNode, deep: bool = False) -> dict:
@@ -244,8 +245,7 @@ def _construct_mapping(loader: _Loader, node: yaml.MappingNode, deep: bool = Fal
     for key_node, _ in node.value:
         key = loader.construct_object(key_node, deep=True)
         if key in seen:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"key '{key}' appears twice", key_node.start_mark)
+            raise yaml.constructor.ConstructorError(None, None, f"key '{key}' appears twice", key_node.start_mark)
         seen.add(key)
     return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
 
@@ -256,7 +256,7 @@ _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _constru
 def parse_mapping(text: str, origin: str = "<mapping>") -> Mapping:
     """Parse and check mapping YAML; any problem is a one-line :class:`MappingError`."""
     try:
-        data = yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+        data = yaml.load(text, Loader=_Loader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -304,8 +304,14 @@ def _describe(exc: ValidationError) -> str:
     return "; ".join(parts[:3]) + more
 
 
-_SHAPES = {"dict_type": "key: value pairs (a YAML mapping)", "list_type": "a list", "string_type": "text",
-           "bool_type": "true or false", "float_type": "a number", "float_parsing": "a number"}
+_SHAPES = {
+    "dict_type": "key: value pairs (a YAML mapping)",
+    "list_type": "a list",
+    "string_type": "text",
+    "bool_type": "true or false",
+    "float_type": "a number",
+    "float_parsing": "a number",
+}
 
 
 def _message(err: Any) -> str:
@@ -416,6 +422,8 @@ def _check_spec(where: str, spec: ColumnSpec, dtype: str, ids: set[str], m: Mapp
         out.append(f"{where}: a rule gives true/false, but this field is {dtype}")
     used = ids.intersection(spec.source_columns())
     if used and dtype != "id":
-        out.append(f"{where}: reads identifier column(s) {', '.join(sorted(used))}; "
-                   "identifiers may only feed identifier fields")
+        out.append(
+            f"{where}: reads identifier column(s) {', '.join(sorted(used))}; "
+            "identifiers may only feed identifier fields"
+        )
     return out

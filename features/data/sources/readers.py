@@ -14,15 +14,24 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from features import sql
+from features.data.sources.mapping import ReadSpec
 from features.errors import DataFileError, MappingError
 from features.sql import db_error, first_line, with_installed_driver
-from features.data.sources.mapping import ReadSpec
 
 if TYPE_CHECKING:
-    import sqlalchemy as sa
+    pass
 
-EXTENSIONS = {".csv": "csv", ".tsv": "csv", ".txt": "csv", ".parquet": "parquet", ".pq": "parquet",
-              ".parq": "parquet", ".db": "sql", ".sqlite": "sql", ".sqlite3": "sql"}
+EXTENSIONS = {
+    ".csv": "csv",
+    ".tsv": "csv",
+    ".txt": "csv",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".parq": "parquet",
+    ".db": "sql",
+    ".sqlite": "sql",
+    ".sqlite3": "sql",
+}
 
 
 def is_url(data: str | Path | None) -> bool:
@@ -48,8 +57,10 @@ def read_table(data: str | Path | None, spec: ReadSpec, *, text_columns: tuple[s
     fmt = spec.format or EXTENSIONS.get(path.suffix.lower())
     _check_file(path)
     if fmt is None:
-        raise DataFileError(f"{path}: cannot tell the format from the extension '{path.suffix}'; "
-                            "set read.format (csv, parquet or sql) in the mapping")
+        raise DataFileError(
+            f"{path}: cannot tell the format from the extension '{path.suffix}'; "
+            "set read.format (csv, parquet or sql) in the mapping"
+        )
     if fmt == "sql":
         return _read_sql(f"sqlite:///{path.resolve()}", spec)
     if fmt == "parquet":
@@ -78,8 +89,10 @@ def _read_csv(path: Path, spec: ReadSpec, text_columns: tuple[str, ...]) -> pd.D
         with path.open("rb") as fh:
             magic = fh.read(4)
         if magic == b"PAR1":
-            raise DataFileError(f"{path}: is a Parquet file, not CSV; set read.format: parquet "
-                                "(or drop read.format to go by the extension)") from None
+            raise DataFileError(
+                f"{path}: is a Parquet file, not CSV; set read.format: parquet "
+                "(or drop read.format to go by the extension)"
+            ) from None
         raise DataFileError(_encoding_problem(path, spec.encoding)) from None
     except pd.errors.EmptyDataError:
         raise DataFileError(f"{path}: has no header line (only blank lines)") from None
@@ -97,9 +110,11 @@ def _encoding_problem(path: Path, encoding: str) -> str:
         data.decode(encoding)
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
-        byte = data[exc.start:exc.start + 1].hex()
-        return (f"{path}: not valid {encoding} at byte {exc.start} (line {line}, byte 0x{byte}); "
-                "if the file uses another encoding, set read.encoding in the mapping (e.g. latin-1 or cp1252)")
+        byte = data[exc.start : exc.start + 1].hex()
+        return (
+            f"{path}: not valid {encoding} at byte {exc.start} (line {line}, byte 0x{byte}); "
+            "if the file uses another encoding, set read.encoding in the mapping (e.g. latin-1 or cp1252)"
+        )
     return f"{path}: not valid {encoding}; set read.encoding in the mapping (e.g. latin-1 or cp1252)"
 
 

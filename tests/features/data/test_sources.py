@@ -15,8 +15,8 @@ import pytest
 
 from features import schema
 from features.config import Settings
-from features.errors import ClaimScoreError, DataFileError, MappingError, SchemaError
 from features.data.sources import BUILTIN_SOURCES, LoadedClaims, load_claims
+from features.errors import DataFileError, MappingError, SchemaError
 
 SHARED = Path(__file__).resolve().parents[4] / "shared" / "data"
 VEHICLE = SHARED / "vehicle_claims_fraud_1994_1995.csv"
@@ -43,6 +43,7 @@ def one_line_error(exc_info: pytest.ExceptionInfo, *needles: str) -> str:
 
 
 # --- the built-in sources on the real tables ----------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def vehicle() -> LoadedClaims:
@@ -89,8 +90,12 @@ def test_vehicle_fraud_maps_every_claim_but_the_documented_exclusion(vehicle: Lo
     assert set(f["fault"].unique()) == {"policyholder", "third_party"}
     assert set(f["cover_type"].unique()) == {"liability", "collision", "comprehensive"}
     assert f["claimant_id"].isna().all() and f["policy_start_date"].isna().all()  # not faked
-    assert dict(vehicle.adjusted)[
-        "report_date: parts give a date before incident_date in the same month; set equal to incident_date"] == 664
+    assert (
+        dict(vehicle.adjusted)[
+            "report_date: parts give a date before incident_date in the same month; set equal to incident_date"
+        ]
+        == 664
+    )
     assert vehicle.extras["x_vehicle_price"].type == "ordinal"
     assert f["x_days_policy_accident"].max() == 4.0
 
@@ -141,23 +146,28 @@ def test_each_builtin_mapping_says_where_to_get_its_data() -> None:
 
 # --- the synthetic (identity) source ------------------------------------------------------------
 
+
 def canonical_claims() -> pd.DataFrame:
-    return pd.DataFrame({
-        "claim_id": ["S-1", "S-2", "S-3", "S-4"],
-        "policy_id": ["P-1", "P-2", "P-3", "P-4"],
-        "line_of_business": ["motor", "home", "motor", "travel"],
-        "incident_date": pd.to_datetime(["2024-01-01", "2024-01-05", "2024-02-01", "2024-03-01"]),
-        "report_date": pd.to_datetime(["2024-01-02 10:30", "2024-01-06", "2024-02-03", "2024-03-02"], format="ISO8601"),
-        "settlement_date": pd.to_datetime(["2024-01-20", "2024-03-01", None, "2024-03-10"]),
-        "adjuster_assigned": [False, False, False, True],
-        "legal_representation": [False, False, False, False],
-        "disputed": [False, False, False, False],
-        "phone": ["0612345678", "0698765432", None, "0612345678"],
-        "simple_settlement": [False, False, True, True],  # stale: the mapping's rule wins
-        "true_fraud": [False, True, False, False],
-        "x_garage_visits": [1, 2, 3, 4],
-        "notes": ["a", "b", "c", "d"],
-    })
+    return pd.DataFrame(
+        {
+            "claim_id": ["S-1", "S-2", "S-3", "S-4"],
+            "policy_id": ["P-1", "P-2", "P-3", "P-4"],
+            "line_of_business": ["motor", "home", "motor", "travel"],
+            "incident_date": pd.to_datetime(["2024-01-01", "2024-01-05", "2024-02-01", "2024-03-01"]),
+            "report_date": pd.to_datetime(
+                ["2024-01-02 10:30", "2024-01-06", "2024-02-03", "2024-03-02"], format="ISO8601"
+            ),
+            "settlement_date": pd.to_datetime(["2024-01-20", "2024-03-01", None, "2024-03-10"]),
+            "adjuster_assigned": [False, False, False, True],
+            "legal_representation": [False, False, False, False],
+            "disputed": [False, False, False, False],
+            "phone": ["0612345678", "0698765432", None, "0612345678"],
+            "simple_settlement": [False, False, True, True],  # stale: the mapping's rule wins
+            "true_fraud": [False, True, False, False],
+            "x_garage_visits": [1, 2, 3, 4],
+            "notes": ["a", "b", "c", "d"],
+        }
+    )
 
 
 @pytest.mark.parametrize("suffix", [".parquet", ".csv"])
@@ -187,19 +197,22 @@ def test_synthetic_source_without_required_columns_names_the_file(tmp_path: Path
 
 # --- one user mapping over CSV, Parquet, SQLite and PostgreSQL -----------------------------------
 
+
 def user_table() -> pd.DataFrame:
-    return pd.DataFrame({
-        "ClaimNo": ["00017", "00018", "00019", "00020", "00021"],
-        "Phone": ["+44 20 7946 0000", "+44 20 7946 0001", None, "+44 20 7946 0000", "020 7946 0002"],
-        "Lob": ["motor", "motor", "home", "motor", "home"],
-        "LossDate": ["2024-01-03", "2024-02-10", "2024-02-11", "2024-03-01", "2024-03-05"],
-        "Reported": ["05/01/2024", "10/02/2024", "13/02/2024", "01/03/2024", "31/03/2024"],
-        "PaidCents": [125050, 0, 99999, 500000, 1000],
-        "Lawyer": ["N", "Y", "N", "N", "N"],
-        "Status": ["open", "open", "void", "open", "open"],
-        "Fraud": [0.0, 1.0, np.nan, 0.0, 0.0],
-        "Band": ["low", "high", "mid", "low", "mid"],
-    })
+    return pd.DataFrame(
+        {
+            "ClaimNo": ["00017", "00018", "00019", "00020", "00021"],
+            "Phone": ["+44 20 7946 0000", "+44 20 7946 0001", None, "+44 20 7946 0000", "020 7946 0002"],
+            "Lob": ["motor", "motor", "home", "motor", "home"],
+            "LossDate": ["2024-01-03", "2024-02-10", "2024-02-11", "2024-03-01", "2024-03-05"],
+            "Reported": ["05/01/2024", "10/02/2024", "13/02/2024", "01/03/2024", "31/03/2024"],
+            "PaidCents": [125050, 0, 99999, 500000, 1000],
+            "Lawyer": ["N", "Y", "N", "N", "N"],
+            "Status": ["open", "open", "void", "open", "open"],
+            "Fraud": [0.0, 1.0, np.nan, 0.0, 0.0],
+            "Band": ["low", "high", "mid", "low", "mid"],
+        }
+    )
 
 
 USER_MAPPING = """\
@@ -251,8 +264,9 @@ def test_user_mapping_reads_csv_parquet_and_sqlite_to_the_same_frame(tmp_path: P
     from_csv = load_user(tmp_path, tmp_path / "claims.csv", "{format: csv}")
     from_parquet = load_user(tmp_path, tmp_path / "claims.parquet", "{}")
     from_sqlite = load_user(tmp_path, tmp_path / "claims.db", '{format: sql, query: "SELECT * FROM claims"}')
-    from_url = load_user(tmp_path, None,
-                         f'{{url: "sqlite:///{tmp_path / "claims.db"}", query: "SELECT * FROM claims"}}')
+    from_url = load_user(
+        tmp_path, None, f'{{url: "sqlite:///{tmp_path / "claims.db"}", query: "SELECT * FROM claims"}}'
+    )
     expected_user_frame(from_csv)
     for other in (from_parquet, from_sqlite, from_url):
         pd.testing.assert_frame_equal(other.frame, from_csv.frame)
@@ -268,8 +282,9 @@ def test_user_mapping_reads_postgresql_to_the_same_frame(tmp_path: Path) -> None
     import sqlalchemy as sa
 
     table = f"claimscore_test_{uuid.uuid4().hex[:12]}"
-    engine = sa.create_engine(PG_URL.replace("postgresql://", "postgresql+psycopg2://"),
-                              connect_args={"connect_timeout": 2})
+    engine = sa.create_engine(
+        PG_URL.replace("postgresql://", "postgresql+psycopg2://"), connect_args={"connect_timeout": 2}
+    )
     df = user_table()
     df.to_csv(tmp_path / "claims.csv", index=False)
     try:
@@ -284,6 +299,7 @@ def test_user_mapping_reads_postgresql_to_the_same_frame(tmp_path: Path) -> None
 
 # --- hashing personal identifiers ---------------------------------------------------------------
 
+
 def test_personal_ids_are_hashed_deterministically_per_salt(tmp_path: Path) -> None:
     df = user_table()
     df.to_csv(tmp_path / "claims.csv", index=False)
@@ -292,8 +308,12 @@ def test_personal_ids_are_hashed_deterministically_per_salt(tmp_path: Path) -> N
     a2 = load_claims(tmp_path / "claims.csv", source, settings("salt-a")).frame
     b = load_claims(tmp_path / "claims.csv", source, settings("salt-b")).frame
     expected = hashlib.sha256(b"salt-a+44 20 7946 0000").hexdigest()[:16]
-    assert list(a1["phone"]) == [expected, hashlib.sha256(b"salt-a+44 20 7946 0001").hexdigest()[:16],
-                                 expected, hashlib.sha256(b"salt-a020 7946 0002").hexdigest()[:16]]
+    assert list(a1["phone"]) == [
+        expected,
+        hashlib.sha256(b"salt-a+44 20 7946 0001").hexdigest()[:16],
+        expected,
+        hashlib.sha256(b"salt-a020 7946 0002").hexdigest()[:16],
+    ]
     assert a1["phone"].equals(a2["phone"])
     assert not (a1["phone"] == b["phone"]).any()
     raw_values = set(df["Phone"].dropna())
@@ -303,8 +323,11 @@ def test_personal_ids_are_hashed_deterministically_per_salt(tmp_path: Path) -> N
 
 def test_hash_option_hashes_other_identifiers(tmp_path: Path) -> None:
     pd.DataFrame({"id": ["1", "2"], "nid": ["AB123", "CD456"], "d": ["2024-01-01"] * 2}).to_csv(
-        tmp_path / "t.csv", index=False)
-    source = write_mapping(tmp_path, """\
+        tmp_path / "t.csv", index=False
+    )
+    source = write_mapping(
+        tmp_path,
+        """\
         name: t
         fields:
           claim_id: {column: id}
@@ -312,10 +335,13 @@ def test_hash_option_hashes_other_identifiers(tmp_path: Path) -> None:
           line_of_business: {value: travel}
           incident_date: {column: d}
           report_date: {column: d}
-        """)
+        """,
+    )
     f = load_claims(tmp_path / "t.csv", source, settings("s")).frame
-    assert list(f["claimant_id"]) == [hashlib.sha256(b"sAB123").hexdigest()[:16],
-                                      hashlib.sha256(b"sCD456").hexdigest()[:16]]
+    assert list(f["claimant_id"]) == [
+        hashlib.sha256(b"sAB123").hexdigest()[:16],
+        hashlib.sha256(b"sCD456").hexdigest()[:16],
+    ]
 
 
 # --- the mapping language, feature by feature ---------------------------------------------------
@@ -326,8 +352,7 @@ BASE_FIELDS = """\
 """
 
 
-def run(tmp_path: Path, table: pd.DataFrame, body: str, fields: str = BASE_FIELDS,
-        dates: bool = True) -> LoadedClaims:
+def run(tmp_path: Path, table: pd.DataFrame, body: str, fields: str = BASE_FIELDS, dates: bool = True) -> LoadedClaims:
     if dates:
         table = table.assign(D="2024-01-01")
         fields = fields + "      incident_date: {column: D}\n      report_date: {column: D}\n"
@@ -337,45 +362,62 @@ def run(tmp_path: Path, table: pd.DataFrame, body: str, fields: str = BASE_FIELD
 
 
 def test_week_date_builds_dates_and_rolls_the_report_year(tmp_path: Path) -> None:
-    table = pd.DataFrame({
-        "Y": [2024, 2024, 2024, 2023, 2024],
-        "M": ["Jan", "Jan", "January", "Dec", "Jan"],
-        "W": [1, 2, 5, 4, 2],
-        "D": ["Monday", "Wednesday", "Friday", "Thursday", "Wed"],
-        "RM": ["Jan", "Feb", "Feb", "Jan", "Jan"],
-        "RW": [1, 1, 1, 1, 2],
-        "RD": ["Tuesday", "Thursday", "Friday", "Tuesday", "Monday"],
-    })
-    fields = BASE_FIELDS + """\
+    table = pd.DataFrame(
+        {
+            "Y": [2024, 2024, 2024, 2023, 2024],
+            "M": ["Jan", "Jan", "January", "Dec", "Jan"],
+            "W": [1, 2, 5, 4, 2],
+            "D": ["Monday", "Wednesday", "Friday", "Thursday", "Wed"],
+            "RM": ["Jan", "Feb", "Feb", "Jan", "Jan"],
+            "RW": [1, 1, 1, 1, 2],
+            "RD": ["Tuesday", "Thursday", "Friday", "Tuesday", "Monday"],
+        }
+    )
+    fields = (
+        BASE_FIELDS
+        + """\
       incident_date: {week_date: {year: Y, month: M, week_of_month: W, day_of_week: D}}
       report_date: {week_date: {month: RM, week_of_month: RW, day_of_week: RD, after: incident_date}}
 """
+    )
     loaded = run(tmp_path, table, "", fields, dates=False)
     # January 2024 begins on a Monday; week k is days 7k-6..7k.
-    assert list(loaded.frame["incident_date"]) == [pd.Timestamp(d) for d in (
-        "2024-01-01",   # week 1 Monday
-        "2024-01-10",   # week 2 (8-14) Wednesday
-        "2024-01-31",   # week 5 (29-31: Mon-Wed) has no Friday: the month's last day
-        "2023-12-28",   # Dec 2023 week 4 (22-28, from a Friday): Thursday the 28th
-        "2024-01-10")]  # week 2 Wednesday
-    assert list(loaded.frame["report_date"]) == [pd.Timestamp(d) for d in (
-        "2024-01-02",   # Tuesday of week 1
-        "2024-02-01",   # Feb 2024 begins on a Thursday
-        "2024-02-02",
-        "2024-01-02",   # January after a December accident: next year
-        "2024-01-10")]  # Monday 8th is before the Wednesday 10th accident: set equal to it
+    assert list(loaded.frame["incident_date"]) == [
+        pd.Timestamp(d)
+        for d in (
+            "2024-01-01",  # week 1 Monday
+            "2024-01-10",  # week 2 (8-14) Wednesday
+            "2024-01-31",  # week 5 (29-31: Mon-Wed) has no Friday: the month's last day
+            "2023-12-28",  # Dec 2023 week 4 (22-28, from a Friday): Thursday the 28th
+            "2024-01-10",
+        )
+    ]  # week 2 Wednesday
+    assert list(loaded.frame["report_date"]) == [
+        pd.Timestamp(d)
+        for d in (
+            "2024-01-02",  # Tuesday of week 1
+            "2024-02-01",  # Feb 2024 begins on a Thursday
+            "2024-02-02",
+            "2024-01-02",  # January after a December accident: next year
+            "2024-01-10",
+        )
+    ]  # Monday 8th is before the Wednesday 10th accident: set equal to it
     assert dict(loaded.adjusted) == {
         "incident_date: weekday past the end of the month (week 5); set to the month's last day": 1,
-        "report_date: parts give a date before incident_date in the same month; set equal to incident_date": 1}
+        "report_date: parts give a date before incident_date in the same month; set equal to incident_date": 1,
+    }
     assert datetime(2024, 1, 1).weekday() == 0 and datetime(2023, 12, 22).weekday() == 4
 
 
 def test_week_date_reports_unreadable_parts(tmp_path: Path) -> None:
     table = pd.DataFrame({"Y": [2024, 2024], "M": ["Jan", "0"], "W": [1, 7], "D": ["Monday", "Funday"]})
-    fields = BASE_FIELDS + """\
+    fields = (
+        BASE_FIELDS
+        + """\
       incident_date: {week_date: {year: Y, month: M, week_of_month: W, day_of_week: D}}
       report_date: {week_date: {year: Y, month: M, week_of_month: W, day_of_week: D}}
 """
+    )
     loaded = run(tmp_path, table, "", fields, dates=False)
     assert loaded.frame["incident_date"].isna().tolist() == [False, True]
     problems = {c: (n, ex) for c, n, ex in loaded.type_problems}
@@ -384,18 +426,26 @@ def test_week_date_reports_unreadable_parts(tmp_path: Path) -> None:
 
 
 def test_worst_of_takes_the_worst_recorded_value(tmp_path: Path) -> None:
-    table = pd.DataFrame({
-        "I1": ["minor injury", "not recorded", "not recorded", "small injury", "bad"],
-        "I2": ["severe injury", None, "medium injury", None, None],
-        "I3": [None, None, "minor injury", "fatal injury", None],
-    })
-    loaded = run(tmp_path, table, "", BASE_FIELDS + """\
+    table = pd.DataFrame(
+        {
+            "I1": ["minor injury", "not recorded", "not recorded", "small injury", "bad"],
+            "I2": ["severe injury", None, "medium injury", None, None],
+            "I3": [None, None, "minor injury", "fatal injury", None],
+        }
+    )
+    loaded = run(
+        tmp_path,
+        table,
+        "",
+        BASE_FIELDS
+        + """\
       incident_severity:
         worst_of: [I1, I2, I3]
         map: {"minor injury": minor, "small injury": small, "medium injury": medium,
               "severe injury": severe, "fatal injury": fatal, "not recorded": null}
         order: [minor, small, medium, high, severe, fatal]
-""")
+""",
+    )
     assert loaded.frame["incident_severity"].tolist()[:4] == ["severe", np.nan, "medium", "fatal"]
     assert pd.isna(loaded.frame["incident_severity"].iloc[4])
     assert loaded.type_problems == [("incident_severity", 1, ["bad"])]
@@ -403,12 +453,16 @@ def test_worst_of_takes_the_worst_recorded_value(tmp_path: Path) -> None:
 
 def test_ordinal_extras_code_by_order_and_report_unknown_values(tmp_path: Path) -> None:
     table = pd.DataFrame({"B": ["none", "1 to 7", "more than 30", None, "extreme"], "R": ["1", "2.5", "x", None, "4"]})
-    loaded = run(tmp_path, table, """\
+    loaded = run(
+        tmp_path,
+        table,
+        """\
         extras:
           band: {column: B, type: ordinal, order: ["none", "1 to 7", "more than 30"], description: "a band"}
           rating: {column: R, type: float, description: "a number"}
           kind: {column: B, type: category, description: "as text"}
-        """)
+        """,
+    )
     f = loaded.frame
     assert f["x_band"].tolist()[:3] == [0.0, 1.0, 2.0] and f["x_band"].iloc[3:].isna().all()
     assert f["x_rating"].tolist()[:2] == [1.0, 2.5] and f["x_rating"].iloc[2:4].isna().all()
@@ -419,13 +473,18 @@ def test_ordinal_extras_code_by_order_and_report_unknown_values(tmp_path: Path) 
 
 
 def test_null_if_and_map(tmp_path: Path) -> None:
-    table = pd.DataFrame({"Age": [0, 34, 51, 0], "Police": ["Yes", "No", "Maybe", None],
-                          "Sex": ["F", "M", "X", "F"]})
-    loaded = run(tmp_path, table, "", BASE_FIELDS + """\
+    table = pd.DataFrame({"Age": [0, 34, 51, 0], "Police": ["Yes", "No", "Maybe", None], "Sex": ["F", "M", "X", "F"]})
+    loaded = run(
+        tmp_path,
+        table,
+        "",
+        BASE_FIELDS
+        + """\
       claimant_age: {column: Age, null_if: [0]}
       police_report: {column: Police, map: {Yes: true, No: false}}
       claimant_gender: {column: Sex, map: {F: female, M: male}}
-""")
+""",
+    )
     f = loaded.frame
     assert f["claimant_age"].isna().tolist() == [True, False, False, True]
     assert f["claimant_age"].iloc[1] == 34
@@ -436,30 +495,43 @@ def test_null_if_and_map(tmp_path: Path) -> None:
 
 
 def test_rule_labels_are_null_where_an_input_is_null(tmp_path: Path) -> None:
-    table = pd.DataFrame({
-        "Fin": ["2024-01-20", "2024-06-01", None, "2024-01-10", "2024-01-15"],
-        "Legal": ["N", "N", "N", None, "Y"],
-        "Paid": [100, 100, 100, 100, 100],
-    })
-    loaded = run(tmp_path, table, """\
+    table = pd.DataFrame(
+        {
+            "Fin": ["2024-01-20", "2024-06-01", None, "2024-01-10", "2024-01-15"],
+            "Legal": ["N", "N", "N", None, "Y"],
+            "Paid": [100, 100, 100, 100, 100],
+        }
+    )
+    loaded = run(
+        tmp_path,
+        table,
+        """\
         labels:
-          simple_settlement: {rule: "settlement_days <= 30 and legal_representation == False and settled_amount <= 1000"}
-        """, BASE_FIELDS + """\
+          simple_settlement:
+            rule: "settlement_days <= 30 and legal_representation == False and settled_amount <= 1000"
+        """,
+        BASE_FIELDS
+        + """\
       settlement_date: {column: Fin}
       legal_representation: {column: Legal, map: {Y: true, N: false}}
       settled_amount: {column: Paid}
-""")
+""",
+    )
     assert loaded.frame["simple_settlement"].tolist() == [True, False, pd.NA, pd.NA, False]
     assert str(loaded.frame["simple_settlement"].dtype) == "boolean"
 
 
 def test_exclusions_are_counted_and_row_numbers_keep_their_source_position(tmp_path: Path) -> None:
     table = pd.DataFrame({"Status": ["ok", "void", "test", "void", "ok"], "Amount": [1, 2, -1, -5, 3]})
-    loaded = run(tmp_path, table, """\
+    loaded = run(
+        tmp_path,
+        table,
+        """\
         exclude:
           - {where: "Status == 'void'", reason: voided}
           - {where: "Amount < 0", reason: negative amount}
-        """)
+        """,
+    )
     assert loaded.excluded == [("voided", 2), ("negative amount", 1)]
     assert loaded.frame["claim_id"].tolist() == ["T-1", "T-5"]
     assert loaded.rows_read == 5
@@ -504,8 +576,10 @@ def test_garbage_parquet(tmp_path: Path) -> None:
 
 
 def test_latin1_bytes_in_a_utf8_csv(tmp_path: Path) -> None:
-    text = "claim_id,line_of_business,incident_date,report_date,region\n" \
-           "C1,motor,2024-01-01,2024-01-02,Paris\nC2,motor,2024-01-01,2024-01-02,Besançon\n"
+    text = (
+        "claim_id,line_of_business,incident_date,report_date,region\n"
+        "C1,motor,2024-01-01,2024-01-02,Paris\nC2,motor,2024-01-01,2024-01-02,Besançon\n"
+    )
     path = tmp_path / "l.csv"
     path.write_bytes(text.encode("latin-1"))
     offset = text.encode("latin-1").index("ç".encode("latin-1"))
@@ -534,22 +608,28 @@ def test_missing_mapping_file(tmp_path: Path) -> None:
     one_line_error(exc, "none.yaml", "does not exist")
 
 
-@pytest.mark.parametrize(("yaml_text", "needles"), [
-    ("name: t\nfeilds: {}\n", ["top level", "unknown key 'feilds'", "did you mean 'fields'"]),
-    ("name: t\nfields:\n  claim_id: {colum: X}\n", ["fields.claim_id", "unknown key 'colum'", "column"]),
-    ("name: t\nfields:\n  claimant_ag: {column: Age}\n", ["fields.claimant_ag", "unknown canonical field",
-                                                         "claimant_age"]),
-    ("name: t\nfields: [claim_id]\n", ["fields: should be key: value pairs", "got list"]),
-    ("name: t\nfields:\n  claim_id: {column: [a, b}\n", ["not valid YAML", "line 3"]),
-    ("name: t\nfields:\n  claim_id: {column: A}\n  claim_id: {column: B}\n", ["appears twice", "line 4"]),
-    ("name: t\nfields:\n  claim_id: {column: A, value: B}\n", ["fields.claim_id", "exactly one of"]),
-    ("name: t\nread: {format: xlsx}\n", ["read.format", "'csv'"]),
-    ("name: t\nfields:\n  claim_id: {column: A}\n", ["required canonical field(s) not defined",
-                                                      "incident_date"]),
-    ("name: t\nid_columns: [Pol]\nextras:\n  p: {column: Pol, type: float, description: d}\n",
-     ["extras.p", "identifier"]),
-    ("- a\n- b\n", ["expected keys"]),
-])
+@pytest.mark.parametrize(
+    ("yaml_text", "needles"),
+    [
+        ("name: t\nfeilds: {}\n", ["top level", "unknown key 'feilds'", "did you mean 'fields'"]),
+        ("name: t\nfields:\n  claim_id: {colum: X}\n", ["fields.claim_id", "unknown key 'colum'", "column"]),
+        (
+            "name: t\nfields:\n  claimant_ag: {column: Age}\n",
+            ["fields.claimant_ag", "unknown canonical field", "claimant_age"],
+        ),
+        ("name: t\nfields: [claim_id]\n", ["fields: should be key: value pairs", "got list"]),
+        ("name: t\nfields:\n  claim_id: {column: [a, b}\n", ["not valid YAML", "line 3"]),
+        ("name: t\nfields:\n  claim_id: {column: A}\n  claim_id: {column: B}\n", ["appears twice", "line 4"]),
+        ("name: t\nfields:\n  claim_id: {column: A, value: B}\n", ["fields.claim_id", "exactly one of"]),
+        ("name: t\nread: {format: xlsx}\n", ["read.format", "'csv'"]),
+        ("name: t\nfields:\n  claim_id: {column: A}\n", ["required canonical field(s) not defined", "incident_date"]),
+        (
+            "name: t\nid_columns: [Pol]\nextras:\n  p: {column: Pol, type: float, description: d}\n",
+            ["extras.p", "identifier"],
+        ),
+        ("- a\n- b\n", ["expected keys"]),
+    ],
+)
 def test_bad_mapping_yaml_is_one_line_naming_the_key(tmp_path: Path, yaml_text: str, needles: list[str]) -> None:
     source = write_mapping(tmp_path, yaml_text, "bad.yaml")
     with pytest.raises(MappingError) as exc:
@@ -557,11 +637,14 @@ def test_bad_mapping_yaml_is_one_line_naming_the_key(tmp_path: Path, yaml_text: 
     one_line_error(exc, "bad.yaml", *needles)
 
 
-@pytest.mark.parametrize(("rule", "needle"), [
-    ("settlement_days <= 30 and lawyer == False", "unknown name(s) lawyer"),
-    ("settlement_days + 1", "true/false"),
-    ("settlement_days <=", "not a valid expression"),
-])
+@pytest.mark.parametrize(
+    ("rule", "needle"),
+    [
+        ("settlement_days <= 30 and lawyer == False", "unknown name(s) lawyer"),
+        ("settlement_days + 1", "true/false"),
+        ("settlement_days <=", "not a valid expression"),
+    ],
+)
 def test_bad_rules_name_the_rule(tmp_path: Path, rule: str, needle: str) -> None:
     with pytest.raises(MappingError) as exc:
         run(tmp_path, pd.DataFrame({"A": [1]}), f'labels:\n  simple_settlement: {{rule: "{rule}"}}\n')
@@ -589,6 +672,37 @@ def test_database_passwords_stay_out_of_messages(tmp_path: Path) -> None:
     assert "s3cret" not in msg
 
 
-def test_every_error_is_a_claimscore_error() -> None:
-    for cls in (DataFileError, MappingError, SchemaError):
-        assert issubclass(cls, ClaimScoreError)
+def _missing_file(tmp_path: Path) -> tuple[Path, str]:
+    return tmp_path / "nope.parquet", "synthetic"
+
+
+def _misspelt_mapping(tmp_path: Path) -> tuple[Path, str]:
+    return tmp_path / "x.csv", write_mapping(tmp_path, "name: t\nfeilds: {}\n", "bad.yaml")
+
+
+def _no_report_date(tmp_path: Path) -> tuple[Path, str]:
+    path = tmp_path / "claims.parquet"
+    canonical_claims().drop(columns=["report_date"]).to_parquet(path)
+    return path, "synthetic"
+
+
+@pytest.mark.parametrize(
+    ("kind", "make_input"),
+    [
+        (DataFileError, _missing_file),
+        (MappingError, _misspelt_mapping),
+        (SchemaError, _no_report_date),
+    ],
+    ids=["data-file", "mapping", "schema"],
+)
+def test_each_kind_of_load_error_reaches_the_cli_as_its_one_line_and_exit_code_2(
+    cli, tmp_path: Path, kind: type[Exception], make_input
+) -> None:
+    data, source = make_input(tmp_path)
+    with pytest.raises(kind) as exc:
+        load_claims(data, source, settings())
+
+    result = cli("validate", "--data", data, "--source", source)
+
+    assert result.code == 2, result.err
+    assert result.err_lines == [f"error: {exc.value}"], result.err

@@ -69,8 +69,13 @@ def test_fraud_shows_the_patterns_investigators_know(claims):
     for lim in AUTHORITY_LIMITS:
         under |= (amount < lim) & (amount >= lim * 0.94)
     many = claims["number_of_parties"].astype("float64") >= 4
-    for name, flag in [("early", early), ("late", late), ("cover increase", increase),
-                       ("under limit", under), ("many parties", many)]:
+    for name, flag in [
+        ("early", early),
+        ("late", late),
+        ("cover increase", increase),
+        ("under limit", under),
+        ("many parties", many),
+    ]:
         lift = flag[fraud].mean() / max(flag[~fraud].mean(), 1e-9)
         assert lift > 2, f"{name}: fraud rate of the flag only {lift:.1f}x the honest rate"
         assert flag[~fraud].any(), f"{name}: honest claims never show it (trivially separable)"
@@ -102,15 +107,20 @@ def test_fraud_is_learnable_but_not_trivially_separable(claims):
     from sklearn.metrics import roc_auc_score
 
     c = claims
-    x = pd.DataFrame({
-        "days_in_force": (c["incident_date"] - c["policy_start_date"]).dt.days,
-        "delay": (c["report_date"] - c["incident_date"]).dt.total_seconds() / 86400,
-        "amount": c["claimed_amount"], "amount_ratio": c["claimed_amount"] / c["sum_insured"],
-        "parties": c["number_of_parties"].astype("float64"), "injured": c["injury_count"].astype("float64"),
-        "police": c["police_report"].astype("float64"), "witness": c["witness_present"].astype("float64"),
-        "since_increase": (c["incident_date"] - c["cover_increase_date"]).dt.days,
-        "hour": c["report_date"].dt.hour,
-    })
+    x = pd.DataFrame(
+        {
+            "days_in_force": (c["incident_date"] - c["policy_start_date"]).dt.days,
+            "delay": (c["report_date"] - c["incident_date"]).dt.total_seconds() / 86400,
+            "amount": c["claimed_amount"],
+            "amount_ratio": c["claimed_amount"] / c["sum_insured"],
+            "parties": c["number_of_parties"].astype("float64"),
+            "injured": c["injury_count"].astype("float64"),
+            "police": c["police_report"].astype("float64"),
+            "witness": c["witness_present"].astype("float64"),
+            "since_increase": (c["incident_date"] - c["cover_increase_date"]).dt.days,
+            "hour": c["report_date"].dt.hour,
+        }
+    )
     for col in ("line_of_business", "incident_type", "incident_severity", "fault", "region"):
         x[col] = c[col].astype("category")
     y = c["true_fraud"].astype(int)

@@ -13,15 +13,14 @@ import pandas as pd
 import pytest
 
 from features import schema
-from features.errors import SchemaError, ValidationFailed
 from features.data.validation import ValidationResult, validate_claims
-from tests.features.data.validation_frames import valid_claims
+from features.errors import SchemaError, ValidationFailed
 
 ROWS = 300
 
 
 @pytest.fixture(scope="module")
-def raw() -> pd.DataFrame:
+def raw(valid_claims) -> pd.DataFrame:
     return valid_claims(ROWS, seed=11)
 
 
@@ -114,8 +113,10 @@ def test_incident_before_policy_start_fails(claims, tmp_path):
 
     line = only_line(check(claims, tmp_path))
 
-    assert line == (f"incident_date: must be on or after policy_start_date: 1 of {ROWS} rows, "
-                    f"e.g. {later:%Y-%m-%d} < {earlier:%Y-%m-%d}")
+    assert line == (
+        f"incident_date: must be on or after policy_start_date: 1 of {ROWS} rows, "
+        f"e.g. {later:%Y-%m-%d} < {earlier:%Y-%m-%d}"
+    )
 
 
 def test_report_before_incident_fails(claims, tmp_path):
@@ -124,8 +125,9 @@ def test_report_before_incident_fails(claims, tmp_path):
     line = only_line(check(claims, tmp_path))
 
     incident = claims.loc[0, "incident_date"]
-    assert line == (f"report_date: must be on or after incident_date: 1 of {ROWS} rows, "
-                    f"e.g. 2019-12-31 09:30 < {incident:%Y-%m-%d}")
+    assert line == (
+        f"report_date: must be on or after incident_date: 1 of {ROWS} rows, e.g. 2019-12-31 09:30 < {incident:%Y-%m-%d}"
+    )
 
 
 def test_settlement_before_report_fails(claims, tmp_path):
@@ -145,8 +147,10 @@ def test_settled_amount_without_settlement_date_fails(claims, tmp_path):
 
     line = only_line(check(claims, tmp_path))
 
-    assert line == (f"settled_amount: must be 0 or empty where settlement_date is missing: "
-                    f"1 of {int(open_claims.sum())} rows, e.g. 1234.5")
+    assert line == (
+        f"settled_amount: must be 0 or empty where settlement_date is missing: "
+        f"1 of {int(open_claims.sum())} rows, e.g. 1234.5"
+    )
 
 
 def test_null_rate_above_the_cap_fails(claims, tmp_path):
@@ -182,8 +186,10 @@ def test_fraud_confirmed_without_investigation_fails(claims, tmp_path):
 
     line = only_line(check(claims, tmp_path))
 
-    assert line == (f"fraud_confirmed: true only where investigated is true: 1 of {ROWS} rows, "
-                    f"e.g. claim {claims.loc[row, 'claim_id']}")
+    assert line == (
+        f"fraud_confirmed: true only where investigated is true: 1 of {ROWS} rows, "
+        f"e.g. claim {claims.loc[row, 'claim_id']}"
+    )
 
 
 def test_personal_field_values_are_never_shown(claims, tmp_path, monkeypatch):
@@ -233,7 +239,9 @@ def test_failed_result_raises_with_lines_and_report(claims, tmp_path):
     assert failure.value.report_path == str(result.report_path)
 
 
-def test_checks_import_gx_lazily_and_never_touch_the_network(tmp_path):
+def test_checks_import_gx_lazily_and_never_touch_the_network(valid_claims, tmp_path):
+    data = tmp_path / "claims.parquet"
+    valid_claims(200, seed=2).to_parquet(data)
     script = textwrap.dedent(f"""
         import sys
         from pathlib import Path
@@ -245,14 +253,19 @@ def test_checks_import_gx_lazily_and_never_touch_the_network(tmp_path):
                 raise RuntimeError(f"network access: {{event}} {{args}}")
         sys.addaudithook(no_network)
 
+        import pandas as pd
         from features import schema
-        from tests.features.data.validation_frames import valid_claims
-        frame, problems = schema.coerce(valid_claims(200, seed=2))
+        frame, problems = schema.coerce(pd.read_parquet({str(data)!r}))
         result = v.validate_claims(frame, problems, report_dir=Path({str(tmp_path)!r}), name="offline")
         assert result.success, result.lines
         print("ok")
     """)
-    run = subprocess.run([sys.executable, "-c", script], cwd=Path(__file__).resolve().parents[3],
-                         capture_output=True, text=True, timeout=120)
+    run = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=Path(__file__).resolve().parents[3],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert run.returncode == 0, run.stderr[-2000:]
     assert run.stdout.strip().endswith("ok")

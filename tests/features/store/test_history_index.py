@@ -8,13 +8,12 @@ import pytest
 
 from features import columns
 from features.store import history as history_store
-from features.store.index import HistoryIndex
 from features.store.history import HistoryStore, as_canonical
-from tests.features.store.test_online import prepared_claims
+from features.store.index import HistoryIndex
 
 
 @pytest.fixture(scope="module")
-def claims():
+def claims(prepared_claims):
     return prepared_claims(3_000, seed=21)
 
 
@@ -63,8 +62,9 @@ def test_claims_loaded_outcomes_recorded_and_claims_deleted_by_others_are_follow
     other = HistoryStore(store.engine.url.render_as_string(hide_password=False))  # another process's writer
     other.append(claims.iloc[1_000:1_050])
     decided = claims.iloc[1_000]
-    other.record_outcome(decided["claim_id"], investigated=True, fraud_confirmed=True,
-                         investigation_closed_date="2030-01-01 00:00")
+    other.record_outcome(
+        decided["claim_id"], investigated=True, fraud_confirmed=True, investigation_closed_date="2030-01-01 00:00"
+    )
     other.delete([claims["claim_id"].iloc[5]])
     assert index.refresh() == 50 + 1 + 1 and index.reloads == 1
     assert len(index) == 1_049

@@ -14,32 +14,18 @@ import pytest
 
 from features import columns, schema
 from features.build import available_features, build_features
-from features.errors import ClaimScoreError, HistoryError, UnknownClaimError
-from features.store.index import HistoryIndex
-from features.store.history import HistoryStore, as_canonical
-from features.store.online import online_features
 from features.data.synthetic import generate_claims
+from features.errors import HistoryError, UnknownClaimError
+from features.store.history import HistoryStore, as_canonical
+from features.store.index import HistoryIndex
+from features.store.online import online_features
 
 DECISION = ("investigated", "fraud_confirmed", "investigation_closed_date")
 POSTGRES_URL = os.environ.get("CLAIMSCORE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 
-def prepared_claims(n: int, seed: int) -> pd.DataFrame:
-    """Synthetic claims in report-time order, plus what the generator never makes: claims reported
-    at the same moment (every 37th claim ties with the one before; 1,850 does so across a replay
-    batch boundary) and missing claimants, phones and accounts."""
-    f = as_canonical(generate_claims(n, seed=seed)).copy()
-    ties = np.arange(37, n, 37)
-    reported = f["report_date"].to_numpy().copy()
-    f.loc[ties, "report_date"] = reported[ties - 1]
-    rng = np.random.default_rng(seed)
-    for col, share in (("claimant_id", 0.02), ("phone", 0.05), ("payee_account", 0.03)):
-        f.loc[rng.random(n) < share, col] = None
-    return f
-
-
 @pytest.fixture(scope="module")
-def claims() -> pd.DataFrame:
+def claims(prepared_claims) -> pd.DataFrame:
     return prepared_claims(4_000, seed=5)
 
 
@@ -72,8 +58,10 @@ def assert_same_features(online: pd.DataFrame, batch: pd.DataFrame) -> None:
             same = ((a == b).fillna(False) | (a.isna() & b.isna())).to_numpy()
         if not same.all():
             i = np.flatnonzero(~same)[0]
-            raise AssertionError(f"{col}: {int((~same).sum())} claim(s) differ, e.g. row {online.index[i]}: "
-                                 f"online {a.iloc[i]!r}, batch {b.iloc[i]!r}")
+            raise AssertionError(
+                f"{col}: {int((~same).sum())} claim(s) differ, e.g. row {online.index[i]}: "
+                f"online {a.iloc[i]!r}, batch {b.iloc[i]!r}"
+            )
 
 
 def without_outcomes(frame: pd.DataFrame) -> pd.DataFrame:
@@ -102,8 +90,10 @@ def live_features(store: HistoryStore | HistoryIndex, part: pd.DataFrame, featur
     cols = columns.from_frame(as_canonical(part))
     answer = online_features(store, cols, features)
     store.append(cols)
-    return pd.DataFrame({k: pd.Series(v, index=part.index).astype("str") if v.dtype == object else v
-                         for k, v in answer.items()}, index=part.index)
+    return pd.DataFrame(
+        {k: pd.Series(v, index=part.index).astype("str") if v.dtype == object else v for k, v in answer.items()},
+        index=part.index,
+    )
 
 
 def replay(store: HistoryStore, claims: pd.DataFrame, features: list, step: int, path: str = "frame") -> pd.DataFrame:
@@ -111,11 +101,16 @@ def replay(store: HistoryStore, claims: pd.DataFrame, features: list, step: int,
     every earlier claim, then append the batch (with its outcome columns as recorded: the features
     only use outcomes decided before a claim's report)."""
     source = HistoryIndex(store) if path == "index" else store
-    return pd.concat([live_features(source, claims.iloc[start:start + step], features, path)
-                      for start in range(0, len(claims), step)])
+    return pd.concat(
+        [
+            live_features(source, claims.iloc[start : start + step], features, path)
+            for start in range(0, len(claims), step)
+        ]
+    )
 
 
 # --- no training/serving skew ------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("path", PATHS)
 def test_live_claims_replayed_in_time_order_get_their_batch_features(claims, feats, batch, store, path):
@@ -155,6 +150,7 @@ def _value(v: object) -> object:
 
 # --- no leakage from the future ------------------------------------------------------------------
 
+
 def test_changing_adding_or_deleting_later_claims_leaves_earlier_online_features_unchanged(claims, feats, store):
     store.load(claims)
     cut = claims["report_date"].iloc[2_000]
@@ -189,26 +185,39 @@ def test_changing_adding_or_deleting_later_claims_leaves_earlier_online_features
 
 # --- outcomes arriving later ---------------------------------------------------------------------
 
+
 def test_a_recorded_fraud_outcome_counts_only_for_claims_reported_after_its_decision(claims, feats, store):
     history = claims.iloc[:1_500]
     store.load(history)
-    candidates = history[(history["payee_type"] == "claimant") & history["provider_id"].notna()
-                         & history["payee_account"].notna() & history["phone"].notna()
-                         & history["claimant_id"].notna() & history["investigation_closed_date"].isna()]
+    candidates = history[
+        (history["payee_type"] == "claimant")
+        & history["provider_id"].notna()
+        & history["payee_account"].notna()
+        & history["phone"].notna()
+        & history["claimant_id"].notna()
+        & history["investigation_closed_date"].isna()
+    ]
     a = candidates.iloc[-1]
     decided = a["report_date"] + pd.Timedelta(days=30)
 
     def live(claim_id: str, reported: pd.Timestamp, **changes: object) -> pd.DataFrame:
         row = without_outcomes(history.loc[[a.name]]).assign(
-            claim_id=claim_id, report_date=reported, incident_date=reported - pd.Timedelta(days=1), **changes)
+            claim_id=claim_id, report_date=reported, incident_date=reported - pd.Timedelta(days=1), **changes
+        )
         return as_canonical(row)
 
     probes = {
         "before": live("LIVE-BEFORE", decided - pd.Timedelta(days=1)),
         "after": live("LIVE-AFTER", decided + pd.Timedelta(days=1)),
         # another claimant who shares only the phone (and provider) with a: same linked group
-        "linked": live("LIVE-LINKED", decided + pd.Timedelta(days=1), claimant_id="K-NEW", policy_id="P-NEW",
-                       payee_account="ACC-NEW", address="ADDR-NEW"),
+        "linked": live(
+            "LIVE-LINKED",
+            decided + pd.Timedelta(days=1),
+            claimant_id="K-NEW",
+            policy_id="P-NEW",
+            payee_account="ACC-NEW",
+            address="ADDR-NEW",
+        ),
     }
     first = {k: online_features(store, row, feats).iloc[0] for k, row in probes.items()}
     store.record_outcome(a["claim_id"], investigated=True, fraud_confirmed=True, investigation_closed_date=decided)
@@ -227,6 +236,7 @@ def test_a_recorded_fraud_outcome_counts_only_for_claims_reported_after_its_deci
 
 
 # --- the store ----------------------------------------------------------------------------------
+
 
 def test_store_round_trips_claims_and_replaces_a_reloaded_claim(claims, store):
     part = claims.iloc[:500]
@@ -292,6 +302,7 @@ def test_live_claims_without_claimant_or_phone_get_their_batch_features(claims, 
 
 # --- PostgreSQL ---------------------------------------------------------------------------------
 
+
 @pytest.fixture
 def postgres_store():
     import sqlalchemy as sa
@@ -313,7 +324,7 @@ def postgres_store():
 
 @pytest.mark.postgres
 @pytest.mark.parametrize("path", ["frame", "index"])
-def test_live_claims_get_their_batch_features_on_postgresql(postgres_store, path):
+def test_live_claims_get_their_batch_features_on_postgresql(postgres_store, prepared_claims, path):
     claims = prepared_claims(500, seed=7)
     feats = available_features(claims)
     online = replay(postgres_store, claims, feats, step=25, path=path)
@@ -322,6 +333,7 @@ def test_live_claims_get_their_batch_features_on_postgresql(postgres_store, path
 
 
 # --- claimscore history load --------------------------------------------------------------------
+
 
 @pytest.fixture
 def history_cli(cli, tmp_path, monkeypatch):
@@ -342,11 +354,14 @@ def test_history_load_fills_the_configured_store(history_cli, tmp_path):
     assert again.code == 0 and len(HistoryStore(f"sqlite:///{other}")) == 1_500
 
 
-@pytest.mark.parametrize("args, message", [
-    (("--data", "missing.parquet"), "missing.parquet: no such file"),
-    (("--data", "claims.parquet", "--source", "nonsense"), "unknown source 'nonsense'"),
-    (("--data", "claims.parquet", "--url", "nosuchdb://x"), "cannot open this database"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("--data", "missing.parquet"), "missing.parquet: no such file"),
+        (("--data", "claims.parquet", "--source", "nonsense"), "unknown source 'nonsense'"),
+        (("--data", "claims.parquet", "--url", "nosuchdb://x"), "cannot open this database"),
+    ],
+)
 def test_history_load_errors_are_one_readable_line(history_cli, tmp_path, args, message):
     generate_claims(100, seed=0).to_parquet(tmp_path / "claims.parquet")
     result = history_cli("load", *args)

@@ -18,9 +18,13 @@ def trained(synthetic_claims):
     table = build_features(synthetic_claims, feats)
     enc = FeatureEncoder.fit(table, feats)
     matrix = enc.transform(table)
-    booster = lgb.train({"objective": "binary", "verbose": -1, "seed": 0, "num_threads": 1},
-                        lgb.Dataset(matrix, synthetic_claims["true_fraud"].astype(int).to_numpy(),
-                                    categorical_feature=enc.categorical_indices), 30)
+    booster = lgb.train(
+        {"objective": "binary", "verbose": -1, "seed": 0, "num_threads": 1},
+        lgb.Dataset(
+            matrix, synthetic_claims["true_fraud"].astype(int).to_numpy(), categorical_feature=enc.categorical_indices
+        ),
+        30,
+    )
     cal = Calibration("isotonic", (0.0, 0.1, 1.0), (0.0, 0.3, 1.0))
     return ModelBundle("fraud", "true_fraud", booster, enc, cal, {"trained_on": "test"}), table
 
@@ -28,8 +32,9 @@ def trained(synthetic_claims):
 def _one(bundle: ModelBundle, row: dict) -> np.ndarray:
     """One claim's features as the live path holds them (arrays, no DataFrame), encoded."""
     cols = {k: np.array([v], dtype=object if k in bundle.encoder.categories else np.float64) for k, v in row.items()}
-    return bundle.encoder.transform({k: np.where(pd.isna(v), np.nan, v) if v.dtype == np.float64 else v
-                                     for k, v in cols.items()})
+    return bundle.encoder.transform(
+        {k: np.where(pd.isna(v), np.nan, v) if v.dtype == np.float64 else v for k, v in cols.items()}
+    )
 
 
 def test_a_single_claim_scores_as_in_the_table(trained):
@@ -47,7 +52,9 @@ def test_unseen_and_missing_categories_score_like_missing(trained):
     unseen = bundle.predict(_one(bundle, {**row, "channel": "carrier pigeon"}))[0]
     missing = bundle.predict(_one(bundle, {**row, "channel": None}))[0]
     assert unseen == missing
-    assert np.isnan(bundle.encoder.transform(table.head(1).assign(channel="carrier pigeon"))[0, bundle.features.index("channel")])
+    assert np.isnan(
+        bundle.encoder.transform(table.head(1).assign(channel="carrier pigeon"))[0, bundle.features.index("channel")]
+    )
 
 
 def test_bundle_round_trips_through_files(trained, tmp_path):

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 from serving.model.explainer import PARALLEL_MIN_ROWS, SPLIT_MIN_TREES, Explainer
-from serving.model.kernels import T_LANES, T_SLOT
 
 TOL = 1e-6
 N_NUM, N_CAT, LEVELS = 6, 2, 12
@@ -32,7 +31,7 @@ CASES = [
 
 def _data(rng: np.random.Generator, rows: int, cat: bool = True) -> tuple[np.ndarray, np.ndarray]:
     x = rng.normal(size=(rows, N_NUM + N_CAT))
-    x[:, 1] = np.round(x[:, 1] * 3)                      # integer-valued: many ties and exact zeros
+    x[:, 1] = np.round(x[:, 1] * 3)  # integer-valued: many ties and exact zeros
     x[rng.random(rows) < 0.3, 2] = 0.0
     for j in (0, 2, 4):
         x[rng.random(rows) < 0.15, j] = np.nan
@@ -51,8 +50,15 @@ def _train(case: dict, seed: int) -> tuple[lgb.Booster, np.ndarray]:
     rounds, cat = case.pop("rounds"), case.pop("cat", True)
     rng = np.random.default_rng(seed)
     x, y = _data(rng, 3_000, cat)
-    params = {"objective": "binary", "verbose": -1, "seed": seed, "num_threads": 1, "min_data_per_group": 5,
-              "cat_smooth": 1.0, **case}
+    params = {
+        "objective": "binary",
+        "verbose": -1,
+        "seed": seed,
+        "num_threads": 1,
+        "min_data_per_group": 5,
+        "cat_smooth": 1.0,
+        **case,
+    }
     cats = list(range(N_NUM, N_NUM + N_CAT)) if cat else []
     booster = lgb.train(params, lgb.Dataset(x, y, categorical_feature=cats), rounds)
     return booster, _probe_rows(booster, rng)
@@ -62,8 +68,9 @@ def _probe_rows(booster: lgb.Booster, rng: np.random.Generator) -> np.ndarray:
     """Fresh rows plus the hard cases: values exactly on split thresholds, NaN, zero and near-zero,
     infinities, and categorical codes that are unseen, negative, fractional or huge."""
     x, _ = _data(rng, 300)
-    thresholds = [(n["split_feature"], n["threshold"]) for n in _splits(booster.dump_model())
-                  if n["decision_type"] == "<="]
+    thresholds = [
+        (n["split_feature"], n["threshold"]) for n in _splits(booster.dump_model()) if n["decision_type"] == "<="
+    ]
     edge = np.repeat(x[:40], 6, axis=0)
     for i, row in enumerate(edge):
         if thresholds:
@@ -107,7 +114,7 @@ def test_contributions_equal_lightgbm_pred_contrib(case):
     np.testing.assert_array_equal(explainer.leaf_indices(x), booster.predict(x, pred_leaf=True))
     reference = booster.predict(x, pred_contrib=True)
     batch = explainer.contributions(x)
-    one_by_one = np.vstack([explainer.contributions(x[i:i + 1]) for i in range(0, len(x), 23)])
+    one_by_one = np.vstack([explainer.contributions(x[i : i + 1]) for i in range(0, len(x), 23)])
     assert np.abs(batch - reference[:, :-1]).max() < TOL
     assert np.abs(one_by_one - reference[::23, :-1]).max() < TOL
     assert explainer.expected_value == pytest.approx(reference[0, -1], abs=TOL)
@@ -119,14 +126,25 @@ def test_paths_with_more_than_16_distinct_features_are_exact():
     rng = np.random.default_rng(1)
     x = rng.normal(size=(3_000, 24))
     x[rng.random(x.shape) < 0.05] = np.nan
-    booster = lgb.train({"objective": "binary", "verbose": -1, "num_leaves": 1000, "min_data_in_leaf": 1,
-                         "min_sum_hessian_in_leaf": 0, "lambda_l2": 0, "learning_rate": 1.0, "num_threads": 1},
-                        lgb.Dataset(x, (rng.random(3_000) < 0.5).astype(float)), 2)  # overfits noise: deep
+    booster = lgb.train(
+        {
+            "objective": "binary",
+            "verbose": -1,
+            "num_leaves": 1000,
+            "min_data_in_leaf": 1,
+            "min_sum_hessian_in_leaf": 0,
+            "lambda_l2": 0,
+            "learning_rate": 1.0,
+            "num_threads": 1,
+        },
+        lgb.Dataset(x, (rng.random(3_000) < 0.5).astype(float)),
+        2,
+    )  # overfits noise: deep
     assert _most_distinct_features_on_a_path(booster) > 16
     explainer = Explainer.for_booster(booster)
     reference = booster.predict(x[:300], pred_contrib=True)[:, :-1]
     assert np.abs(explainer.contributions(x[:300]) - reference).max() < TOL
-    assert np.abs(np.vstack([explainer.contributions(x[i:i + 1]) for i in range(10)]) - reference[:10]).max() < TOL
+    assert np.abs(np.vstack([explainer.contributions(x[i : i + 1]) for i in range(10)]) - reference[:10]).max() < TOL
 
 
 @pytest.mark.filterwarnings("ignore:LightGBM binary classifier with TreeExplainer")
@@ -149,7 +167,7 @@ def test_work_split_over_threads_gives_the_same_values():
     assert np.abs(threaded - reference).max() < TOL
     np.testing.assert_array_equal(threaded, explainer.contributions(x, n_threads=1))
     for i in range(5):  # one claim: by trees
-        assert np.abs(explainer.contributions(x[i:i + 1], n_threads=2) - reference[i]).max() < TOL
+        assert np.abs(explainer.contributions(x[i : i + 1], n_threads=2) - reference[i]).max() < TOL
 
 
 def test_one_claim_split_by_trees_gives_the_same_values_on_either_kind_of_thread(monkeypatch):
@@ -158,11 +176,11 @@ def test_one_claim_split_by_trees_gives_the_same_values_on_either_kind_of_thread
     booster, _ = _train({**CASES[5], "rounds": SPLIT_MIN_TREES + 7}, seed=4)  # an odd number of trees
     x, _ = _data(np.random.default_rng(4), 20)
     explainer = Explainer.for_booster(booster)
-    whole = np.vstack([explainer.contributions(x[i:i + 1], n_threads=1) for i in range(len(x))])
+    whole = np.vstack([explainer.contributions(x[i : i + 1], n_threads=1) for i in range(len(x))])
     assert np.abs(whole - booster.predict(x, pred_contrib=True)[:, :-1]).max() < TOL
     for numba_threads in (True, False):  # numba's OpenMP threads, or (without OpenMP) a thread of ours
-        monkeypatch.setattr(explain, "_split_on_numba_threads", lambda: numba_threads)
-        split = np.vstack([explainer.contributions(x[i:i + 1], n_threads=2) for i in range(len(x))])
+        monkeypatch.setattr(explain, "_split_on_numba_threads", lambda on=numba_threads: on)
+        split = np.vstack([explainer.contributions(x[i : i + 1], n_threads=2) for i in range(len(x))])
         assert np.abs(split - whole).max() < 1e-12
 
 
@@ -188,8 +206,11 @@ def test_a_model_over_the_memory_bound_falls_back_to_pred_contrib(caplog):
 def test_a_multiclass_model_falls_back_with_the_reason(caplog):
     rng = np.random.default_rng(0)
     x = rng.normal(size=(500, 4))
-    booster = lgb.train({"objective": "multiclass", "num_class": 3, "verbose": -1, "num_leaves": 4},
-                        lgb.Dataset(x, rng.integers(0, 3, 500)), 3)
+    booster = lgb.train(
+        {"objective": "multiclass", "num_class": 3, "verbose": -1, "num_leaves": 4},
+        lgb.Dataset(x, rng.integers(0, 3, 500)),
+        3,
+    )
     with caplog.at_level(logging.WARNING, logger="serving.model.explainer"):
         explainer = Explainer.for_booster(booster)
     assert explainer.uses_fallback and "num_class=3" in caplog.text
@@ -203,16 +224,14 @@ def test_memory_is_stated_and_linear_in_the_nodes():
     assert b.memory_bytes / (2 * large.num_trees() * 31) < 600  # bytes per node, for ~30 splits a tree
 
 
-
-def test_memory_is_what_the_docstring_states():
-    booster, _ = _train(dict(num_leaves=40, rounds=12, min_data_in_leaf=2), seed=3)  # categorical splits too
-    explainer = Explainer.for_booster(booster)
-    m = explainer._model
-    nodes = np.diff(np.r_[m.column(T_SLOT), len(m.nd_feat)])
-    stated = (int((nodes * (40 + 24 * m.column(T_LANES))).sum()) + 40 * len(m.sp_thr) + 72 * m.n_trees
-              + 40 * len(m.block) + 4 * len(m.cat_bits))
-    assert len(m.cat_bits) > 0 and len(m.block) > 0
-    assert 0 <= explainer.memory_bytes - stated < 1024  # the quadrature tables
+def test_the_memory_bound_is_checked_against_the_memory_stated():
+    booster, x = _train(dict(num_leaves=40, rounds=12, min_data_in_leaf=2), seed=3)  # categorical splits too
+    stated = Explainer.for_booster(booster).memory_bytes
+    assert stated > 100_000
+    at_bound = Explainer.for_booster(booster, max_memory_mb=stated / 2**20)
+    assert not at_bound.uses_fallback and at_bound.memory_bytes == stated
+    assert np.abs(at_bound.contributions(x) - booster.predict(x, pred_contrib=True)[:, :-1]).max() < TOL
+    assert Explainer.for_booster(booster, max_memory_mb=0.99 * stated / 2**20).uses_fallback
 
 
 def test_a_bundle_builds_its_explainer_once_and_top_reasons_use_it(synthetic_claims):
@@ -226,8 +245,11 @@ def test_a_bundle_builds_its_explainer_once_and_top_reasons_use_it(synthetic_cla
     enc = FeatureEncoder.fit(table, feats)
     matrix = enc.transform(table)
     y = synthetic_claims["true_fraud"].head(400).astype(int).to_numpy()
-    booster = lgb.train({"objective": "binary", "verbose": -1, "num_threads": 1, "min_data_in_leaf": 5},
-                        lgb.Dataset(matrix, y, categorical_feature=enc.categorical_indices), 20)
+    booster = lgb.train(
+        {"objective": "binary", "verbose": -1, "num_threads": 1, "min_data_in_leaf": 5},
+        lgb.Dataset(matrix, y, categorical_feature=enc.categorical_indices),
+        20,
+    )
     bundle = ModelBundle("fraud", "true_fraud", booster, enc)
     assert bundle.explainer is bundle.explainer
 
@@ -244,6 +266,6 @@ def test_stable_values_of_a_row_do_not_depend_on_the_rows_beside_it():
     explainer = Explainer.for_booster(booster)
     together = explainer.contributions(x[:150], stable=True)
     for i in (0, 7, 64, 149):
-        np.testing.assert_array_equal(explainer.contributions(x[i:i + 1], stable=True)[0], together[i])
-        np.testing.assert_array_equal(explainer.contributions(x[i:i + 3], stable=True)[0], together[i])
+        np.testing.assert_array_equal(explainer.contributions(x[i : i + 1], stable=True)[0], together[i])
+        np.testing.assert_array_equal(explainer.contributions(x[i : i + 3], stable=True)[0], together[i])
     assert np.abs(together - booster.predict(x[:150], pred_contrib=True)[:, :-1]).max() < TOL

@@ -1,23 +1,24 @@
-"""A valid claims table in the canonical schema, generated with numpy from a seed (fast at 1M rows).
-
-Used by tests/test_validation.py and to time validation on a large frame::
-
-    .venv/bin/python -m tests.validation_frames 1000000
-"""
+"""Fixtures for the claims-data tests: a valid claims table in the canonical schema, made with numpy."""
 
 from __future__ import annotations
 
-import sys
-import time
-from pathlib import Path
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from features import schema
 
 
-def valid_claims(n: int, seed: int = 7) -> pd.DataFrame:
+@pytest.fixture(scope="session")
+def valid_claims() -> Callable[..., pd.DataFrame]:
+    """``valid_claims(n, seed=7)``: ``n`` plausible claims with every schema column filled, generated from
+    the seed (fast at 1M rows; raw: pass it through ``schema.coerce``)."""
+    return _valid_claims
+
+
+def _valid_claims(n: int, seed: int = 7) -> pd.DataFrame:
     """``n`` plausible claims with every schema column filled (raw: pass it through schema.coerce)."""
     rng = np.random.default_rng(seed)
     day = np.timedelta64(1, "D")
@@ -105,20 +106,3 @@ def _generic(f: schema.Field, rng: np.random.Generator, n: int) -> np.ndarray | 
     if f.dtype == "bool":
         return rng.random(n) < 0.5
     return np.datetime64("2021-01-01") + rng.integers(0, 365, n) * np.timedelta64(1, "D")
-
-
-if __name__ == "__main__":  # time validate_claims on a large frame
-    from features.data.validation import validate_claims
-
-    rows = int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000
-    t0 = time.perf_counter()
-    canonical, problems = schema.coerce(valid_claims(rows))
-    t1 = time.perf_counter()
-    import great_expectations  # noqa: F401  (timed separately: ~3-5 s)
-    t2 = time.perf_counter()
-    result = validate_claims(canonical, problems, report_dir=Path("/tmp/claimscore-validation"), name="bench")
-    t3 = time.perf_counter()
-    print(f"rows={rows:,} build+coerce={t1 - t0:.1f}s gx-import={t2 - t1:.1f}s validate={t3 - t2:.1f}s "
-          f"checks={len(result.checks)} success={result.success}")
-    for line in result.lines:
-        print(" ", line)
