@@ -25,6 +25,10 @@ $(STAMP): requirements.lock pyproject.toml
 	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
 	@touch $(STAMP)
 
+# the demo hashes personal identifiers with the public built-in secret (features/identity.py): it says
+# so with CLAIMSCORE_DEMO=1, without which the service refuses that secret. Real claims: set
+# CLAIMSCORE_IDENTITY_SECRET and load the history with it.
+demo: export CLAIMSCORE_DEMO := 1
 demo: $(STAMP)
 	@mkdir -p $(DEMO_DIR)
 	$(CS) generate --claims $(DEMO_CLAIMS) --seed 7 --out $(DEMO_DIR)/claims.parquet
@@ -45,6 +49,7 @@ demo: $(STAMP)
 	@echo "  scored new claims (scores, routes, reasons): $(DEMO_DIR)/scored.csv"
 	@echo "  MLflow runs, metrics, plots, model card: $(VENV)/bin/mlflow ui --backend-store-uri sqlite:///.claimscore/mlflow.db --host 127.0.0.1"
 	@echo "  the scoring service: http://127.0.0.1:$(DEMO_PORT)/ (log: $(DEMO_DIR)/server.log; stop: make stop)"
+	@echo "  a demo: identifiers are hashed with the public demo secret; for real claims set CLAIMSCORE_IDENTITY_SECRET"
 
 stop:
 	-@test -f $(DEMO_DIR)/server.pid && kill $$(cat $(DEMO_DIR)/server.pid) 2>/dev/null && rm -f $(DEMO_DIR)/server.pid && echo "service stopped"

@@ -94,19 +94,9 @@ def measure_real_data() -> dict | None:
 
 
 def render_real_data(r: dict) -> str:
-    md = (
-        "| data set | model | test period | features | | ROC-AUC | average precision | positive rate |\n"
-        "|---|---|---|---:|---|---:|---:|---:|\n"
-    )
-    for source, v in r.items():
-        for who in ("claimscore", "baseline"):
-            m = v[who]
-            name = "ClaimScore" if who == "claimscore" else "plain LightGBM"
-            md += (
-                f"| {source} | {v['task']} | {v['periods']['test']} | {v['features']} | {name} | "
-                f"{m['roc_auc']:.3f} | {m['average_precision']:.3f} | {m['positive_rate']:.3f} |\n"
-            )
-    return md
+    from bench.real_data import render
+
+    return render(r)
 
 
 def render_explain(r: dict) -> str:

@@ -40,6 +40,13 @@ def date_precision(frame: pd.DataFrame, column: str) -> str:
     return "month" if (s.dt.day == 1).all() and len(s) > 1 else "day"
 
 
+def reported_late(frame: pd.DataFrame) -> bool:
+    """Whether accidents are often reported long after they happen (see ``catalog.LATE_REPORT_SHARE``)."""
+    delay = (frame["report_date"] - frame["incident_date"]).dropna()
+    late = delay >= pd.Timedelta(days=catalog.LATE_REPORT_DAYS)
+    return bool(len(delay)) and float(late.mean()) >= catalog.LATE_REPORT_SHARE
+
+
 def available_features(frame: pd.DataFrame, extras: Mapping[str, object] | None = None) -> list[Feature]:
     """The catalog features this frame can support, plus the source's extras.
 
@@ -52,6 +59,8 @@ def available_features(frame: pd.DataFrame, extras: Mapping[str, object] | None 
         if not set(f.needs) <= have or (f.needs_any and not set(f.needs_any) & have):
             continue
         if f.name == "report_hour" and date_precision(frame, "report_date") != "time":
+            continue
+        if f.name == "incident_month" and not reported_late(frame):
             continue
         if f.name in ("report_weekday", "incident_weekday"):
             col = "report_date" if f.name == "report_weekday" else "incident_date"
@@ -188,6 +197,9 @@ def _notice(data: Reader, names: set[str], cols: dict, q: slice) -> None:
         if name in names:  # Monday = 0; 1970-01-01 was a Thursday
             days = get(col).astype("datetime64[D]")
             cols[name] = np.where(np.isnat(days), np.nan, (days.astype(np.int64) + 3) % 7)
+    if "incident_month" in names:  # months since January 1970, whatever the dates' precision
+        months = get("incident_date").astype("datetime64[M]")
+        cols["incident_month"] = np.where(np.isnat(months), np.nan, months.astype(np.int64).astype(np.float64))
     for name in names & _PASSTHROUGH:  # numeric features that are canonical columns as they are
         cols[name] = get(name)
 

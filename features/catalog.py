@@ -16,6 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
+from features import schema
+
 Kind = Literal["numeric", "categorical"]
 Family = Literal["notice", "history", "link", "extra"]
 
@@ -24,6 +26,10 @@ WINDOWS_DAYS = {"90d": 90, "365d": 365, "3y": 1096}
 LINK_WINDOW_DAYS = 365
 AUTHORITY_LIMITS = (2_500.0, 5_000.0, 10_000.0, 25_000.0)
 """Adjusters' settlement authority limits (amounts just under them are a known fraud pattern)."""
+LATE_REPORT_DAYS = 90
+LATE_REPORT_SHARE = 0.25
+"""``incident_month`` is a feature only when at least this share of claims is reported this many days
+or more after the incident (bodily injury: 54%; motor: 2%)."""
 RATE_PRIOR = {"fraud": 0.01, "referral": 0.05}
 """Prior rates that smooth provider and payee rates; ``RATE_STRENGTH`` pseudo-claims of weight."""
 RATE_STRENGTH = 20.0
@@ -60,6 +66,24 @@ def _clock(hours: float) -> str:
     """A fractional hour of the day as HH:MM (0.5167 -> 00:31)."""
     h, m = divmod(int(round(float(hours) * 60)), 60)
     return f"{h % 24:02d}:{m:02d}"
+
+
+def _year_month(months: float) -> str:
+    """Months since January 1970 as YYYY-MM (315 -> 1996-04)."""
+    year, month = divmod(int(months), 12)
+    return f"{1970 + year:04d}-{month + 1:02d}"
+
+
+def _injuries(injury_type: str, column: str) -> Feature:
+    kind = "injury type not recorded" if injury_type == schema.NOT_RECORDED else f"{injury_type} injuries"
+    return _num(
+        column,
+        "claim",
+        "notice",
+        f"Injured people with {kind}",
+        f"{{value:.0f}} injured with {kind}",
+        (column,),
+    )
 
 
 def _num(name, entity, family, description, reason, needs, monotone=0, needs_any=()) -> Feature:
@@ -164,6 +188,21 @@ FEATURES: tuple[Feature, ...] = (
         "Incident on weekday {value:.0f} (0 = Monday)",
         ("incident_date",),
     ),
+    # The accident's year and month as one number (AccMth in the bodily-injury table): a calendar
+    # month alone (1-12) carries little; when in time the accident happened, beside the reporting
+    # delay, is what separates simple settlements there. It is a trend: new claims lie past the
+    # training months (a tree model treats them as its latest months; drift monitors see it move), so
+    # it is offered only where accidents are often reported late (LATE_REPORT_*, features/build.py):
+    # there the accident's month says what the report date does not; where nearly every claim is
+    # reported within weeks (motor) it is the report time again and only adds a trend.
+    _num(
+        "incident_month",
+        "claim",
+        "notice",
+        "Year and month of the incident (months since January 1970)",
+        lambda months: f"Incident in {_year_month(months)}",
+        ("incident_date",),
+    ),
     _num(
         "number_of_parties",
         "claim",
@@ -173,6 +212,7 @@ FEATURES: tuple[Feature, ...] = (
         ("number_of_parties",),
     ),
     _num("injury_count", "claim", "notice", "People injured", "{value:.0f} people injured", ("injury_count",)),
+    *(_injuries(t, column) for t, column in schema.INJURY_COUNTS.items()),
     _num(
         "police_report",
         "claim",

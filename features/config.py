@@ -10,13 +10,19 @@ Example ``claimscore.toml``::
 
     home = "/var/lib/claimscore"
     history_url = "postgresql+psycopg2://claimscore@127.0.0.1:5432/claimscore"
+    phone_country_code = "44"
+    phone_trunk_prefix = "0"
+
+The secret personal identifiers are hashed with comes from ``CLAIMSCORE_IDENTITY_SECRET``; without it
+the public demo secret is used (with a warning), and ``claimscore serve`` refuses to start unless
+``demo = true`` (``CLAIMSCORE_DEMO=1``) or ``--demo``.
 """
 
 from __future__ import annotations
 
 import os
 import tomllib
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 from features.errors import ConfigError
@@ -34,8 +40,17 @@ class Settings:
     """SQLAlchemy URL of the claim history store; defaults to a SQLite file in ``home``."""
     decision_log_url: str = ""
     """SQLAlchemy URL of the decision log; defaults to a SQLite file in ``home``."""
-    hash_salt: str = "claimscore"
-    """Salt for hashing personal identifiers (phone, address, account) on import."""
+    identity_secret: str = field(default="", repr=False)
+    """Key of the HMAC that personal identifiers (phone, address, account) are hashed with on every
+    path in (:mod:`features.identity`). Unset: a public built-in secret, for demos only; the service
+    refuses it unless ``demo`` is set. Keep it out of the TOML file in production: use
+    ``CLAIMSCORE_IDENTITY_SECRET``. Changing it unlinks every claim hashed before: reload the history."""
+    phone_country_code: str = "61"
+    """Country calling code given to national phone numbers before hashing ("" : digits as written)."""
+    phone_trunk_prefix: str = "0"
+    """National trunk prefix replaced by the country code ("0412..." -> "61412...")."""
+    demo: bool = False
+    """A demo (``make demo``, ``claimscore serve --demo``): the service may run with the built-in secret."""
     shared_data: Path = Path("../shared/data")
     """Folder holding the public data sets (never copied into the repository)."""
 
@@ -65,9 +80,17 @@ class Settings:
 
 
 _PATH_KEYS = {"home", "shared_data"}
+_BOOL_KEYS = {"demo"}
+_RENAMED = {"hash_salt": "identity_secret (an HMAC key; identifiers hashed with the old salt must be reloaded)"}
 
 
 def _coerce(key: str, value: object, origin: str) -> object:
+    if key in _BOOL_KEYS:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in {"1", "true", "yes", "on", "0", "false", "no", "off"}:
+            return value.strip().lower() in {"1", "true", "yes", "on"}
+        raise ConfigError(f"{origin}: '{key}' must be true or false, got {value!r}")
     if not isinstance(value, str):
         raise ConfigError(f"{origin}: '{key}' must be a string, got {type(value).__name__}")
     return Path(value) if key in _PATH_KEYS else value
@@ -94,6 +117,8 @@ def load_settings(config_file: str | os.PathLike | None = None, env: dict[str, s
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
         for key, value in data.items():
+            if key in _RENAMED:
+                raise ConfigError(f"config file {path}: '{key}' was replaced by {_RENAMED[key]}")
             if key not in known:
                 raise ConfigError(f"config file {path}: unknown key '{key}' (known: {', '.join(sorted(known))})")
             values[key] = _coerce(key, value, f"config file {path}")

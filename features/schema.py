@@ -76,6 +76,12 @@ INCIDENT_TYPES = (
     "other",
 )
 SEVERITIES = ("minor", "small", "medium", "high", "severe", "fatal")
+NOT_RECORDED = "not_recorded"
+"""An injured person whose injury type the source did not record: explicit, not null."""
+INJURY_TYPES = (*SEVERITIES, NOT_RECORDED)
+"""Injury types counted per claim (``injuries_<type>``), best to worst, then "not recorded"."""
+INJURY_COUNTS: dict[str, str] = {t: f"injuries_{t}" for t in INJURY_TYPES}
+"""Injury type -> the canonical field counting a claim's injured people of that type."""
 CHANNELS = ("phone", "web", "app", "agent", "broker", "email")
 FAULT = ("policyholder", "third_party", "shared", "none", "unknown")
 PROVIDER_TYPES = ("repairer", "clinic", "contractor", "tow", "other")
@@ -132,8 +138,8 @@ FIELDS: tuple[Field, ...] = (
         "category",
         "claim",
         "notice",
-        "Severity of damage or injury.",
-        allowed=SEVERITIES,
+        "Severity of damage or injury (the worst injury; not_recorded when no injured person's type was recorded).",
+        allowed=INJURY_TYPES,
         max_null_rate=0.1,
     ),
     _F("channel", "category", "claim", "notice", "How the claim was reported.", allowed=CHANNELS, max_null_rate=0.05),
@@ -150,6 +156,19 @@ FIELDS: tuple[Field, ...] = (
         max_null_rate=0.1,
     ),
     _F("injury_count", "int", "claim", "notice", "People injured.", min=0, max=100, max_null_rate=0.1),
+    *(
+        _F(
+            column,
+            "int",
+            "claim",
+            "notice",
+            f"Injured people whose injury type is {t.replace('_', ' ')}.",
+            min=0,
+            max=100,
+            max_null_rate=0.1,
+        )
+        for t, column in INJURY_COUNTS.items()
+    ),
     _F("police_report", "bool", "claim", "notice", "A police report was filed.", max_null_rate=0.2),
     _F("witness_present", "bool", "claim", "notice", "An independent witness is named.", max_null_rate=0.2),
     _F("vehicle_make", "category", "claim", "notice", "Vehicle make (motor)."),

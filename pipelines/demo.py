@@ -79,7 +79,12 @@ def main(argv: list[str] | None = None) -> int:
             f"  {body['claim_id']:<12} {body['fraud_score']:>7.3f} {body['fast_track_score']:>10.3f}  "
             f"{body['route']:<13} {reason}"
         )
-    example = json.dumps(claim_json(claims.iloc[0]))
+    first = claim_json(claims.iloc[0])
+    example = json.dumps(first)
+    shown = ", ".join(f"{k} {first[k]!r}" for k in ("phone", "address", "payee_account") if k in first)
+    if shown:
+        print(f"\nThe claims carry identifiers as a claim system sends them ({shown}): the service")
+        print("hashes them (HMAC, CLAIMSCORE_IDENTITY_SECRET) before it scores, stores or logs a claim.")
     print(f"\nThe service keeps running on {base} (stop it with: make stop). Your scorer key: {args.key}")
     print(
         f"  curl -s -X POST {base}/score -H 'Authorization: Bearer {args.key}' "

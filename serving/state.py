@@ -8,6 +8,11 @@ store's change feed, so claims loaded and outcomes recorded by other processes a
 batch).
 The whole path runs on arrays (:mod:`features.columns`), and claims that arrive together are scored
 together (:mod:`serving.batching`).
+
+Personal identifiers (phone, address, payee account) are hashed (:mod:`features.identity`, with the
+same secret and rules as the history was loaded with) as the claims are submitted, before they are
+queued, scored, logged or stored: the history store, the decision log (its input hash is of the
+request with those fields hashed) and the answers never hold the values as sent.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import numpy as np
 
 from features import catalog, columns
 from features.config import Settings, load_settings
+from features.identity import Identity, require_real_secret
 from features.sql import checkpoint_in_background
 from features.store.history import HistoryStore
 from features.store.index import HistoryIndex
@@ -44,6 +50,7 @@ class ServiceState:
     @classmethod
     def load(cls, settings: Settings | None = None) -> ServiceState:
         settings = settings or load_settings().ensure_dirs()
+        require_real_secret(settings)
         store, log = HistoryStore(settings.history_url), DecisionLog(settings.decision_log_url)
         for engine in (store.engine, log.engine):  # every batch commits to both
             checkpoint_in_background(engine)
@@ -57,6 +64,7 @@ class ServiceState:
     def __post_init__(self) -> None:
         self._lock = threading.Lock()  # history reads and appends of concurrent requests stay ordered
         self._batcher = Batcher(self._score_jobs)
+        self.identity = Identity.from_settings(self.settings, warn=False)
         self.observers: list[Callable[[list[dict], float], None]] = []
         """Called with every batch's answers and the seconds it took (the service's metrics)."""
 
@@ -71,7 +79,9 @@ class ServiceState:
     def submit(self, records: list[dict[str, Any]], payloads: list[Any], key_id: str) -> Future:
         """Queue live claims (validated records, :func:`serving.request.parse_records`) to be scored
         with whatever else is waiting; the future resolves to their answers, in order, once every
-        one of them is in the decision log."""
+        one of them is in the decision log. Personal identifiers are hashed first."""
+        records = [self.identity.hash_record(r) for r in records]
+        payloads = [self.identity.hash_payload(p) for p in payloads]
         return self._batcher.submit(records, payloads, key_id)
 
     def score(self, records: list[dict[str, Any]], payloads: list[Any], key_id: str) -> list[dict[str, Any]]:
@@ -140,6 +150,7 @@ class ServiceState:
 
     def explain(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Every feature's contribution (log-odds) for both models, with base values."""
+        records = [self.identity.hash_record(r) for r in records]
         with self._lock:
             self.history.refresh()
             table = online_features(

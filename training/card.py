@@ -52,6 +52,19 @@ def model_card(source, frame, split, feats, bundles, skipped, metrics, tables, p
             ]
     for task, why in skipped.items():
         lines.append(f"- **{task} not trained**: {why}")
+    lines += ["", "## The registered model", ""]
+    for task, bundle in bundles.items():
+        info = bundle.metadata.get("refit", {})
+        if info.get("refit"):
+            lines.append(
+                f"- **{task}**: refitted on all matured labelled claims, {info['period']} ({info['rows']:,} claims, "
+                f"{info['positives']:,} positives), {info['iterations']} boosting rounds "
+                f"({info['selection_iterations']} chosen by early stopping on {info['selection_rows']:,} claims, "
+                f"scaled as {info['iterations_rule']}); calibration: {info['calibration']}. The test figures "
+                "above are those of the model fitted on the train period (the refit has seen the test period)."
+            )
+        else:
+            lines.append(f"- **{task}**: the model fitted on the train period (refit off).")
     lines += [
         "",
         "## Routing policy (chosen on the validation period)",

@@ -1,7 +1,10 @@
-"""Training configuration: the split, LightGBM settings, routing constraints and promotion margin.
+"""Training configuration: the split, LightGBM settings, routing constraints, refit and promotion.
 
-Defaults suit the synthetic data; ``claimscore train --config FILE.yaml`` overrides any of them.
-Unknown keys are refused by name, so a typo never silently falls back to a default.
+Which file is read (:func:`resolve_training_config`): ``--training-config FILE.yaml`` if given; else
+the built-in source's recommended file ``training/configs/<source>.yaml`` if there is one; else the
+defaults, whose split is relative to the data (report-date quantiles widened until each period holds
+``min_positives`` positives). A file replaces the defaults key by key; it is never merged with the
+source's file. Unknown keys are refused by name, so a typo never silently falls back to a default.
 """
 
 from __future__ import annotations
@@ -19,14 +22,30 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+CONFIG_DIR = Path(__file__).parent / "configs"
+DEFAULT_GAP_DAYS = 60
+
+
 class SplitConfig(_Strict):
-    """Time-ordered split by report date: train, then validation, then test (the latest claims)."""
+    """Time-ordered split by report date: train, then validation, then test (the latest claims).
+
+    By default the boundaries are relative to the data (:func:`training.split.time_split`): the test
+    period is the latest ``test_fraction`` of claims and validation the ``valid_fraction`` before it,
+    each widened back in time (up to a bound) until it holds ``min_positives`` positives of every
+    label being trained. Explicit ``valid_start`` / ``test_start`` dates replace that.
+    """
 
     valid_fraction: float = Field(0.15, gt=0, lt=0.5)
+    """Smallest share of claims in the validation period (widened to hold enough positives)."""
     test_fraction: float = Field(0.2, gt=0, lt=0.5)
-    gap_days: int = Field(60, ge=0)
-    """Claims reported this many days before the next period starts are dropped, so that outcomes
-    still maturing at the boundary never reach the earlier period's labels."""
+    """Smallest share of claims in the test period (widened to hold enough positives)."""
+    gap_days: int | None = Field(None, ge=0)
+    """Label-maturity gap: claims reported this many days before the next period starts are dropped,
+    so that outcomes still maturing at the boundary never reach the earlier period's labels; the
+    refit leaves out claims reported this close to the data's last report date. Unset: 60 days, or
+    ``max_gap_share`` of the data's span when that is shorter (two months of data get a 6-day gap)."""
+    max_gap_share: float = Field(0.1, ge=0, lt=0.3)
+    """Cap on the default gap as a share of the span from first to last report date."""
     valid_start: str | None = None
     """Explicit first report date of the validation period (overrides valid_fraction)."""
     test_start: str | None = None
@@ -97,12 +116,35 @@ class TrainingConfig(_Strict):
     calibration: Literal["isotonic", "platt"] = "isotonic"
     min_positives: int = Field(30, ge=1)
     """A model is trained only when each period has at least this many positive labels."""
+    refit: bool = True
+    """Refit the chosen model on all matured labelled data before registering it (training/refit.py);
+    false registers the model fitted on the train period only."""
 
     @model_validator(mode="after")
     def _fractions(self) -> TrainingConfig:
         if self.split.valid_fraction + self.split.test_fraction >= 0.8:
             raise ValueError("split: valid_fraction + test_fraction must leave at least 20% for training")
         return self
+
+
+def source_config_path(source: str) -> Path | None:
+    """The built-in source's recommended training config (``training/configs/<source>.yaml``), if any."""
+    path = CONFIG_DIR / f"{source}.yaml"
+    return path if ":" not in source and "/" not in source and path.is_file() else None
+
+
+def resolve_training_config(source: str, path: str | Path | None) -> tuple[TrainingConfig, str]:
+    """The training config for a run and where it came from (recorded in the run and printed):
+    the user's file, else the source's recommended file, else the defaults."""
+    if path is not None:
+        origin = f"user file {path}"
+        if source_config_path(source):
+            origin += f" (replaces {source_config_path(source).relative_to(CONFIG_DIR.parent.parent)})"
+        return load_training_config(path), origin
+    recommended = source_config_path(source)
+    if recommended is not None:
+        return load_training_config(recommended), f"source file {recommended.relative_to(CONFIG_DIR.parent.parent)}"
+    return TrainingConfig(), "defaults (split relative to the data)"
 
 
 def load_training_config(path: str | Path | None) -> TrainingConfig:

@@ -32,10 +32,34 @@ def fit_model(
     x_train, x_valid = encoder.transform(train_table), encoder.transform(valid_table)
     y_train, y_valid = np.asarray(y_train, dtype=np.float64), np.asarray(y_valid, dtype=np.float64)
     lg = cfg.lightgbm
-    weights = None
-    pos, neg = y_train.sum(), len(y_train) - y_train.sum()
-    if lg.balance_classes and 0 < pos < neg / 3:
-        weights = np.where(y_train > 0, neg / (3 * pos), 1.0)
+    weights = class_weights(y_train, cfg)
+    params = lgb_params(task, features, cfg)
+    cats = encoder.categorical_indices
+    train_set = lgb.Dataset(x_train, y_train, weight=weights, categorical_feature=cats, free_raw_data=False)
+    valid_set = lgb.Dataset(x_valid, y_valid, categorical_feature=cats, reference=train_set)
+    booster = lgb.train(
+        params,
+        train_set,
+        num_boost_round=lg.max_rounds,
+        valid_sets=[valid_set],
+        callbacks=[lgb.early_stopping(lg.early_stopping_rounds, verbose=False)],
+    )
+    booster = booster if booster.best_iteration <= 0 else _trim(booster)
+    raw_valid = booster.predict(x_valid)
+    calibration = fit_calibration(raw_valid, y_valid, cfg.calibration)
+    meta = {
+        "best_iteration": booster.current_iteration(),
+        "train_rows": len(y_train),
+        "params": params,
+        "positive_weight": float(weights.max()) if weights is not None else 1.0,
+        **(metadata or {}),
+    }
+    return ModelBundle(task, label, booster, encoder, calibration, meta)
+
+
+def lgb_params(task: str, features: Sequence[Feature], cfg: TrainingConfig) -> dict:
+    """LightGBM parameters for a task: the config's settings, the seed, monotone constraints."""
+    lg = cfg.lightgbm
     params = {
         "objective": "binary",
         "metric": "average_precision",
@@ -57,25 +81,24 @@ def fit_model(
     if lg.monotone and task == "fraud":
         params["monotone_constraints"] = [f.monotone if f.kind == "numeric" else 0 for f in features]
         params["monotone_constraints_method"] = "advanced"
-    cats = encoder.categorical_indices
-    train_set = lgb.Dataset(x_train, y_train, weight=weights, categorical_feature=cats, free_raw_data=False)
-    valid_set = lgb.Dataset(x_valid, y_valid, categorical_feature=cats, reference=train_set)
-    booster = lgb.train(
-        params,
-        train_set,
-        num_boost_round=lg.max_rounds,
-        valid_sets=[valid_set],
-        callbacks=[lgb.early_stopping(lg.early_stopping_rounds, verbose=False)],
-    )
-    booster = booster if booster.best_iteration <= 0 else _trim(booster)
-    raw_valid = booster.predict(x_valid)
-    calibration = fit_calibration(raw_valid, y_valid, cfg.calibration)
-    meta = {
-        "best_iteration": booster.current_iteration(),
-        "positive_weight": float(weights.max()) if weights is not None else 1.0,
-        **(metadata or {}),
-    }
-    return ModelBundle(task, label, booster, encoder, calibration, meta)
+    return params
+
+
+def class_weights(y: np.ndarray, cfg: TrainingConfig) -> np.ndarray | None:
+    """Weights that lift the positives to a quarter of the weight (None when balance is off or not needed)."""
+    pos, neg = y.sum(), len(y) - y.sum()
+    if cfg.lightgbm.balance_classes and 0 < pos < neg / 3:
+        return np.where(y > 0, neg / (3 * pos), 1.0)
+    return None
+
+
+def train_booster(params: dict, x: np.ndarray, y: np.ndarray, cats: list[int], rounds: int, cfg: TrainingConfig):
+    """A booster with a fixed number of rounds (no early stopping): for refits."""
+    import lightgbm as lgb
+
+    y = np.asarray(y, dtype=np.float64)
+    data = lgb.Dataset(x, y, weight=class_weights(y, cfg), categorical_feature=cats)
+    return lgb.train(params, data, num_boost_round=rounds)
 
 
 def _trim(booster):

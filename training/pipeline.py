@@ -1,5 +1,12 @@
-"""One training run: validate -> features -> time split -> fraud and fast-track models -> routing
-policy -> evaluation on the latest period -> MLflow run, registered challengers."""
+"""One training run: validate -> features -> time split -> fraud and fast-track models (selected on
+validation, judged on test) -> refit on all matured data -> routing policy -> MLflow run, registered
+challengers.
+
+The run's ``{task}.test.*`` metrics are the honest figures of the model fitted on the train period;
+the model registered is its refit (training/refit.py) unless ``refit: false``. For the promotion gate
+the run also scores the current champion on the part of this run's test period the champion never
+saw (``{task}.compare.*``), see :func:`_comparison`.
+"""
 
 from __future__ import annotations
 
@@ -26,6 +33,7 @@ from serving.model.routing import RoutingPolicy
 from training import registry
 from training.config import TrainingConfig
 from training.fit import fit_model
+from training.refit import refit_model
 from training.routing import choose_policy, usable_rules
 from training.split import TimeSplit, time_split
 from training.tune import tune
@@ -42,6 +50,12 @@ class TrainResult:
     policy: RoutingPolicy
     periods: dict[str, str]
     bundles: dict[str, ModelBundle] = field(default_factory=dict)
+    """The registered models (the refits, unless refit is off)."""
+    selected: dict[str, ModelBundle] = field(default_factory=dict)
+    """The models fitted on the train period, whose test figures are the run's honest metrics."""
+    split: TimeSplit | None = None
+    config_origin: str = "given"
+    notes: list[str] = field(default_factory=list)
 
 
 def fingerprint(frame: pd.DataFrame) -> str:
@@ -57,7 +71,9 @@ def train(
     cfg: TrainingConfig,
     on_stage: Callable[[str], None] = lambda _: None,
     tune_trials: int = 0,
+    config_origin: str = "given",
 ) -> TrainResult:
+    """Train, judge, refit and register; ``config_origin`` says where ``cfg`` came from (logged)."""
     loaded = load_claims(data, source, settings)
     frame = loaded.frame
     check = validate_claims(
@@ -66,22 +82,33 @@ def train(
         report_dir=settings.reports_dir,
         name=f"train-{source.replace(':', '_').replace('/', '_')}",
         null_rates=loaded.null_rates,
+        supplies=loaded.expected,
+        absent=loaded.absent,
     )
     check.raise_for_failure()
     on_stage(STAGES[0])
     feats = available_features(frame, loaded.extras)
     table = build_features(frame, feats, loaded.extras)
     usable_rules(cfg.routing, table.columns)  # a rule naming no feature at all fails now, not after fitting
-    split = time_split(frame["report_date"], cfg.split)
+    ys = {task: frame[label].astype("float64").to_numpy() for task, label in LABELS.items()}
+    skipped = {
+        task: f"{LABELS[task]}: {why}"
+        for task, y in ys.items()
+        if (why := _unsupportable(y, len(frame), cfg.min_positives))
+    }
+    if len(skipped) == len(LABELS):
+        raise TrainingRefused("no model could be trained: " + "; ".join(skipped.values()))
+    trainable = {LABELS[task]: y for task, y in ys.items() if task not in skipped}
+    split = time_split(frame["report_date"], cfg.split, trainable, cfg.min_positives)
     on_stage(STAGES[1])
 
-    bundles, skipped, scores, metrics, tables = {}, {}, {}, {}, {}
+    bundles, selected, scores, metrics, tables = {}, {}, {}, {}, {}
     periods = split.periods()
     for task, label in LABELS.items():
-        y = frame[label].astype("float64").to_numpy()
-        reason = _why_not(y, split, cfg.min_positives)
+        y = ys[task]
+        reason = skipped.get(task) or _why_not(y, split, cfg.min_positives)
         if reason:
-            skipped[task] = f"{label}: {reason}"
+            skipped[task] = reason if reason.startswith(label) else f"{label}: {reason}"
         else:
             lab = ~np.isnan(y)
             tr, va = split.train & lab, split.valid & lab
@@ -125,10 +152,19 @@ def train(
             tables[f"{task}_slices.csv"] = slice_metrics(frame[test], y[test], p[test], cfg.routing.siu_capacity)
             tables[f"{task}_importance.csv"] = _importance(bundle)
             bundle.metadata["test_metrics"] = m
-            bundles[task] = bundle
+            selected[task] = bundle
+            if cfg.refit:
+                bundles[task] = refit_model(
+                    bundle, feats, table, y, frame["report_date"], split.matured, split.gap_days, cfg
+                )
+            else:
+                end = split.test_start - pd.Timedelta(days=split.gap_days)
+                bundle.metadata.update({"refit": {"refit": False}, "seen_until": f"{end:%Y-%m-%d}"})
+                bundles[task] = bundle
         on_stage(STAGES[2] if task == "fraud" else STAGES[3])
     if not bundles:
         raise TrainingRefused("no model could be trained: " + "; ".join(skipped.values()))
+    notes = list(split.notes)
 
     y_fraud = frame["fraud_confirmed"].astype("float64").fillna(0).to_numpy() if "fraud" in bundles else None
     policy = choose_policy(
@@ -159,30 +195,52 @@ def train(
         split,
         feats,
         bundles,
+        selected,
         skipped,
         metrics,
         tables,
         policy,
         check.report_path,
+        config_origin,
+        scores,
     )
     on_stage(STAGES[5])
-    return TrainResult(run_id, models, skipped, metrics, policy, periods, bundles)
+    return TrainResult(
+        run_id, models, skipped, metrics, policy, periods, bundles, selected, split, config_origin, notes
+    )
 
 
 class TrainingRefused(registry.RegistryError):
     """Nothing to train on (no label with enough positives in every period)."""
 
 
-def _why_not(y: np.ndarray, split: TimeSplit, min_positives: int) -> str | None:
-    if np.isnan(y).all():
+def _unsupportable(y: np.ndarray, claims: int, min_positives: int) -> str | None:
+    """Why no split of this label could give a model (None when one might)."""
+    labelled = ~np.isnan(y)
+    if not labelled.any():
         return "this source has no such label"
+    pos, n = int(y[labelled].sum()), int(labelled.sum())
+    if pos < 3 * min_positives:
+        return (
+            f"only {pos:,} positives in all {claims:,} claims ({n:,} labelled); a model needs at least "
+            f"{3 * min_positives:,} ({min_positives:,} per period): add labelled claims or lower "
+            "min_positives in --training-config"
+        )
+    if pos == n:
+        return f"all {n:,} labelled claims are positive: a model needs negatives too"
+    return None
+
+
+def _why_not(y: np.ndarray, split: TimeSplit, min_positives: int) -> str | None:
+    """Why this split leaves a period without enough positives (None when every period has them)."""
     for name, mask in (("train", split.train), ("validation", split.valid), ("test", split.test)):
         lab = mask & ~np.isnan(y)
         pos = int(np.nansum(y[lab]))
         if pos < min_positives or pos == lab.sum():
             return (
                 f"{pos} positive(s) of {int(lab.sum())} labelled claims in the {name} period "
-                f"(needs {min_positives} and some negatives)"
+                f"(needs {min_positives} and some negatives): set split dates or fractions, or lower "
+                "min_positives, in --training-config"
             )
     return None
 
@@ -200,19 +258,101 @@ def _importance(bundle: ModelBundle) -> pd.DataFrame:
     )
 
 
-def _champion_on_test(task: str, table: pd.DataFrame, y: np.ndarray, mask: np.ndarray, capacity: float) -> dict:
-    """The current champion's metrics on this run's test period (for a fair promotion decision)."""
+def _comparison(
+    task: str, table: pd.DataFrame, frame: pd.DataFrame, y: np.ndarray, p: np.ndarray, split: TimeSplit, cfg
+) -> tuple[dict[str, float], dict[str, str]]:
+    """The challenger (its honest, pre-refit model) and the current champion on the same claims.
+
+    A refitted champion has learnt from claims up to its ``seen_until`` date, which may overlap this
+    run's test period; scored there, its figure would be optimistic. So both are compared on the test
+    claims reported after the champion's data ends. When those hold fewer than ``min_positives``
+    positives (or no negative), they are compared on the whole test period instead and the note says
+    the champion's figure is optimistic there.
+    """
     if registry.version_for(task, registry.CHAMPION) is None:
-        return {}
+        return {}, {}
+    champion_version = registry.version_for(task, registry.CHAMPION).version
     champion = load_bundle(task, registry.CHAMPION)
     if not set(champion.features) <= set(table.columns):
-        return {}
-    p = champion.predict(champion.encoder.transform(table[mask]))
-    return binary_metrics(y[mask], p, capacity)
+        return {}, {f"{task}.compare.note": "champion uses features this data lacks: not compared"}
+    t = pd.to_datetime(frame["report_date"]).to_numpy()
+    test = split.test & ~np.isnan(y)
+    seen_until = _seen_until(champion)
+    unseen = test & (t >= np.datetime64(seen_until + pd.Timedelta(days=1))) if seen_until is not None else test
+    pos = int(y[unseen].sum())
+    if seen_until is None:
+        mask, note = test, "champion's data end unknown: compared on the whole test period"
+    elif pos >= cfg.min_positives and pos < unseen.sum():
+        mask = unseen
+        note = f"compared on the test claims reported after the champion's data ends ({seen_until:%Y-%m-%d})"
+    else:
+        mask = test
+        note = (
+            f"champion's data ends {seen_until:%Y-%m-%d}: only {int(unseen.sum()):,} test claims after it "
+            f"({pos} positives < min_positives {cfg.min_positives}), so compared on the whole test period, "
+            "where the champion's figure is optimistic"
+        )
+    champ = champion.predict(champion.encoder.transform(table[mask]))
+    cap = cfg.routing.siu_capacity
+    dates = pd.to_datetime(frame["report_date"])[mask]
+    metrics = {
+        **{f"{task}.compare.challenger.{k}": v for k, v in binary_metrics(y[mask], p[mask], cap).items()},
+        **{f"{task}.compare.champion.{k}": v for k, v in binary_metrics(y[mask], champ, cap).items()},
+        **{f"{task}.champion_on_test.{k}": v for k, v in _score_on(champion, table, y, test, cap).items()},
+    }
+    params = {
+        f"{task}.compare.champion_version": str(champion_version),
+        f"{task}.compare.period": f"{dates.min():%Y-%m-%d} to {dates.max():%Y-%m-%d}",
+        f"{task}.compare.claims": f"{int(mask.sum()):,} claims ({int(y[mask].sum()):,} positives)",
+        f"{task}.compare.note": note,
+    }
+    return metrics, params
+
+
+def _seen_until(bundle: ModelBundle) -> pd.Timestamp | None:
+    """The last report date whose label the model learnt from (fit or calibration)."""
+    if bundle.metadata.get("seen_until"):
+        return pd.Timestamp(bundle.metadata["seen_until"])
+    valid = bundle.metadata.get("periods", {}).get("valid")  # bundles from before the refit
+    return pd.Timestamp(valid.split(" to ")[1]) if valid else None
+
+
+def _score_on(bundle: ModelBundle, table: pd.DataFrame, y: np.ndarray, mask: np.ndarray, capacity: float) -> dict:
+    return binary_metrics(y[mask], bundle.predict(bundle.encoder.transform(table[mask])), capacity)
+
+
+def _refit_params(task: str, bundle: ModelBundle) -> dict[str, str]:
+    info = bundle.metadata.get("refit", {})
+    if not info.get("refit"):
+        return {f"{task}.refit": "false (registered model fitted on the train period)"}
+    keys = ("period", "rows", "positives", "iterations", "selection_iterations", "selection_rows")
+    return {
+        f"{task}.refit": "true",
+        **{f"{task}.refit.{k}": str(info[k]) for k in keys},
+        f"{task}.refit.iterations_rule": info["iterations_rule"],
+        f"{task}.refit.calibration": info["calibration"],
+        f"{task}.refit.maturity": info["maturity"],
+    }
 
 
 def _log_run(
-    settings, cfg, source, data, frame, table, split, feats, bundles, skipped, metrics, tables, policy, report_path
+    settings,
+    cfg,
+    source,
+    data,
+    frame,
+    table,
+    split,
+    feats,
+    bundles,
+    selected,
+    skipped,
+    metrics,
+    tables,
+    policy,
+    report_path,
+    config_origin,
+    scores,
 ) -> tuple[str, dict]:
     import mlflow
 
@@ -220,13 +360,17 @@ def _log_run(
     from training.plots import write_plots
 
     models = {}
+    compare_params: dict[str, str] = {}
     with registry.start_run(settings) as run, tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         for task, bundle in bundles.items():
             y = frame[bundle.label].astype("float64").to_numpy()
-            lab = split.test & ~np.isnan(y)
-            champ = _champion_on_test(task, table, y, lab, cfg.routing.siu_capacity)
-            metrics.update({f"{task}.champion_on_test.{k}": v for k, v in champ.items()})
+            m, p = _comparison(task, table, frame, y, scores[task], split, cfg)
+            metrics.update(m)
+            compare_params.update(p)
+            info = bundle.metadata.get("refit", {})
+            if info.get("refit"):
+                metrics.update({f"{task}.refit.rows": info["rows"], f"{task}.refit.iterations": info["iterations"]})
         mlflow.log_params(
             {
                 "source": source,
@@ -235,8 +379,13 @@ def _log_run(
                 "features": len(feats),
                 "data_fingerprint": fingerprint(frame),
                 "seed": cfg.seed,
+                "training_config": config_origin,
                 **{f"period.{k}": v for k, v in split.periods().items()},
+                "split.gap_days": split.gap_days,
+                "split.notes": "; ".join(split.notes) or "none",
                 "skipped": "; ".join(skipped.values()) or "none",
+                **{k: v for task, b in bundles.items() for k, v in _refit_params(task, b).items()},
+                **compare_params,
             }
         )
         mlflow.log_dict(cfg.model_dump(mode="json"), "training_config.json")
@@ -249,7 +398,7 @@ def _log_run(
         policy_path = tmp / "routing_policy.json"
         policy_path.write_text(json.dumps(policy.to_dict(), indent=2))
         mlflow.log_artifact(str(policy_path))
-        for plot in write_plots(tmp / "plots", frame, table, split, bundles, policy):
+        for plot in write_plots(tmp / "plots", frame, table, split, selected, policy):
             mlflow.log_artifact(str(plot), "plots")
         card = tmp / "model_card.md"
         card.write_text(model_card(source, frame, split, feats, bundles, skipped, metrics, tables, policy))

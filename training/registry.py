@@ -84,10 +84,13 @@ def log_bundle(task: str, bundle_dir: Path, input_example) -> RegisteredModel:
 
 
 def promote(metric: str, margin: float, who: str, why: str) -> list[dict]:
-    """Move ``champion`` to the challengers if each beats its champion on the challenger's test period.
+    """Move ``champion`` to the challengers if each beats its champion on the same claims.
 
-    Returns the comparison rows; raises :class:`PromotionRefused` (with the table) otherwise. Both
-    models of a training run move together, so the routing policy they carry stays consistent.
+    The training run scored both on the part of its test period the champion never learnt from
+    (``{task}.compare.*``; see ``training.pipeline._comparison``): the challenger by its honest,
+    pre-refit model. Each row names the period and claims compared and why. Returns the comparison
+    rows; raises :class:`PromotionRefused` (with the table) otherwise. Both models of a training run
+    move together, so the routing policy they carry stays consistent.
     """
     import mlflow
     from mlflow.tracking import MlflowClient
@@ -100,13 +103,16 @@ def promote(metric: str, margin: float, who: str, why: str) -> list[dict]:
     for task in tasks:
         challenger = version_for(task, CHALLENGER)
         champion = version_for(task, CHAMPION)
-        metrics = mlflow.get_run(challenger.run_id).data.metrics
-        new = metrics.get(f"{task}.test.{metric}")
-        old = metrics.get(f"{task}.champion_on_test.{metric}") if champion else None
+        run = mlflow.get_run(challenger.run_id).data
+        new, old, compared, note = _compared(task, metric, run.metrics, run.params)
+        judged = run.params.get(f"{task}.compare.champion_version")
         if champion and champion.version == challenger.version:
-            verdict = "already champion"
+            verdict, compared, note = "already champion", "-", ""
         elif champion is None:
-            verdict = "promote (no champion)"
+            verdict, compared, note = "promote (no champion)", "-", ""
+        elif judged is not None and judged != str(champion.version):
+            verdict = f"refuse (run compared champion v{judged}, champion is now v{champion.version}: retrain)"
+            ok = False
         elif old is None or new is None:
             verdict, ok = "refuse (champion not evaluated on this test period)", False
         elif new > old + margin:
@@ -121,7 +127,9 @@ def promote(metric: str, margin: float, who: str, why: str) -> list[dict]:
                 "metric": metric,
                 "challenger_value": new,
                 "champion_value": old,
+                "compared_on": compared,
                 "verdict": verdict,
+                "note": note,
             }
         )
     if not ok:
@@ -137,18 +145,38 @@ def promote(metric: str, margin: float, who: str, why: str) -> list[dict]:
             ("promoted_reason", why),
             ("promoted_at", stamp),
             ("replaced_version", row["champion"]),
+            ("promoted_on", f"{row['metric']} on {row['compared_on']}"),
         ):
             client.set_model_version_tag(name, version, key, value)
     return rows
 
 
+def _compared(task: str, metric: str, metrics: dict, params: dict) -> tuple:
+    """(challenger value, champion value, claims compared, note) as the training run recorded them."""
+    if f"{task}.compare.challenger.{metric}" in metrics:
+        return (
+            metrics.get(f"{task}.compare.challenger.{metric}"),
+            metrics.get(f"{task}.compare.champion.{metric}"),
+            f"{params.get(f'{task}.compare.period', '?')}, {params.get(f'{task}.compare.claims', '?')}",
+            params.get(f"{task}.compare.note", ""),
+        )
+    return (  # a run from before the comparison was recorded
+        metrics.get(f"{task}.test.{metric}"),
+        metrics.get(f"{task}.champion_on_test.{metric}"),
+        "the challenger's whole test period",
+        params.get(f"{task}.compare.note", "older run: whole test period compared; the champion may have seen it"),
+    )
+
+
 def format_table(rows: list[dict]) -> str:
-    cols = ["model", "challenger", "champion", "metric", "challenger_value", "champion_value", "verdict"]
+    """The comparison as an aligned table, then one note line per model that has one."""
+    cols = ["model", "challenger", "champion", "metric", "challenger_value", "champion_value", "compared_on", "verdict"]
 
     def cell(v):
         return "-" if v is None else f"{v:.4f}" if isinstance(v, float) else str(v)
 
-    widths = {c: max(len(c), *(len(cell(r[c])) for r in rows)) for c in cols}
+    widths = {c: max(len(c), *(len(cell(r.get(c))) for r in rows)) for c in cols}
     lines = ["  ".join(c.ljust(widths[c]) for c in cols)]
-    lines += ["  ".join(cell(r[c]).ljust(widths[c]) for c in cols) for r in rows]
-    return "\n".join(lines)
+    lines += ["  ".join(cell(r.get(c)).ljust(widths[c]) for c in cols) for r in rows]
+    lines += [f"{r['model']}: {r['note']}" for r in rows if r.get("note")]
+    return "\n".join(line.rstrip() for line in lines)

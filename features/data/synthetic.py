@@ -11,11 +11,20 @@ investigated, investigations follow red flags (not chance), and an investigation
 the fraud it looks at. Settlement outcomes (fast, unadjusted, undisputed, without lawyers) follow
 claim complexity.
 
-Everything is vectorised with numpy; a seed fixes every draw.
+Personal identifiers are written as a claim system sends them, raw: phone numbers in the formats
+people write them ("+61 412 345 678", "0412 345 678", "(04) 1234-5678"...), addresses with their case,
+abbreviations and commas varying, bank accounts as BSB and number with or without separators. A
+claimant mostly writes their details one way and sometimes another; ring members write a shared
+phone each their own way. Every variant of one identifier normalises to the same value
+(:mod:`features.identity`), which is how import and the live API link them.
+
+Everything is vectorised with numpy; a seed fixes every draw (the identifiers' formats come from a
+generator of their own, so the rest of a seeded data set is as it was before formats existed).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -539,6 +548,13 @@ class _Generator:
         c["settled_amount"] = np.where(done, np.round(paid, 2), np.nan)
         c["adjuster"], c["legal"], c["disputed"] = adjuster, legal, disputed
 
+    def _formats(self, claimant: np.ndarray, k: int, stream: int) -> np.ndarray:
+        """How each claim writes an identifier: mostly its claimant's habit (one of ``k`` formats),
+        sometimes another. Drawn from a generator of its own, so the other columns stay as they were."""
+        rng = np.random.default_rng([self.cfg.seed, 0x1D, stream])
+        habit = (_mix(claimant, stream) % np.uint64(k)).astype(np.int64)
+        return np.where(rng.random(len(claimant)) < 0.75, habit, rng.integers(0, k, len(claimant)))
+
     # ------------------------------------------------------------------------------------------
     def _frame(self, c: dict[str, np.ndarray], people: dict[str, np.ndarray]) -> pd.DataFrame:
         n = len(c["claimant"])
@@ -582,10 +598,10 @@ class _Generator:
             ),
             "provider_id": o(np.where(c["provider"] >= 0, _ids("V", np.maximum(c["provider"], 0), 6), "")),
             "provider_type": o(c["provider_type"]),
-            "payee_account": o(_tokens(c["account"], salt=1)),
+            "payee_account": o(_accounts(c["account"], self._formats(c["claimant"], len(ACCOUNT_FORMATS), 1))),
             "payee_type": o(c["payee_type"]),
-            "phone": o(_tokens(c["phone"], salt=2)),
-            "address": o(_tokens(c["address"], salt=3)),
+            "phone": o(_phones(c["phone"], self._formats(c["claimant"], len(PHONE_FORMATS), 2))),
+            "address": o(_addresses(c["address"], self._formats(c["claimant"], len(ADDRESS_FORMATS), 3))),
             "investigated": o(c["investigated"]),
             "investigation_closed_date": o(c["investigation_closed"]),
             "fraud_confirmed": o(c["fraud_confirmed"]),
@@ -613,13 +629,132 @@ def _ids(prefix: str, values: np.ndarray, width: int) -> np.ndarray:
     return np.array([f"{prefix}{v:0{width}d}" for v in values.tolist()], dtype=object)
 
 
-def _tokens(values: np.ndarray, salt: int) -> np.ndarray:
-    """Opaque 16-hex-digit tokens standing in for hashed personal identifiers (splitmix64)."""
-    uniq, inv = np.unique(values, return_inverse=True)
+def _mix(values: np.ndarray, salt: int) -> np.ndarray:
+    """splitmix64 of integer ids: well-spread 64-bit numbers, the same for the same id and salt."""
     with np.errstate(over="ignore"):
-        z = uniq.astype(np.uint64) + np.uint64(0x9E3779B97F4A7C15) * np.uint64(salt + 1)
+        z = values.astype(np.uint64) + np.uint64(0x9E3779B97F4A7C15) * np.uint64(salt + 1)
         z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
         z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        z = z ^ (z >> np.uint64(31))
-    text = np.array([f"{v:016x}" for v in z.tolist()], dtype=object)
-    return text[inv]
+        return z ^ (z >> np.uint64(31))
+
+
+def _numbered(values: np.ndarray, space: int, multiplier: int) -> tuple[np.ndarray, np.ndarray]:
+    """A distinct number below ``space`` for each distinct id (a bijection: ids that differ never
+    share a number while there are fewer than ``space`` of them), and the position of each value."""
+    assert math.gcd(multiplier, space) == 1, "the multiplier must be coprime to the space (a bijection)"
+    uniq, inv = np.unique(values, return_inverse=True)
+    rank = np.arange(len(uniq), dtype=np.int64)
+    return (rank * multiplier + 12_345_677) % space, inv
+
+
+def _formatted(base: list, inv: np.ndarray, fmt: np.ndarray, templates: tuple[Callable, ...]) -> np.ndarray:
+    """``templates[f](base[i])`` once per distinct (identifier ``i``, format ``f``) pair, broadcast to
+    the rows (``inv``: each row's identifier; ``fmt``: its format)."""
+    k = len(templates)
+    pair, pos = np.unique(inv.astype(np.int64) * k + fmt, return_inverse=True)
+    ident, form = pair // k, pair % k
+    text = np.empty(len(pair), dtype=object)
+    for f, template in enumerate(templates):
+        sel = np.flatnonzero(form == f)
+        text[sel] = [template(base[i]) for i in ident[sel].tolist()]
+    return text[pos]
+
+
+PHONE_FORMATS = (
+    lambda s: f"+61 {s[:3]} {s[3:6]} {s[6:]}",
+    lambda s: f"0{s[:3]} {s[3:6]} {s[6:]}",
+    lambda s: f"0{s}",
+    lambda s: f"+61{s}",
+    lambda s: f"(0{s[:1]}) {s[1:5]}-{s[5:]}",
+    lambda s: f"61 {s[:3]} {s[3:6]} {s[6:]}",
+    lambda s: f"+61 (0){s[:3]} {s[3:6]} {s[6:]}",
+)
+"""Ways people write one Australian mobile number (``s``: its 9 national digits)."""
+
+
+def _phones(ids: np.ndarray, fmt: np.ndarray) -> np.ndarray:
+    """Mobile numbers 4xx xxx xxx, one per distinct id, written in the claims' formats."""
+    numbers, inv = _numbered(ids, 100_000_000, 61_803_397)
+    return _formatted([f"4{n:08d}" for n in numbers.tolist()], inv, fmt, PHONE_FORMATS)
+
+
+STREETS = np.array(
+    "Banksia Wattle Acacia Jacaranda Bottlebrush Grevillea Waratah Boronia Kurrajong Ironbark Karri Jarrah "  # noqa: SIM905
+    "Station Church Victoria Albert Queen King George Elizabeth William Mary Hill Park High Bridge Mill "
+    "Railway Beach Ocean River Lake Forest Valley Ridge Harbour Bay Cliff Heath Orchard Vineyard Cedar Oak "
+    "Elm Maple Willow Poplar Ash Birch Laurel Myrtle Hawthorn Heather Clover Fern Ivy Rose Violet".split()
+)
+STREET_TYPES = (("Street", "St"), ("Road", "Rd"), ("Avenue", "Ave"), ("Drive", "Dr"), ("Court", "Ct"))
+SUBURBS = (
+    "Carlton VIC 3053",
+    "Fitzroy VIC 3065",
+    "Brunswick VIC 3056",
+    "Geelong VIC 3220",
+    "Ballarat VIC 3350",
+    "Newtown NSW 2042",
+    "Parramatta NSW 2150",
+    "Bondi NSW 2026",
+    "Penrith NSW 2750",
+    "Wollongong NSW 2500",
+    "Newcastle NSW 2300",
+    "Fortitude Valley QLD 4006",
+    "Toowong QLD 4066",
+    "Southport QLD 4215",
+    "Townsville QLD 4810",
+    "Fremantle WA 6160",
+    "Subiaco WA 6008",
+    "Joondalup WA 6027",
+    "Glenelg SA 5045",
+    "Norwood SA 5067",
+    "Hobart TAS 7000",
+    "Launceston TAS 7250",
+    "Braddon ACT 2612",
+    "Darwin NT 0800",
+)
+_ADDRESS_FORMATS = (
+    lambda a: f"{a[0]} {a[1]} {a[2]}, {a[4]}",
+    lambda a: f"{a[0]} {a[1]} {a[3]} {a[4]}",
+    lambda a: f"{a[0]} {a[1]} {a[3]}., {a[5]}",
+)
+ADDRESS_FORMATS = (
+    *_ADDRESS_FORMATS,
+    *(lambda a, w=w: w(a).upper() for w in _ADDRESS_FORMATS),
+    *(lambda a, w=w: w(a).lower() for w in _ADDRESS_FORMATS),
+)
+"""Ways one address is written (``a``: house number, street, its type in full and short, suburb
+with state and postcode, the same with a comma): street type in full or short, commas or not, as
+typed, in capitals or in lower case."""
+
+
+def _addresses(ids: np.ndarray, fmt: np.ndarray) -> np.ndarray:
+    """Street addresses, one per distinct id (house number, street, type, suburb), in the claims' formats."""
+    radix = (999, len(STREETS), len(STREET_TYPES), len(SUBURBS))
+    numbers, inv = _numbered(ids, int(np.prod(radix)), 7_777_777)
+    rest, house = np.divmod(numbers, radix[0])
+    rest, street = np.divmod(rest, radix[1])
+    suburb, kind = np.divmod(rest, radix[2])
+    long, short = (np.array([t[i] for t in STREET_TYPES])[kind].tolist() for i in (0, 1))
+    place = np.array(SUBURBS)[suburb]
+    comma = np.array(["{}, {} {}".format(*p.rsplit(" ", 2)) for p in SUBURBS])[suburb]
+    base = list(zip((house + 1).tolist(), STREETS[street].tolist(), long, short, place.tolist(), comma.tolist()))
+    return _formatted(base, inv, fmt, ADDRESS_FORMATS)
+
+
+BSBS = np.array(
+    ["062000", "063010", "032002", "033172", "082001", "083004", "012003", "013006", "732001", "734002", "484799"]
+)
+"""Bank-state-branch codes (Australian bank routing numbers) accounts are held at."""
+ACCOUNT_FORMATS = (
+    lambda b: f"{b[0][:3]}-{b[0][3:]} {b[1]}",
+    lambda b: f"{b[0]} {b[1]}",
+    lambda b: f"{b[0]}{b[1]}",
+    lambda b: f"{b[0][:3]}-{b[0][3:]}-{b[1]}",
+)
+"""Ways one account is written (``b``: BSB, account number)."""
+
+
+def _accounts(ids: np.ndarray, fmt: np.ndarray) -> np.ndarray:
+    """Bank accounts (BSB and an 8-digit account number), one per distinct id, in the claims' formats."""
+    numbers, inv = _numbered(ids, 100_000_000, 48_271_009)
+    base = list(zip(BSBS[numbers % len(BSBS)].tolist(), [f"{n:08d}" for n in numbers.tolist()]))
+    return _formatted(base, inv, fmt, ACCOUNT_FORMATS)

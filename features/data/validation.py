@@ -10,6 +10,8 @@ is *provided* when it is not entirely null; required columns are always checked.
 - categorical columns with an ``allowed`` tuple hold only those values;
 - ``claim_id`` is unique;
 - each ``(earlier, later)`` pair of ``schema.DATE_ORDER`` holds where both dates are present;
+- each field the source supplies (its mapped fields, or the ``supplies`` list of an identity
+  mapping) is there: a column, and not entirely empty where the schema caps its nulls;
 - each label column (``schema.LABELS``) has both classes and a sane positive rate
   (:data:`LABEL_RATES`); ``fraud_confirmed`` is true only where ``investigated`` is true;
   ``settled_amount`` is 0 or empty where ``settlement_date`` is missing.
@@ -205,15 +207,19 @@ def validate_claims(
     report_dir: Path,
     name: str,
     null_rates: dict[str, float] | None = None,
+    supplies: Iterable[str] = (),
+    absent: Iterable[str] = (),
 ) -> ValidationResult:
     """Check a canonical frame (the output of :func:`schema.coerce`) and write the HTML report.
 
     ``type_problems`` are the unreadable values :func:`schema.coerce` reported; each becomes a failed
     check. ``null_rates`` overrides the schema's ``max_null_rate`` per column (e.g. for a source
-    known to lack some values).
+    known to lack some values). ``supplies`` are the fields the source must provide
+    (``LoadedClaims.expected``); ``absent`` those the table had no column for (``LoadedClaims.absent``).
     """
     suite = build_suite(frame, null_rates)
     checks = [_type_check(col, count, examples, len(frame)) for col, count, examples in type_problems]
+    checks += supply_checks(frame, supplies, absent, null_rates)
     checks += _run_suite(suite, frame)
     report_path = _write_report(Path(report_dir), name, frame, checks)
     failed = [c for c in checks if not c.success]
@@ -225,6 +231,31 @@ def validate_claims(
         report_path=report_path,
         checks=checks,
     )
+
+
+_MISSING = "missing: the source supplies this field"
+
+
+def supply_checks(
+    frame: pd.DataFrame, supplies: Iterable[str], absent: Iterable[str] = (), null_rates: dict[str, float] | None = None
+) -> list[Check]:
+    """One check per optional field the source supplies: the table has a column for it, and where the
+    schema caps the field's nulls, not only empty values (required fields have checks of their own)."""
+    caps = _null_caps(null_rates)
+    gone = set(absent)
+    out = []
+    for c in dict.fromkeys(supplies):
+        f = schema.BY_NAME[c]
+        if f.required:
+            continue
+        rule = "supplied by the source"
+        if c in gone or c not in frame.columns:
+            out.append(Check(c, rule, False, observed=f"{_MISSING}, but the table has no column for it"))
+        elif caps.get(c, f.max_null_rate) is not None and not frame[c].notna().any():
+            out.append(Check(c, rule, False, observed=f"{_MISSING}, but every value is empty"))
+        else:
+            out.append(Check(c, rule, True))
+    return out
 
 
 # --- running GX --------------------------------------------------------------------------------

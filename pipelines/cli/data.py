@@ -56,18 +56,38 @@ def generate(
 
 
 @app.command()
-def validate(data: DataOpt = None, source: SourceOpt = "synthetic", config: ConfigOpt = None) -> None:
-    """Check claims against the canonical schema with great-expectations; exit 1 if any check fails."""
+def validate(
+    data: DataOpt = None,
+    source: SourceOpt = "synthetic",
+    config: ConfigOpt = None,
+    new_claims: Annotated[
+        bool,
+        typer.Option(
+            "--new-claims",
+            help="The claims are to be scored and have no outcomes yet: outcome and label columns may be "
+            "absent (as for claimscore score); the source's notice fields are still required.",
+        ),
+    ] = False,
+) -> None:
+    """Check claims against the canonical schema with great-expectations; exit 1 if any check fails.
+
+    Every field the source supplies must be there: a missing one fails, named on its own line."""
     from features.data.sources import load_claims
     from features.data.validation import validate_claims
 
     state = settings(config)
     with Stages(2, "reading claims") as bar:
-        loaded = load_claims(data, source, state)
+        loaded = load_claims(data, source, state, purpose="score" if new_claims else "train")
         bar.advance("checking claims")
         name = Path(data).stem if data and "://" not in data else source.replace(":", "_").replace("/", "_")
         result = validate_claims(
-            loaded.frame, loaded.type_problems, report_dir=state.reports_dir, name=name, null_rates=loaded.null_rates
+            loaded.frame,
+            loaded.type_problems,
+            report_dir=state.reports_dir,
+            name=name,
+            null_rates=loaded.null_rates,
+            supplies=loaded.expected,
+            absent=loaded.absent,
         )
         bar.advance("done")
     for reason, count in loaded.excluded:

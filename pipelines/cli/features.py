@@ -43,7 +43,8 @@ def features(
     check_output(out)
     t0 = time.perf_counter()
     if dask_workers:
-        from features.distributed import features_to_parquet
+        from features.identity import Identity
+        from pipelines.distributed import features_to_parquet
 
         if source != "synthetic" or not data or not data.endswith(".parquet") or out.suffix != ".parquet":
             raise typer.BadParameter(
@@ -51,7 +52,7 @@ def features(
                 param_hint="--dask-workers",
             )
         with Stages(1, f"building features on {dask_workers} workers"):
-            n = features_to_parquet(data, out, dask_workers)
+            n = features_to_parquet(data, out, dask_workers, Identity.from_settings(state))
         typer.echo(
             f"wrote features for {n:,} claims to {out}/ on {dask_workers} Dask workers "
             f"in {time.perf_counter() - t0:.1f} s"

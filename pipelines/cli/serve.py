@@ -25,12 +25,27 @@ def serve(
             min=1, max=64, help="Worker processes (each scores its own requests; one per core is a good start)."
         ),
     ] = 2,
+    demo: Annotated[
+        bool,
+        typer.Option(
+            "--demo",
+            help="A demo: allow the public built-in identity secret (otherwise the service refuses it; "
+            "set CLAIMSCORE_IDENTITY_SECRET).",
+        ),
+    ] = False,
     config: ConfigOpt = None,
 ) -> None:
     """Serve the champion models over HTTP (BentoML): /score, /score_batch, /explain, /model."""
+    from dataclasses import replace
+
+    from features.identity import require_real_secret
     from serving.model import registry
 
     state = settings(config)
+    if demo:
+        state = replace(state, demo=True)
+        os.environ["CLAIMSCORE_DEMO"] = "1"
+    require_real_secret(state)
     registry.configure(state)
     if not any(registry.version_for(t, registry.CHAMPION) for t in registry.MODEL_NAMES):
         raise registry.RegistryError("no champion model to serve: run claimscore train and claimscore promote first")

@@ -25,17 +25,34 @@ def train(
             "--tune", min=0, help="Trials of random search over LightGBM settings, judged on the validation period."
         ),
     ] = 0,
+    refit: Annotated[
+        bool | None,
+        typer.Option(
+            "--refit/--no-refit",
+            help="Refit the chosen model on all matured labelled data before registering it "
+            "(default: the training config's 'refit', true). --no-refit registers the train-period model.",
+        ),
+    ] = None,
 ) -> None:
-    """Train the fraud and fast-track models on a time-ordered split; register them as challengers."""
-    from training.config import load_training_config
+    """Train the fraud and fast-track models on a time-ordered split; register them as challengers.
+
+    The training config is --training-config if given, else the source's recommended
+    training/configs/<source>.yaml, else the defaults (a split relative to the data)."""
+    from training.config import resolve_training_config
     from training.pipeline import STAGES
     from training.pipeline import train as run_training
 
     state = settings(config)
-    cfg = load_training_config(training_config)
+    cfg, origin = resolve_training_config(source, training_config)
+    if refit is not None:
+        cfg = cfg.model_copy(update={"refit": refit})
+        origin += f", refit {'on' if refit else 'off'} by option"
+    typer.echo(f"training config: {origin}")
     t0 = time.perf_counter()
     with Stages(len(STAGES), "validating claims") as bar:
-        result = run_training(data, source, state, cfg, on_stage=bar.advance, tune_trials=tune)
+        result = run_training(data, source, state, cfg, on_stage=bar.advance, tune_trials=tune, config_origin=origin)
+    for note in result.notes:
+        typer.echo(f"split: {note}")
     for task, why in result.skipped.items():
         typer.echo(f"{task} model not trained: {why}")
     for rule, why in result.policy.skipped_rules.items():
@@ -45,8 +62,17 @@ def train(
         typer.echo(
             f"{model.name} v{model.version} (challenger): test ROC-AUC {m[f'{task}.test.roc_auc']:.3f}, "
             f"average precision {m[f'{task}.test.average_precision']:.3f}, "
-            f"calibration error {m[f'{task}.test.calibration_error']:.4f}"
+            f"calibration error {m[f'{task}.test.calibration_error']:.4f} (model fitted on the train period)"
         )
+        info = result.bundles[task].metadata.get("refit", {})
+        if info.get("refit"):
+            typer.echo(
+                f"  registered: refit on {info['period']} ({info['rows']:,} claims, {info['positives']:,} positives), "
+                f"{info['iterations']} rounds ({info['selection_iterations']} from early stopping x rows "
+                f"{info['rows']:,}/{info['selection_rows']:,})"
+            )
+        else:
+            typer.echo("  registered: the model fitted on the train period (no refit)")
     k = result.policy.expected_kpis
     typer.echo("routing on the test period: " + ", ".join(f"{key} {value:.1%}" for key, value in k.items()))
     typer.echo(

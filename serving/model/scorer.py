@@ -3,25 +3,57 @@ the top reasons for each score.
 
 Used by batch scoring (``claimscore score``) and the service. It loads what training registered (model
 bundles and the routing policy they carry) and never imports training code.
+
+Before scoring, :meth:`Scorer.check_inputs` refuses claims that lack a column the champion's features
+are computed from (:class:`MissingInputs`, naming it), unless the caller explicitly allows scoring
+with it missing; the features it feeds are then unknown (NaN), as LightGBM saw missing values.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 
-from features import catalog
+from features import catalog, schema
 from features.build import build_features
 from features.columns import Columns
+from features.errors import ClaimScoreError
 from serving.model.bundle import ModelBundle
 from serving.model.routing import RoutingPolicy
 
 TOP_REASONS = 3
+
+
+class MissingInputs(ClaimScoreError):
+    """Claims lack columns the champion's features are computed from.
+
+    ``missing`` maps each input (a column, or ``a|b|c`` where any one of them will do) to the
+    features that need it. The CLI answers exit 2, the service 422, each naming the inputs."""
+
+    def __init__(self, missing: dict[str, list[str]]):
+        self.missing = missing
+        super().__init__(
+            "the champion uses column(s) the claims lack: "
+            + "; ".join(f"{_shown(i)} (for {', '.join(f)})" for i, f in missing.items())
+        )
+
+
+def _shown(key: str) -> str:
+    return key if "|" not in key else "one of " + ", ".join(key.split("|"))
+
+
+def _known_at_notice(column: str) -> bool:
+    """Inputs a new claim carries: notice fields and extras. Outcome columns feed history features
+    about earlier claims (decided investigations); a table of new claims has none, by nature."""
+    if column.startswith(schema.EXTRA_PREFIX):
+        return True
+    field = schema.BY_NAME.get(column)
+    return field is not None and field.stage == "notice"
 
 
 @dataclass
@@ -66,9 +98,51 @@ class Scorer:
             names += [f for f in b.features if f not in names]
         return names + [f for f in self.policy.reads if f not in names]
 
+    @property
+    def inputs(self) -> dict[str, list[str]]:
+        """The columns the champion's features are computed from (the catalog's ``needs`` and
+        ``needs_any``; an extra is its own column), each -> the features that need it. Alternatives
+        of which one is enough are keyed ``a|b|c``. Only what a new claim carries: notice fields and
+        extras (see :func:`_known_at_notice`)."""
+        out: dict[str, list[str]] = {}
+        for name in self.features:
+            feature = catalog.BY_NAME.get(name)
+            groups = [(c,) for c in feature.needs] if feature else [(name,)]
+            if feature and feature.needs_any:
+                groups.append(feature.needs_any)
+            for group in groups:
+                kept = [c for c in group if _known_at_notice(c)]
+                if kept:
+                    out.setdefault("|".join(kept), []).append(name)
+        return out
+
+    def missing_inputs(self, columns: Iterable[str]) -> dict[str, list[str]]:
+        """The inputs (see :attr:`inputs`) not among ``columns``, each -> the features left unknown.
+
+        ``columns``: for a table, the columns provided (present, not entirely null:
+        :func:`features.build.provided_columns`); for a request, the fields it sends."""
+        have = set(columns)
+        return {key: feats for key, feats in self.inputs.items() if not have.intersection(key.split("|"))}
+
+    def check_inputs(self, columns: Iterable[str], allow: Iterable[str] = ()) -> dict[str, list[str]]:
+        """Raise :class:`MissingInputs` for inputs missing from ``columns`` and not in ``allow``;
+        return those allowed to be missing (to record: their features are scored as unknown).
+
+        ``allow`` names columns (any one of a group allows the group); a name that is not a column
+        of the claims schema or an ``x_`` extra is refused, so a typo never allows anything."""
+        allowed = set(allow)
+        unknown = sorted(c for c in allowed if c not in schema.BY_NAME and not c.startswith(schema.EXTRA_PREFIX))
+        if unknown:
+            raise ClaimScoreError(f"allow missing: not a column of the claims schema: {', '.join(unknown)}")
+        missing = self.missing_inputs(columns)
+        refused = {k: f for k, f in missing.items() if not allowed.intersection(k.split("|"))}
+        if refused:
+            raise MissingInputs(refused)
+        return missing
+
     def score_table(self, claims: pd.DataFrame, extras: Mapping[str, object] | None = None) -> pd.DataFrame:
         """One row per claim: scores, route, fired rules and top reasons (JSON lists)."""
-        table = build_features(claims, self.features, extras or self.extras)
+        table = build_features(claims, self.features, {**self.extras, **(extras or {})})
         result = self.score_features(table)
         out = pd.DataFrame({"claim_id": claims["claim_id"].to_numpy()}, index=claims.index)
         encode = json.JSONEncoder().encode  # reasons hold plain JSON values: one encoder for every row

@@ -25,6 +25,16 @@ from training.pipeline import train
 pytestmark = pytest.mark.slow  # trains a model and starts a real server
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _demo():
+    """These tests train and serve with the built-in identity secret: a demo, as far as the service
+    is concerned (without it the service refuses that secret; tests/serving/test_identity_live.py
+    serves with a secret of its own)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CLAIMSCORE_DEMO", "1")
+        yield
+
+
 @pytest.fixture(scope="module")
 def home(tmp_path_factory):
     home = tmp_path_factory.mktemp("service")

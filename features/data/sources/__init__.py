@@ -3,6 +3,7 @@
     from features.data.sources import load_claims
     loaded = load_claims("claims.csv", "mapping:my_claims.yaml")
     loaded.frame            # canonical columns in schema order, canonical dtypes, then x_ extras
+    new = load_claims("new_claims.csv", "vehicle_fraud", purpose="score")  # no outcome columns needed
 
 ``source`` is a built-in name (:data:`BUILTIN_SOURCES`) or ``mapping:PATH.yaml``; the mapping
 language is documented in :mod:`features.data.sources.mapping`.
@@ -18,16 +19,21 @@ import pandas as pd
 
 from features.config import Settings, load_settings
 from features.data.sources import readers
-from features.data.sources.apply import apply_mapping
+from features.data.sources.apply import apply_mapping, rule_names
 from features.data.sources.mapping import Mapping, parse_mapping, read_mapping
 from features.errors import DataFileError, MappingError
+from features.identity import Identity
 from features.schema import BY_NAME, EXTRA_PREFIX, TypeProblem, extra_columns
 
-__all__ = ["BUILTIN_SOURCES", "ExtraSpec", "LoadedClaims", "Mapping", "load_claims", "load_mapping"]
+__all__ = ["BUILTIN_SOURCES", "ExtraSpec", "LoadedClaims", "Mapping", "Purpose", "load_claims", "load_mapping"]
 
 _HERE = Path(__file__).parent
 BUILTIN_SOURCES: tuple[str, ...] = ("synthetic", "vehicle_fraud", "aus_bodily_injury")
 MAPPING_PREFIX = "mapping:"
+
+Purpose = Literal["train", "score"]
+"""``train``: labelled claims, every column the mapping reads must be there. ``score``: new claims,
+which have no outcomes yet: what the table lacks is left null (required fields excepted)."""
 
 
 @dataclass(frozen=True)
@@ -59,6 +65,19 @@ class LoadedClaims:
     """Identity mappings: columns that are neither canonical nor ``x_`` extras."""
     rows_read: int = 0
     """Rows in the source table, before exclusions."""
+    purpose: Purpose = "train"
+    supplies: tuple[str, ...] = ()
+    """Canonical fields the source declares it supplies (:meth:`Mapping.supplied_fields`)."""
+    absent: list[str] = field(default_factory=list)
+    """Fields, labels and ``x_`` extras the table had no column for (null in ``frame``)."""
+
+    @property
+    def expected(self) -> list[str]:
+        """The supplied fields this table must provide: all of them for training; for scoring, all
+        but the outcomes (new claims have none yet)."""
+        if self.purpose == "train":
+            return list(self.supplies)
+        return [c for c in self.supplies if BY_NAME[c].stage == "notice"]
 
 
 def builtin_mapping_path(name: str) -> Path:
@@ -81,10 +100,18 @@ def load_mapping(source: str) -> Mapping:
     )
 
 
-def load_claims(data: str | Path | None, source: str, settings: Settings | None = None) -> LoadedClaims:
-    """Read ``data`` with the mapping ``source`` and return the canonical frame and what was done."""
+def load_claims(
+    data: str | Path | None, source: str, settings: Settings | None = None, *, purpose: Purpose = "train"
+) -> LoadedClaims:
+    """Read ``data`` with the mapping ``source`` and return the canonical frame and what was done.
+
+    ``purpose="train"`` needs every column the mapping reads, labels included. ``purpose="score"``
+    reads new claims: a field, label or extra whose source column(s) the table lacks is null (listed
+    in ``LoadedClaims.absent``; required fields must still be there), so a label whose inputs are
+    absent is null rather than an error.
+    """
     settings = settings or load_settings()
-    mapping = load_mapping(source)
+    declared = mapping = load_mapping(source)
     default = data is None and mapping.default_data is not None and not mapping.read.url
     if default:
         data = Path(settings.shared_data) / str(mapping.default_data)
@@ -102,25 +129,85 @@ def load_claims(data: str | Path | None, source: str, settings: Settings | None 
             f"{exc} (the default file for source '{source}': give the file's path, "
             "or set shared_data in the configuration)"
         ) from None
-    missing = [c for c in mapping.source_columns() if c not in raw.columns]
+    have = set(raw.columns)
+    absent: list[str] = []
+    if purpose == "score":
+        mapping, absent = _without_absent(declared, have)
+    else:
+        _check_labels(declared, have, origin)
+    missing = [c for c in mapping.source_columns() if c not in have]
     if missing:
         raise MappingError(f"{origin}: lacks column(s) that mapping '{mapping.name}' needs: {', '.join(missing)}")
+    if declared.identity:
+        computed = {*declared.fields, *declared.labels}
+        absent += [c for c in declared.supplied_fields() if c not in have and c not in computed]
     try:
-        mapped = apply_mapping(raw, mapping, settings.hash_salt, origin=origin)
+        mapped = apply_mapping(raw, mapping, Identity.from_settings(settings), origin=origin)
     except MappingError as exc:
         raise MappingError(f"mapping '{mapping.name}' on {origin}: {exc}") from None
     return LoadedClaims(
         frame=mapped.frame,
         type_problems=_merge(mapped.type_problems),
         source=source,
-        mapping=mapping,
+        mapping=declared,
         excluded=mapped.excluded,
         extras=_extras(mapping, mapped.frame),
         null_rates=dict(mapping.null_rates),
         adjusted=mapped.adjusted,
         ignored_columns=mapped.ignored_columns,
         rows_read=len(raw),
+        purpose=purpose,
+        supplies=tuple(declared.supplied_fields()),
+        absent=absent,
     )
+
+
+def _check_labels(m: Mapping, have: set[str], origin: str) -> None:
+    """Training needs the label columns: one line naming the label and the column(s) it lacks (when
+    other columns are missing too, the caller's line lists them all)."""
+    label_columns = {c for spec in m.labels.values() for c in spec.source_columns()}
+    if any(c not in have and c not in label_columns for c in m.source_columns()):
+        return
+    problems = []
+    for name, spec in m.labels.items():
+        lacking = [c for c in spec.source_columns() if c not in have]
+        if lacking:
+            what = f"no {lacking[0]} column" if len(lacking) == 1 else f"no {', '.join(lacking)} columns"
+            problems.append(f"{name}: the table has {what}, which the mapping's label needs")
+    if problems:
+        raise MappingError("; ".join(problems) + f" ({origin}, mapping '{m.name}'; scoring new claims needs no labels)")
+
+
+def _without_absent(m: Mapping, have: set[str]) -> tuple[Mapping, list[str]]:
+    """``m`` without the fields, labels and extras whose source columns are not in ``have`` (required
+    fields are kept: their absence stays an error), and the columns so left out."""
+
+    def readable(spec) -> bool:
+        return all(c in have for c in spec.source_columns())
+
+    fields = {n: s for n, s in m.fields.items() if readable(s) or BY_NAME[n].required}
+    fields = {  # a week_date placed after a field left out cannot be placed
+        n: s for n, s in fields.items() if not (s.week_date and s.week_date.after and s.week_date.after not in fields)
+    }
+    extras = {n: s for n, s in m.extras.items() if readable(s)}
+    gone_extras = {EXTRA_PREFIX + n for n in m.extras if n not in extras}
+    labels = {n: s for n, s in m.labels.items() if readable(s) and not _reads(s.rule, gone_extras)}
+    absent = [
+        *(n for n in m.fields if n not in fields),
+        *(n for n in m.labels if n not in labels),
+        *(EXTRA_PREFIX + n for n in m.extras if n not in extras),
+    ]
+    return m.model_copy(update={"fields": fields, "labels": labels, "extras": extras}), absent
+
+
+def _reads(rule: str | None, names: set[str]) -> bool:
+    """Whether a label rule reads any of ``names`` (a rule that does not parse is reported later)."""
+    if not rule or not names:
+        return False
+    try:
+        return bool(rule_names(rule) & names)
+    except SyntaxError:
+        return False
 
 
 def _text_columns(m: Mapping) -> tuple[str, ...]:

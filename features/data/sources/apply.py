@@ -8,7 +8,6 @@ thousand distinct values cost little more than the distinct values.
 from __future__ import annotations
 
 import ast
-import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +18,7 @@ import pandas as pd
 from features import schema
 from features.data.sources.mapping import ColumnSpec, ExtraEntry, Mapping
 from features.errors import MappingError, SchemaError
+from features.identity import Identity, kind_of
 from features.schema import TypeProblem
 
 MONTHS = {
@@ -57,11 +57,12 @@ class Mapped:
     ignored_columns: list[str] = field(default_factory=list)
 
 
-def apply_mapping(raw: pd.DataFrame, m: Mapping, hash_salt: str, origin: str = "table") -> Mapped:
-    """Map ``raw`` (source columns) to the canonical frame described by ``m``."""
+def apply_mapping(raw: pd.DataFrame, m: Mapping, identity: Identity, origin: str = "table") -> Mapped:
+    """Map ``raw`` (source columns) to the canonical frame described by ``m``; personal identifiers
+    (and ``hash: true`` columns) are normalised and hashed by ``identity``."""
     out = Mapped(frame=pd.DataFrame())
     raw, positions = _exclude(raw, m, out)
-    ctx = _Context(raw, positions, out, hash_salt)
+    ctx = _Context(raw, positions, out, identity)
     cols = _identity_columns(raw, ctx) if m.identity else {}
     # fields whose week_date depends on another field come after it
     later = [n for n, s in m.fields.items() if s.week_date is not None and s.week_date.after is not None]
@@ -85,12 +86,13 @@ def apply_mapping(raw: pd.DataFrame, m: Mapping, hash_salt: str, origin: str = "
 
 
 def _identity_columns(raw: pd.DataFrame, ctx: _Context) -> dict[str, pd.Series]:
-    """Canonical columns as they are (dates parsed); ``x_`` columns passed through. A canonical table's
-    personal identifiers are hashed already (that is part of being canonical), so they are kept."""
+    """Canonical columns as they are (dates parsed); ``x_`` columns passed through. Personal identifiers
+    are hashed: values hashed already (a file written by an earlier import) pass through, raw values
+    (a claim system's export, the synthetic generator's files) are normalised and hashed."""
     cols: dict[str, pd.Series] = {}
     for c in raw.columns:
         if c in schema.BY_NAME:
-            cols[c] = ctx.finish(c, raw[c], schema.BY_NAME[c].dtype, hash_it=False, canonical_input=True)
+            cols[c] = ctx.finish(c, raw[c], schema.BY_NAME[c].dtype, hash_it=False)
         elif c.startswith(schema.EXTRA_PREFIX):
             s = raw[c]
             numeric = pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s)
@@ -111,8 +113,8 @@ def _exclude(raw: pd.DataFrame, m: Mapping, out: Mapped) -> tuple[pd.DataFrame, 
 
 
 class _Context:
-    def __init__(self, raw: pd.DataFrame, positions: np.ndarray, out: Mapped, salt: str):
-        self.raw, self.positions, self.out, self.salt = raw, positions, out, salt
+    def __init__(self, raw: pd.DataFrame, positions: np.ndarray, out: Mapped, identity: Identity):
+        self.raw, self.positions, self.out, self.identity = raw, positions, out, identity
 
     def problem(self, name: str, bad: pd.Series, source: pd.Series) -> None:
         if bad.any():
@@ -141,13 +143,13 @@ class _Context:
         *,
         hash_it: bool,
         prefix: str | None = None,
-        canonical_input: bool = False,
     ) -> pd.Series:
         if dtype == "datetime":
             s = self.dates(name, s, None)
         canonical = schema.BY_NAME.get(name)
-        if hash_it or (canonical is not None and canonical.personal and not canonical_input):
-            s = per_unique(text(s), lambda u: [hash_value(v, self.salt) for v in u])
+        personal = canonical is not None and canonical.personal
+        if hash_it or personal:
+            s = self.identity.hash_series(text(s), kind_of(name) if personal else "text")
         if prefix:
             s = prefix + text(s)
         return s
@@ -164,6 +166,8 @@ class _Context:
             return pd.Series(self.positions, index=idx)
         if kind == "worst_of":
             return self.worst_of(name, spec)
+        if kind == "count_of":
+            return self.count_of(spec)
         if kind == "week_date":
             return self.week_date(name, spec, cols)
         raise AssertionError(kind)
@@ -219,6 +223,18 @@ class _Context:
         best = ranks.max(axis=1)
         values = np.array(order + [None], dtype=object)[np.where(best >= 0, best, len(order))]
         return pd.Series(values, index=self.raw.index)
+
+    def count_of(self, spec: ColumnSpec) -> pd.Series:
+        """How many of the columns hold one of the values, per row; null where every column is null."""
+        assert spec.count_of is not None
+        wanted = {_text(v) for v in spec.count_of.values}
+        hits = np.zeros(len(self.raw), dtype=np.float64)
+        recorded = np.zeros(len(self.raw), dtype=bool)
+        for col in spec.count_of.columns:
+            t = text(self.raw[col])
+            hits += t.isin(wanted).to_numpy(dtype=bool)
+            recorded |= t.notna().to_numpy(dtype=bool)
+        return pd.Series(np.where(recorded, hits, np.nan), index=self.raw.index)
 
     def week_date(self, name: str, spec: ColumnSpec, cols: dict[str, pd.Series]) -> pd.Series:
         wd = spec.week_date
@@ -346,12 +362,6 @@ def value_map(s: pd.Series, table: dict[Any, Any]) -> pd.Series:
     """Translate listed values; unlisted non-null values are kept as they are."""
     lookup = {_text(k): v for k, v in table.items()}
     return per_unique(s, lambda u: [lookup[t] if (t := _text(v)) in lookup else v for v in u])
-
-
-def hash_value(value: str | None, salt: str) -> str | None:
-    if value is None:
-        return None
-    return hashlib.sha256((salt + value).encode("utf-8")).hexdigest()[:16]
 
 
 # --- rules ----------------------------------------------------------------------------------------

@@ -33,6 +33,9 @@ Top-level keys (only these are allowed; a misspelt key is an error)::
       fraud_confirmed: {column: Fraud, map: {"Y": true, "N": false}}
       simple_settlement: {rule: "settlement_days <= 30 and legal_representation == False"}
     null_rates: {claimant_age: 0.2} # per-field overrides of the schema's max_null_rate for this source
+    supplies: [claimed_amount]      # canonical fields every table of this source has (mapped fields and
+                                    #   labels count already; list them for identity tables): a table
+                                    #   without one fails validation, naming it
 
 Column specs
     Each entry under ``fields``, ``extras`` and ``labels`` takes exactly ONE source:
@@ -55,6 +58,13 @@ Column specs
                                 in ``LoadedClaims.adjusted``.
     ``worst_of: [A, B, C]``     the worst value across several columns, by ``order`` (best to worst);
                                 ``map`` is applied to each column first; all-null -> null
+    ``count_of: {...}``         how many of several columns hold a value, per row: ``columns`` (the
+                                columns, e.g. one per injured person) and ``value`` (one value, or a
+                                list of values that all count). For int or float fields and float
+                                extras; takes no other step. A row where every column is null -> null
+                                (nothing recorded); otherwise nulls are not counted, so a value such as
+                                "not recorded" must be counted with its own field to stay explicit.
+                                E.g. ``injuries_minor: {count_of: {columns: [Inj1, Inj2], value: minor}}``
     ``rule: "expression"``      labels only; see "Rules"
 
     and any of these steps, applied in this order:
@@ -65,10 +75,14 @@ Column specs
     ``scale: 0.01``             multiply (e.g. cents -> currency units)
     ``format: "%d/%m/%Y"``      parse dates with this strptime format (default: ISO 8601, then any
                                 recognisable form)
-    ``hash: true``              replace by sha256(settings.hash_salt + value), 16 hex characters.
-                                The schema's personal fields (phone, address, payee_account) are
-                                ALWAYS hashed; use ``hash: true`` for other identifiers that are
-                                personal data (e.g. a national id used as claimant_id)
+    ``hash: true``              replace by the identity hash (features/identity.py): trimmed, inner
+                                spaces collapsed, then HMAC-SHA256 keyed with identity_secret,
+                                written "h1:" + 32 hex digits; a value that is such a hash already
+                                is kept. The schema's personal fields (phone, address, payee_account)
+                                are ALWAYS hashed, each after its own normalisation (phone digits
+                                with the country code; address case, spaces, punctuation; account
+                                letters and digits); use ``hash: true`` for other identifiers that
+                                are personal data (e.g. a national id used as claimant_id)
     ``prefix: "VF-"``           prepend text (identifiers)
 
     Values (in ``null_if``, ``map``, ``order``) are matched as text: 1, 1.0 and "1" all match ``1``;
@@ -109,12 +123,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from features import schema
 from features.errors import MappingError
 
-SOURCE_KEYS = ("column", "value", "row_number", "week_date", "worst_of", "rule")
+SOURCE_KEYS = ("column", "value", "row_number", "week_date", "worst_of", "count_of", "rule")
 WEEK_PARTS = ("year", "month", "week_of_month", "day_of_week")
 _EXTRA_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
@@ -145,6 +159,21 @@ class WeekDate(_Strict):
         return self
 
 
+class CountOf(_Strict):
+    columns: list[str] = Field(min_length=1)
+    value: Any
+
+    @property
+    def values(self) -> list[Any]:
+        return list(self.value) if isinstance(self.value, list) else [self.value]
+
+    @model_validator(mode="after")
+    def _some_value(self) -> CountOf:
+        if self.value is None or self.value == []:
+            raise ValueError("count_of needs a 'value' to count (a value or a list of values)")
+        return self
+
+
 class Exclusion(_Strict):
     where: str
     reason: str
@@ -158,6 +187,7 @@ class ColumnSpec(_Strict):
     row_number: bool | None = None
     week_date: WeekDate | None = None
     worst_of: list[str] | None = Field(default=None, min_length=1)
+    count_of: CountOf | None = None
     order: list[Any] | None = Field(default=None, min_length=1)
     null_if: list[Any] | None = None
     map: dict[Any, Any] | None = None
@@ -181,6 +211,10 @@ class ColumnSpec(_Strict):
             raise ValueError("row_number must be true")
         if self.worst_of is not None and self.order is None:
             raise ValueError("worst_of needs an 'order' (best to worst)")
+        if self.count_of is not None:
+            steps = [k for k in _COUNT_OF_FORBIDS if k in self.model_fields_set]
+            if steps:
+                raise ValueError(f"count_of takes no other step (got {', '.join(steps)})")
         return self
 
     def source_columns(self) -> list[str]:
@@ -188,9 +222,14 @@ class ColumnSpec(_Strict):
             return [self.column]
         if self.worst_of is not None:
             return list(self.worst_of)
+        if self.count_of is not None:
+            return list(self.count_of.columns)
         if self.week_date is not None:
             return [getattr(self.week_date, p) for p in WEEK_PARTS if getattr(self.week_date, p)]
         return []
+
+
+_COUNT_OF_FORBIDS = ("order", "null_if", "map", "scale", "format", "hash", "prefix")
 
 
 class FieldSpec(ColumnSpec):
@@ -218,6 +257,22 @@ class Mapping(_Strict):
     extras: dict[str, ExtraEntry] = {}
     labels: dict[str, LabelSpec] = {}
     null_rates: dict[str, float] = {}
+    supplies: list[str] = []
+    """Canonical fields every table of this source has (for identity tables; mapped fields and labels
+    are supplied anyway): a table lacking one fails validation, naming it."""
+
+    @field_validator("supplies")
+    @classmethod
+    def _canonical_supplies(cls, names: list[str]) -> list[str]:
+        unknown = [n for n in names if n not in schema.BY_NAME]
+        if unknown:
+            raise ValueError(f"unknown canonical field(s): {', '.join(unknown)}")
+        return names
+
+    def supplied_fields(self) -> list[str]:
+        """Canonical fields this source supplies, in schema order: what it maps and what it lists."""
+        named = {*self.fields, *self.labels, *self.supplies}
+        return [c for c in schema.COLUMNS if c in named]
 
     def source_columns(self) -> list[str]:
         """Source columns the fields, extras and labels read, in first-use order."""
@@ -412,6 +467,8 @@ def _check_spec(where: str, spec: ColumnSpec, dtype: str, ids: set[str], m: Mapp
             out.append(f"{where}.week_date.after: '{after}' must be a date field defined under fields")
         elif target.week_date is not None and target.week_date.after is not None:
             out.append(f"{where}.week_date.after: '{after}' must not itself use 'after'")
+    if spec.count_of is not None and dtype not in ("int", "float"):
+        out.append(f"{where}: count_of gives a number, but this field is {dtype}")
     if spec.format is not None and dtype != "datetime":
         out.append(f"{where}: 'format' is only for date fields")
     if spec.scale is not None and dtype not in ("float", "int"):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import textwrap
 import uuid
@@ -17,6 +16,7 @@ from features import schema
 from features.config import Settings
 from features.data.sources import BUILTIN_SOURCES, LoadedClaims, load_claims
 from features.errors import DataFileError, MappingError, SchemaError
+from features.identity import Identity
 
 SHARED = Path(__file__).resolve().parents[4] / "shared" / "data"
 VEHICLE = SHARED / "vehicle_claims_fraud_1994_1995.csv"
@@ -25,7 +25,7 @@ PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
 
 def settings(salt: str = "test-salt") -> Settings:
-    return Settings(home=Path(".claimscore-test"), shared_data=SHARED, hash_salt=salt)
+    return Settings(home=Path(".claimscore-test"), shared_data=SHARED, identity_secret=salt)
 
 
 def write_mapping(tmp_path: Path, text: str, name: str = "m.yaml") -> str:
@@ -127,7 +127,7 @@ def test_aus_bodily_injury_maps_every_claim_with_a_fast_track_label(bodily_injur
     assert f["simple_settlement"].notna().all()
     assert f["simple_settlement"].mean() == pytest.approx(0.2082, abs=5e-4)
     assert (f["settlement_date"] >= f["report_date"]).all() and (f["report_date"] >= f["incident_date"]).all()
-    assert int(f["incident_severity"].isna().sum()) == 659  # every injury "not recorded"
+    assert (f["incident_severity"] == "not_recorded").sum() == 659  # every injury "not recorded": explicit
     assert f["incident_severity"].value_counts()["fatal"] == 213
     assert f["legal_representation"].mean() == pytest.approx(11_200 / 17_975)
     assert f["injury_count"].between(1, 5).all()
@@ -147,6 +147,9 @@ def test_each_builtin_mapping_says_where_to_get_its_data() -> None:
 # --- the synthetic (identity) source ------------------------------------------------------------
 
 
+HASHED_PHONE = "h1:" + "0123456789abcdef" * 2
+
+
 def canonical_claims() -> pd.DataFrame:
     return pd.DataFrame(
         {
@@ -161,7 +164,7 @@ def canonical_claims() -> pd.DataFrame:
             "adjuster_assigned": [False, False, False, True],
             "legal_representation": [False, False, False, False],
             "disputed": [False, False, False, False],
-            "phone": ["0612345678", "0698765432", None, "0612345678"],
+            "phone": ["0612345678", HASHED_PHONE, None, "0612345678"],
             "simple_settlement": [False, False, True, True],  # stale: the mapping's rule wins
             "true_fraud": [False, True, False, False],
             "x_garage_visits": [1, 2, 3, 4],
@@ -181,8 +184,9 @@ def test_synthetic_source_recomputes_simple_settlement_and_keeps_canonical_ids(t
     assert loaded.ignored_columns == ["notes"]
     assert list(f["x_garage_visits"]) == [1.0, 2.0, 3.0, 4.0] and loaded.extras["x_garage_visits"].type == "float"
     assert f["report_date"].iloc[0] == pd.Timestamp("2024-01-02 10:30")
-    # a canonical file's personal ids are hashed already: kept as they are, leading zeros included
-    assert f["phone"].iloc[0] == f["phone"].iloc[3] == "0612345678" and pd.isna(f["phone"].iloc[2])
+    # a canonical file's raw personal ids are hashed (leading zeros count); hashed ones are kept
+    assert f["phone"].iloc[0] == f["phone"].iloc[3] == Identity("test-salt").hash_value("0612345678", "phone")
+    assert pd.isna(f["phone"].iloc[2]) and f["phone"].iloc[1] == HASHED_PHONE
     assert list(f["true_fraud"]) == [False, True, False, False]
     assert loaded.type_problems == []
 
@@ -307,12 +311,13 @@ def test_personal_ids_are_hashed_deterministically_per_salt(tmp_path: Path) -> N
     a1 = load_claims(tmp_path / "claims.csv", source, settings("salt-a")).frame
     a2 = load_claims(tmp_path / "claims.csv", source, settings("salt-a")).frame
     b = load_claims(tmp_path / "claims.csv", source, settings("salt-b")).frame
-    expected = hashlib.sha256(b"salt-a+44 20 7946 0000").hexdigest()[:16]
+    salt_a = Identity("salt-a")
+    expected = salt_a.hash_value("+44 20 7946 0000", "phone")
     assert list(a1["phone"]) == [
         expected,
-        hashlib.sha256(b"salt-a+44 20 7946 0001").hexdigest()[:16],
+        salt_a.hash_value("+44 20 7946 0001", "phone"),
         expected,
-        hashlib.sha256(b"salt-a020 7946 0002").hexdigest()[:16],
+        salt_a.hash_value("020 7946 0002", "phone"),
     ]
     assert a1["phone"].equals(a2["phone"])
     assert not (a1["phone"] == b["phone"]).any()
@@ -338,10 +343,8 @@ def test_hash_option_hashes_other_identifiers(tmp_path: Path) -> None:
         """,
     )
     f = load_claims(tmp_path / "t.csv", source, settings("s")).frame
-    assert list(f["claimant_id"]) == [
-        hashlib.sha256(b"sAB123").hexdigest()[:16],
-        hashlib.sha256(b"sCD456").hexdigest()[:16],
-    ]
+    identity = Identity("s")
+    assert list(f["claimant_id"]) == [identity.hash_value("AB123", "text"), identity.hash_value("CD456", "text")]
 
 
 # --- the mapping language, feature by feature ---------------------------------------------------
@@ -706,3 +709,102 @@ def test_each_kind_of_load_error_reaches_the_cli_as_its_one_line_and_exit_code_2
 
     assert result.code == 2, result.err
     assert result.err_lines == [f"error: {exc.value}"], result.err
+
+
+# --- scoring new claims: no outcome columns ------------------------------------------------------
+
+OUTCOME_COLUMNS = {
+    "vehicle_fraud": ["FraudFound_P"],
+    "aus_bodily_injury": ["FinDate", "Legal", "AggClaim"],
+}
+
+
+@pytest.mark.realdata
+@pytest.mark.parametrize("source", sorted(OUTCOME_COLUMNS))
+def test_scoring_reads_real_claims_without_outcome_columns(shared_data: Path, tmp_path: Path, source: str) -> None:
+    from features.data.sources import load_mapping
+
+    real = shared_data / str(load_mapping(source).default_data)
+    if not real.is_file():
+        pytest.skip(f"{real} absent")
+    path = tmp_path / "new_claims.csv"
+    pd.read_csv(real, nrows=2_000).drop(columns=OUTCOME_COLUMNS[source]).to_csv(path, index=False)
+
+    loaded = load_claims(path, source, settings(), purpose="score")
+
+    f = loaded.frame
+    assert len(f) >= 1_990 and f["claim_id"].is_unique
+    for label in schema.LABELS.values():
+        assert f[label].isna().all(), label
+    for name in loaded.absent:
+        assert schema.BY_NAME[name].stage == "outcome" and f[name].isna().all(), name
+    assert loaded.absent and set(loaded.expected).isdisjoint(loaded.absent)
+
+
+@pytest.mark.realdata
+def test_training_on_a_table_without_its_label_column_is_one_line(shared_data: Path, tmp_path: Path) -> None:
+    if not VEHICLE.is_file():
+        pytest.skip(f"{VEHICLE} absent")
+    path = tmp_path / "unlabelled.csv"
+    pd.read_csv(VEHICLE, nrows=500).drop(columns=["FraudFound_P"]).to_csv(path, index=False)
+    with pytest.raises(MappingError) as exc:
+        load_claims(path, "vehicle_fraud", settings())
+    one_line_error(exc, "fraud_confirmed: the table has no FraudFound_P column, which the mapping's label needs")
+
+
+def test_scoring_reads_synthetic_claims_without_outcome_columns(tmp_path: Path) -> None:
+    outcomes = [c for c in canonical_claims().columns if c in schema.OUTCOMES]
+    path = tmp_path / "new.parquet"
+    canonical_claims().drop(columns=outcomes).to_parquet(path)
+
+    loaded = load_claims(path, "synthetic", settings(), purpose="score")
+
+    assert loaded.frame["fraud_confirmed"].isna().all() and loaded.frame["simple_settlement"].isna().all()
+    assert set(outcomes) - {"simple_settlement"} <= set(loaded.absent)  # the rule's label is computed, null
+    assert "claimed_amount" in loaded.expected and not set(loaded.expected) & set(schema.OUTCOMES)
+
+
+def test_scoring_reads_a_user_table_without_outcome_columns(tmp_path: Path) -> None:
+    user_table().drop(columns=["Fraud", "PaidCents", "Lawyer"]).to_csv(tmp_path / "new.csv", index=False)
+    source = write_mapping(tmp_path, USER_MAPPING.format(read="{format: csv}"))
+
+    loaded = load_claims(tmp_path / "new.csv", source, settings(), purpose="score")
+
+    f = loaded.frame
+    assert list(f["claim_id"]) == ["U-00017", "U-00018", "U-00020", "U-00021"]
+    assert f["fraud_confirmed"].isna().all() and f["settled_amount"].isna().all()
+    assert sorted(loaded.absent) == ["fraud_confirmed", "legal_representation", "settled_amount"]
+    with pytest.raises(MappingError) as exc:  # training needs them
+        load_claims(tmp_path / "new.csv", source, settings())
+    one_line_error(exc, "PaidCents", "Lawyer", "Fraud")
+
+
+def test_scoring_still_needs_the_required_fields(tmp_path: Path) -> None:
+    user_table().drop(columns=["LossDate", "Fraud"]).to_csv(tmp_path / "new.csv", index=False)
+    source = write_mapping(tmp_path, USER_MAPPING.format(read="{format: csv}"))
+    with pytest.raises(MappingError) as exc:
+        load_claims(tmp_path / "new.csv", source, settings(), purpose="score")
+    one_line_error(exc, "new.csv", "LossDate")
+    assert "Fraud" not in str(exc.value)
+
+
+def test_a_source_supplies_what_it_maps_and_what_it_lists(tmp_path: Path) -> None:
+    from features.data.sources import load_mapping
+
+    assert "claimed_amount" in load_mapping("synthetic").supplied_fields()
+    assert {"deductible", "fraud_confirmed"} <= set(load_mapping("vehicle_fraud").supplied_fields())
+    assert "claimed_amount" not in load_mapping("vehicle_fraud").supplied_fields()
+    bad = "name: x\nidentity: true\nsupplies: [claimed_amount, claim_amount]\n"
+    with pytest.raises(MappingError) as exc:
+        load_claims(tmp_path / "x.csv", write_mapping(tmp_path, bad), settings())
+    one_line_error(exc, "supplies", "claim_amount")
+
+
+def test_synthetic_supplies_what_the_generator_writes() -> None:
+    from features.data.sources import load_mapping
+    from features.data.synthetic import generate_claims
+
+    written = generate_claims(500, seed=3)
+    provided = {c for c in written.columns if c in schema.BY_NAME and written[c].notna().any()}
+    supplied = set(load_mapping("synthetic").supplied_fields())
+    assert supplied - {"simple_settlement"} == provided - {"true_fraud"}  # the label is the mapping's rule

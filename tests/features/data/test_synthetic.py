@@ -8,6 +8,7 @@ import pytest
 
 from features import schema
 from features.data.synthetic import AUTHORITY_LIMITS, generate_claims
+from features.identity import Identity, is_hashed, kind_of
 
 
 @pytest.fixture(scope="module")
@@ -82,10 +83,15 @@ def test_fraud_shows_the_patterns_investigators_know(claims):
 
 
 def test_rings_share_phones_accounts_and_providers(claims):
-    # repairers and clinics paid directly legitimately share one account across claimants: look at
+    # identifiers are raw, written in several formats: they link once normalised and hashed, as on import.
+    # Repairers and clinics paid directly legitimately share one account across claimants: look at
     # payments to claimants for accounts
-    personal = claims[claims["payee_type"] == "claimant"]
-    for col, frame in (("phone", claims), ("address", claims), ("payee_account", personal)):
+    identity = Identity("test")
+    hashed = claims.assign(
+        **{c: identity.hash_series(claims[c], kind_of(c)) for c in ("phone", "address", "payee_account")}
+    )
+    personal = hashed[hashed["payee_type"] == "claimant"]
+    for col, frame in (("phone", hashed), ("address", hashed), ("payee_account", personal)):
         sharing = frame.groupby(col)["claimant_id"].nunique()
         in_shared = frame[col].isin(sharing[sharing >= 3].index)
         assert in_shared.any(), col
@@ -141,3 +147,15 @@ def test_generator_refuses_nonsense():
 def test_small_books_generate_for_any_seed(seed):
     claims = generate_claims(500, seed=seed)
     assert len(claims) == 500 and claims["provider_type"].notna().any()
+
+
+def test_identifiers_are_raw_in_several_formats_and_link_once_normalised(claims):
+    identity = Identity("test")
+    for col in ("phone", "address", "payee_account"):
+        raw = claims[col].dropna()
+        assert not raw.map(is_hashed).any(), col
+        hashed = identity.hash_series(raw, kind_of(col))
+        spellings = raw.groupby(hashed).nunique()
+        assert (spellings > 1).mean() > 0.05, f"{col}: one identifier is rarely written two ways"
+        assert hashed.nunique() < raw.nunique(), col
+    assert claims["phone"].str.startswith("+61").any() and claims["phone"].str.startswith("04").any()

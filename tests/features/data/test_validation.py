@@ -269,3 +269,53 @@ def test_checks_import_gx_lazily_and_never_touch_the_network(valid_claims, tmp_p
     )
     assert run.returncode == 0, run.stderr[-2000:]
     assert run.stdout.strip().endswith("ok")
+
+
+# --- what the source supplies ---------------------------------------------------------------------
+
+
+def test_a_supplied_field_the_table_lacks_fails_naming_it(claims, tmp_path):
+    for column in ("claimed_amount", "deductible", "cover_increase_date"):
+        claims[column] = pd.Series(pd.array([None] * ROWS, dtype=schema.BY_NAME[column].pandas_dtype))
+    supplies = ["claim_id", "claimed_amount", "deductible", "region", "vehicle_age_years", "cover_increase_date"]
+
+    result = check(claims, tmp_path, supplies=supplies, absent=["deductible"])
+
+    assert result.lines == [
+        "claimed_amount: missing: the source supplies this field, but every value is empty",
+        "deductible: missing: the source supplies this field, but the table has no column for it",
+    ]
+    # a field whose nulls the schema does not cap may be empty ("no cover increase"); required ones
+    # have checks of their own
+    assert [c.column for c in result.checks if c.rule == "supplied by the source"] == supplies[1:]
+    page = result.report_path.read_text(encoding="utf-8")
+    assert "claimed_amount: missing" in page and "FAILED" in page
+
+
+def test_validate_fails_a_canonical_file_without_claimed_amount(cli, tmp_path):
+    from features.data.synthetic import generate_claims
+
+    claims = generate_claims(2_000, seed=5)
+    path = tmp_path / "claims.parquet"
+    claims.drop(columns=["claimed_amount"]).to_parquet(path)
+
+    result = cli("validate", "--data", path, "--source", "synthetic")
+
+    assert result.code == 1, result.err
+    named = [line for line in result.err_lines if "claimed_amount" in line]
+    assert named == ["  claimed_amount: missing: the source supplies this field, but the table has no column for it"]
+    report = Path(result.err.rsplit("report: ", 1)[1].strip())
+    assert "claimed_amount: missing" in report.read_text(encoding="utf-8")
+
+
+def test_validate_new_claims_needs_no_outcome_columns(cli, tmp_path):
+    from features.data.synthetic import generate_claims
+
+    claims = generate_claims(2_000, seed=5)
+    path = tmp_path / "new.parquet"
+    claims.drop(columns=[c for c in claims.columns if c in schema.OUTCOMES]).to_parquet(path)
+
+    assert cli("validate", "--data", path, "--source", "synthetic").code == 1  # as training data: no outcomes
+    result = cli("validate", "--data", path, "--source", "synthetic", "--new-claims")
+    assert result.code == 0, result.err
+    assert "valid: 2,000 claims" in result.out

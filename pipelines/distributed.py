@@ -36,6 +36,7 @@ from features import schema
 from features.build import build_features, resolve
 from features.catalog import Feature
 from features.errors import DataFileError, SchemaError
+from features.identity import Identity
 
 if TYPE_CHECKING:  # dask is imported by the caller who hands us a dask frame
     import dask.dataframe as dd
@@ -192,9 +193,10 @@ def local_cluster(
         yield client
 
 
-def features_to_parquet(data: str, out: str | Path, n_workers: int) -> int:
+def features_to_parquet(data: str, out: str | Path, n_workers: int, identity: Identity) -> int:
     """Every feature a canonical Parquet file supports, on a loopback cluster of ``n_workers``
-    processes, written as a Parquet folder ``out``; returns the number of claims."""
+    processes, written as a Parquet folder ``out``; returns the number of claims. Personal
+    identifiers are hashed by ``identity`` per partition, as ``load_claims`` does."""
     import dask.dataframe as dd
 
     from features.build import available_features
@@ -202,7 +204,7 @@ def features_to_parquet(data: str, out: str | Path, n_workers: int) -> int:
     if not Path(data).exists():
         raise DataFileError(f"{data}: no such file")
     with local_cluster(n_workers=n_workers):
-        claims = dd.read_parquet(data)
+        claims = dd.read_parquet(data).map_partitions(identity.hash_frame)
         sample = schema.conform(claims.head(50_000, npartitions=-1))  # which features the data supports
         table = build_features_dask(claims, available_features(sample))
         table.to_parquet(str(out), write_index=True, overwrite=True)

@@ -14,7 +14,7 @@ import pytest
 from features import catalog
 from features.build import available_features, build_features
 from features.data.synthetic import generate_claims
-from features.distributed import GRAPH, ROW, build_features_dask, local_cluster, plan
+from pipelines.distributed import GRAPH, ROW, build_features_dask, local_cluster, plan
 
 dd = pytest.importorskip("dask.dataframe")
 
