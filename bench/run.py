@@ -27,6 +27,9 @@ from datetime import date
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+# Benchmarks make their own state from generated claims: a fixed secret of their own (not the demo one)
+# keys the identifier hashes, so the service starts as it would in production.
+os.environ.setdefault("CLAIMSCORE_IDENTITY_SECRET", "claimscore-bench-secret-not-for-production-0001")
 RESULTS_MD = ROOT / "bench" / "RESULTS.md"
 RESULTS = ROOT / "bench" / "results"
 

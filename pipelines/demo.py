@@ -36,6 +36,7 @@ def claim_json(row: pd.Series) -> dict:
     for name in NOTICE:
         value = row.get(name)
         if value is None or (not isinstance(value, str) and pd.isna(value)):
+            out[name] = None  # unknown, said so: the service refuses a claim lacking a field the model uses
             continue
         out[name] = (
             value.isoformat()

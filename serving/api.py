@@ -3,6 +3,12 @@
 Mounted into the BentoML service (``serving/service.py``), which adds health, readiness and
 Prometheus metrics. Every bad request gets a 4xx JSON body ``{"errors": [{"field", "problem"}]}``;
 keys and roles are checked by :class:`AuthMiddleware` before a request reaches a route.
+
+A claim that does not send a field the champion uses is refused (422, one error per field, e.g.
+``{"field": "claimed_amount", ...}``; ``claims[i].claimed_amount`` in a batch; where any one of
+several fields will do, the field is named ``phone|payee_account|address``) unless the claim's
+``allow_missing`` option lists it; the answer for every claim then says what it was scored without
+(``"scored_without": ["claimed_amount"]``, empty when nothing).
 """
 
 from __future__ import annotations
@@ -133,7 +139,10 @@ def _key_id(request: Request) -> str:
 async def score_one(payload: Any, key_id: str) -> dict:
     """The answer for one claim's JSON payload (raises :class:`RequestError` for a bad one)."""
     claims = parse_records([payload], prefix="")
-    return (await asyncio.wrap_future(STATE.submit(claims, [payload], key_id)))[0]
+    without = STATE.check_inputs([payload])
+    answer = (await asyncio.wrap_future(STATE.submit(claims, [payload], key_id)))[0]
+    answer["scored_without"] = without[0]
+    return answer
 
 
 async def score_many(payload: Any, key_id: str) -> dict:
@@ -141,7 +150,11 @@ async def score_many(payload: Any, key_id: str) -> dict:
     if not isinstance(payload, dict) or "claims" not in payload:
         raise RequestError([{"field": "claims", "problem": 'is required: send {"claims": [...]}'}])
     claims = parse_records(payload["claims"])
-    return {"results": await asyncio.wrap_future(STATE.submit(claims, payload["claims"], key_id))}
+    without = STATE.check_inputs(payload["claims"], prefix="claims")
+    answers = await asyncio.wrap_future(STATE.submit(claims, payload["claims"], key_id))
+    for answer, fields in zip(answers, without):
+        answer["scored_without"] = fields
+    return {"results": answers}
 
 
 SCORING: dict[str, tuple[Any, int]] = {"/score": (score_one, MAX_BODY), "/score_batch": (score_many, MAX_BATCH_BODY)}
@@ -166,7 +179,10 @@ async def explain(request: Request) -> dict:
     """Every feature's contribution to both scores (log-odds), with base values."""
     payload = await _json(request, MAX_BODY)
     claims = parse_records([payload], prefix="")
-    return (await run_in_threadpool(STATE.explain, claims))[0]
+    without = STATE.check_inputs([payload])
+    answer = (await run_in_threadpool(STATE.explain, claims))[0]
+    answer["scored_without"] = without[0]
+    return answer
 
 
 @app.get("/model")

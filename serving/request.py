@@ -5,6 +5,11 @@
 Outcome fields (investigation result, settlement...) are refused: they are not known when a claim
 is scored. Unknown category values are accepted: the model treats them as it treats unseen values.
 Source extras (``x_`` fields) are accepted as numbers or text.
+
+A claim may also carry ``allow_missing``, a per-request option and not a claim field (it is never
+part of the parsed record): the fields the caller knows it lacks and wants scored as unknown. Without
+it, the service refuses a claim that does not send a field the champion uses (see
+:meth:`serving.state.ServiceState.check_inputs`); a field sent as ``null`` counts as sent.
 """
 
 from __future__ import annotations
@@ -76,6 +81,9 @@ class _Base(BaseModel):
                 problems.append((name, "must be a number or text"))
             elif isinstance(value, str) and len(value) > TEXT_MAX:
                 problems.append((name, f"must be at most {TEXT_MAX} characters"))
+        unknown = [n for n in getattr(self, ALLOW_MISSING, None) or () if not _is_field(n)]
+        if unknown:
+            problems.append((ALLOW_MISSING, f"names {', '.join(map(repr, unknown))}: not a field of a claim"))
         if len(self.model_extra or {}) > EXTRA_MAX:
             problems.append(("x_*", f"at most {EXTRA_MAX} extra fields"))
         for earlier, later in schema.DATE_ORDER:
@@ -89,11 +97,37 @@ class _Base(BaseModel):
 
 _PROBLEMS = "problems:"
 
+ALLOW_MISSING = "allow_missing"
+"""The per-request option naming fields to score without (see the module docstring)."""
+_NOTICE = frozenset(f.name for f in schema.FIELDS if f.stage == "notice")
+
+
+def _is_field(name: str) -> bool:
+    return name in _NOTICE or name.startswith(schema.EXTRA_PREFIX)
+
+
+_ALLOW_MISSING_FIELD = (
+    Optional[list[Annotated[str, StringConstraints(strip_whitespace=False, max_length=ID_MAX)]]],  # noqa: UP045
+    Field(
+        None,
+        max_length=EXTRA_MAX,
+        description=(
+            "Not a claim field: an option. Fields the champion uses that this claim does not send, "
+            "to be scored as unknown (the answer lists them in scored_without). Without it, a claim "
+            "lacking such a field is refused with 422 naming it; a field sent as null counts as sent. "
+            "For inputs where any one field will do (named 'a|b|c' in errors), one of them is enough."
+        ),
+        examples=[["claimed_amount"]],
+    ),
+)
+
 ClaimRequest: type[BaseModel] = create_model(  # type: ignore[call-overload]
     "ClaimRequest",
     __base__=_Base,
     **{f.name: _field(f) for f in schema.FIELDS if f.stage == "notice"},
+    **{ALLOW_MISSING: _ALLOW_MISSING_FIELD},
 )
+_OPTIONS = {ALLOW_MISSING}
 ClaimRequest.__doc__ = "A claim as known at first notice of loss (the canonical schema's notice fields)."
 
 
@@ -127,7 +161,7 @@ def parse_records(payloads: Any, prefix: str = "claims") -> list[dict[str, Any]]
         except ValidationError as exc:
             problems += [{"field": where + p["field"], "problem": p["problem"]} for p in _problems(exc)]
             continue
-        rows.append(claim.model_dump(exclude_none=False))
+        rows.append(claim.model_dump(exclude_none=False, exclude=_OPTIONS))
     ids = [r["claim_id"] for r in rows]
     if len(set(ids)) != len(ids):
         problems.append(

@@ -13,6 +13,10 @@ Personal identifiers (phone, address, payee account) are hashed (:mod:`features.
 same secret and rules as the history was loaded with) as the claims are submitted, before they are
 queued, scored, logged or stored: the history store, the decision log (its input hash is of the
 request with those fields hashed) and the answers never hold the values as sent.
+
+A claim that does not send a field the champion uses is refused before it is queued
+(:meth:`ServiceState.check_inputs`, 422 naming the field) unless its ``allow_missing`` option lists
+the field; the fields a claim is scored without are then in its answer (``scored_without``).
 """
 
 from __future__ import annotations
@@ -37,7 +41,8 @@ from features.store.index import HistoryIndex
 from features.store.online import online_features
 from serving.batching import Batcher, Job
 from serving.decision_log import Decision, DecisionLog, input_hash
-from serving.model.scorer import Scorer
+from serving.model.scorer import MissingInputs, Scorer
+from serving.request import ALLOW_MISSING, RequestError
 
 
 @dataclass
@@ -65,6 +70,9 @@ class ServiceState:
         self._lock = threading.Lock()  # history reads and appends of concurrent requests stay ordered
         self._batcher = Batcher(self._score_jobs)
         self.identity = Identity.from_settings(self.settings, warn=False)
+        inputs = self.scorer.inputs  # computed once: each claim's check is a set comparison
+        self._needed = frozenset(k for k in inputs if "|" not in k)
+        self._any_of = tuple(frozenset(k.split("|")) for k in inputs if "|" in k)
         self.observers: list[Callable[[list[dict], float], None]] = []
         """Called with every batch's answers and the seconds it took (the service's metrics)."""
 
@@ -75,6 +83,29 @@ class ServiceState:
     def policy_version(self) -> str:
         meta = next(iter(self.scorer.bundles.values())).metadata
         return f"{self.scorer.policy.version}-{str(meta.get('run_id', ''))[:8]}"
+
+    def check_inputs(self, payloads: list[dict[str, Any]], prefix: str = "") -> list[list[str]]:
+        """For each claim (a validated request body), the inputs it is scored without: those it does
+        not send and its ``allow_missing`` lists (``a|b|c`` where any one of them would do). Raise
+        :class:`serving.request.RequestError` (422) naming every input a claim lacks otherwise; in a
+        batch (``prefix="claims"``) the fields are named ``claims[i].field``.
+
+        A key the client sent counts as sent even when its value is ``null`` (unknown, said so)."""
+        out: list[list[str]] = []
+        problems: list[dict[str, str]] = []
+        for i, payload in enumerate(payloads):
+            keys = payload.keys()
+            if keys >= self._needed and not any(group.isdisjoint(keys) for group in self._any_of):
+                out.append([])  # the usual case: everything sent
+                continue
+            try:  # something is missing: the scorer says what, and whether it is allowed
+                out.append(sorted(self.scorer.check_inputs(keys, payload.get(ALLOW_MISSING) or ())))
+            except MissingInputs as exc:
+                where = f"{prefix}[{i}]." if prefix else ""
+                problems += [{"field": where + key, "problem": _missing(key, f)} for key, f in exc.missing.items()]
+        if problems:
+            raise RequestError(problems)
+        return out
 
     def submit(self, records: list[dict[str, Any]], payloads: list[Any], key_id: str) -> Future:
         """Queue live claims (validated records, :func:`serving.request.parse_records`) to be scored
@@ -193,6 +224,17 @@ class ServiceState:
                 "features": list(b.features),
             }
         return {"models": models, "policy_version": self.policy_version, "policy": self.scorer.policy.to_dict()}
+
+
+def _missing(key: str, features: list[str]) -> str:
+    """The problem with a claim lacking input ``key`` (a field, or ``a|b|c``: any one of them)."""
+    used_by = ", ".join(features)
+    if "|" not in key:
+        return f"the model uses this field (for {used_by}); send it, or list it in {ALLOW_MISSING} to score without it"
+    return (
+        f"the model uses one of {', '.join(key.split('|'))} (for {used_by}); send one, or list one of them "
+        f"in {ALLOW_MISSING} to score without them"
+    )
 
 
 def _plain_column(column: np.ndarray) -> list:

@@ -1,6 +1,8 @@
 """The scoring-request examples shared by the request tests and the HTTP tests.
 
 Fixtures: ``good_claim`` (a fresh copy of a valid claim) and ``bad_claims`` (every kind of bad claim).
+``GOOD`` sends every field a champion trained on the synthetic claims uses (the service refuses a
+claim lacking one); a field the claim does not know is sent as null, as a claim system would.
 A test that takes ``bad_claim`` or ``malformed_body`` runs once per example, named by it.
 """
 
@@ -21,6 +23,9 @@ GOOD: dict[str, Any] = {
     "report_date": "2024-03-02T10:30:00",
     "policy_start_date": "2023-06-01",
     "policy_end_date": "2024-06-01",
+    "cover_increase_date": None,
+    "cover_type": "comprehensive",
+    "annual_premium": 640.0,
     "sum_insured": 20000,
     "deductible": 250,
     "claimed_amount": 4800.5,
@@ -34,7 +39,14 @@ GOOD: dict[str, Any] = {
     "police_report": True,
     "witness_present": False,
     "claimant_age": 41,
+    "claimant_tenure_years": 3.5,
+    "vehicle_make": "toyota",
+    "vehicle_category": "sedan",
+    "vehicle_age_years": 6.0,
+    "provider_id": "V-1",
+    "provider_type": "repairer",
     "phone": "a1b2c3",
+    "address": "12 Example Street, Hobart TAS 7000",
     "payee_account": "acct-9",
     "payee_type": "claimant",
     "x_driver_rating": 3,
