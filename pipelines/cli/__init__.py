@@ -12,6 +12,7 @@ libraries are imported inside the commands so that ``claimscore --help`` answers
 | scoring | score, serve | :mod:`pipelines.cli.score`, :mod:`pipelines.cli.serve` |
 | monitoring | evaluate | :mod:`pipelines.cli.monitor` |
 | keys, history | keys ..., history ... | :mod:`pipelines.cli.keys`, :mod:`pipelines.cli.history` |
+| cases | audit, cases ... | :mod:`pipelines.cli.cases` |
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import typer
 from typer._click import exceptions as click_exc  # typer 0.29 vendors click
 
 from features.errors import ClaimScoreError, ValidationFailed
-from pipelines.cli import data, features, history, keys, monitor, score, serve, train
+from pipelines.cli import cases, data, features, history, keys, monitor, score, serve, train
 
 app = typer.Typer(
     name="claimscore",
@@ -33,10 +34,11 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
-for _area in (data, features, train, score, monitor, serve):  # their commands sit at the top level
+for _area in (data, features, train, score, monitor, serve, cases):  # their commands sit at the top level
     app.registered_commands.extend(_area.app.registered_commands)
 app.add_typer(keys.app, name="keys")
 app.add_typer(history.app, name="history")
+app.add_typer(cases.cases_app, name="cases")
 
 
 def main(argv: list[str] | None = None) -> int:
