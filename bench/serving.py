@@ -31,11 +31,37 @@ WORKERS = 2
 """``claimscore serve``'s default."""
 
 
-def prepare_models(home: Path) -> Path:
-    """Generate, train and promote as ``make demo`` does, with state in ``home``; the claims file."""
+def prepare_models(home: Path, new_claims: int = 0) -> Path:
+    """Generate, train and promote as ``make demo`` does, with state in ``home``; the claims file.
+
+    With ``new_claims``, one population of claimants is generated and its latest ``new_claims``
+    claims are kept aside in ``home / "new.parquet"`` (never trained on, never in the history): new
+    claims come from the same people, providers and rings as the history, as they do at an insurer.
+    Claims generated with another seed would be other people whose identifiers happen to collide
+    with the history's, and every one appended would join unrelated linked groups together."""
+    import pandas as pd
+
     claims = home / "claims.parquet"
+    everything = home / "all.parquet"
+    years = 4.0 * (HISTORY_CLAIMS + new_claims) / HISTORY_CLAIMS
+    _cli(
+        home,
+        "generate",
+        "--claims",
+        str(HISTORY_CLAIMS + new_claims),
+        "--seed",
+        "7",
+        "--years",
+        f"{years:.4f}",
+        "--out",
+        str(everything),
+    )
+    frame = pd.read_parquet(everything).sort_values("report_date", kind="stable")
+    frame.iloc[:HISTORY_CLAIMS].to_parquet(claims)
+    if new_claims:
+        frame.iloc[HISTORY_CLAIMS:].to_parquet(home / "new.parquet")
+    everything.unlink()
     for args in (
-        ["generate", "--claims", str(HISTORY_CLAIMS), "--seed", "7", "--out", str(claims)],
         ["train", "--data", str(claims), "--source", "synthetic"],
         ["promote", "--by", "bench", "--reason", "bench"],
     ):
@@ -56,22 +82,9 @@ def prepare(home: Path) -> tuple[str, list[dict]]:
 
     from pipelines.demo import claim_json
 
-    claims, new = prepare_models(home), home / "new.parquet"
     total = WARM_UP + SEQUENTIAL + CONCURRENT_REQUESTS
-    _cli(
-        home,
-        "generate",
-        "--claims",
-        str(total),
-        "--seed",
-        "8",
-        "--start",
-        "2025-01-01",
-        "--years",
-        "0.25",
-        "--out",
-        str(new),
-    )
+    claims = prepare_models(home, new_claims=total)
+    new = home / "new.parquet"
     _cli(home, "history", "load", "--data", str(claims), "--source", "synthetic")
     key = _cli(home, "keys", "create", "--role", "scorer", "--name", "bench").strip()
     frame = pd.read_parquet(new).sort_values("report_date", kind="stable")

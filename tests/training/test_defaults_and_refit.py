@@ -81,6 +81,26 @@ def test_own_two_month_table_trains_with_no_flags(cli, tmp_path):
     assert r.code == 0, r.err
     assert "training config: defaults" in r.out and "capped at 10%" in r.out
     assert "claimscore-fast-track" in r.out or "fast_track" in r.out
+    assert cli("promote").code == 0
+    # new claims from the same system: no outcomes yet (no label, no settlement or investigation)
+    outcomes = [
+        "Simple",
+        "settlement_date",
+        "settled_amount",
+        "legal_representation",
+        "disputed",
+        "adjuster_assigned",
+        "investigated",
+        "fraud_confirmed",
+        "investigation_closed_date",
+    ]
+    new = tmp_path / "new.csv"
+    pd.read_csv(data).drop(columns=outcomes, errors="ignore").tail(50).to_csv(new, index=False)
+    scored = tmp_path / "scored.csv"
+    r = cli("score", "--source", f"mapping:{mapping}", "--data", new, "--out", scored)
+    assert r.code == 0, r.err
+    table = pd.read_csv(scored)
+    assert len(table) == 50 and table["fast_track_score"].between(0, 1).all()
 
 
 @pytest.mark.slow
