@@ -13,6 +13,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 
@@ -59,17 +61,7 @@ def choose_policy(
         ft = cfg.fast_track_min_score
         if fraud is not None and y_fraud is not None:
             ft, ft_max = _fast_track_pair(cfg, table, fraud, fast, y_fraud, siu, base)
-    return RoutingPolicy(
-        siu,
-        ft,
-        ft_max,
-        cfg.fast_track_amount_limit,
-        cfg.large_loss_limit,
-        tuple(cfg.specialist_severities),
-        rules,
-        inputs=inputs,
-        skipped_rules=skipped,
-    )
+    return dataclasses.replace(base, siu_threshold=siu, fast_track_threshold=ft, fast_track_max_fraud=ft_max)
 
 
 def usable_rules(cfg: RoutingConfig, available) -> tuple[tuple[Rule, ...], dict[str, str]]:
