@@ -31,12 +31,11 @@ $(STAMP): requirements.lock pyproject.toml
 demo: export CLAIMSCORE_DEMO := 1
 demo: $(STAMP)
 	@mkdir -p $(DEMO_DIR)
-	$(CS) generate --claims $(DEMO_CLAIMS) --seed 7 --out $(DEMO_DIR)/claims.parquet
+	$(CS) generate --claims $(DEMO_CLAIMS) --seed 7 --out $(DEMO_DIR)/claims.parquet --new-claims 2000 --new-out $(DEMO_DIR)/new_claims.parquet
 	$(CS) validate --data $(DEMO_DIR)/claims.parquet --source synthetic
 	$(CS) train --data $(DEMO_DIR)/claims.parquet --source synthetic
 	@# a rerun trains the same models again: promotion then refuses (not better), which is fine here
 	-$(CS) promote --by demo --reason "make demo"
-	$(CS) generate --claims 2000 --seed 8 --start 2025-01-01 --years 0.25 --out $(DEMO_DIR)/new_claims.parquet
 	$(CS) score --data $(DEMO_DIR)/new_claims.parquet --source synthetic --out $(DEMO_DIR)/scored.csv
 	-@test -f $(DEMO_DIR)/server.pid && kill $$(cat $(DEMO_DIR)/server.pid) 2>/dev/null; sleep 1
 	$(CS) history load --data $(DEMO_DIR)/claims.parquet --source synthetic

@@ -34,34 +34,12 @@ WORKERS = 2
 def prepare_models(home: Path, new_claims: int = 0) -> Path:
     """Generate, train and promote as ``make demo`` does, with state in ``home``; the claims file.
 
-    With ``new_claims``, one population of claimants is generated and its latest ``new_claims``
-    claims are kept aside in ``home / "new.parquet"`` (never trained on, never in the history): new
-    claims come from the same people, providers and rings as the history, as they do at an insurer.
-    Claims generated with another seed would be other people whose identifiers happen to collide
-    with the history's, and every one appended would join unrelated linked groups together."""
-    import pandas as pd
-
+    With ``new_claims``, that many later claims of the same population are kept aside in
+    ``home / "new.parquet"`` (``generate --new-claims``): never trained on, never in the history."""
     claims = home / "claims.parquet"
-    everything = home / "all.parquet"
-    years = 4.0 * (HISTORY_CLAIMS + new_claims) / HISTORY_CLAIMS
-    _cli(
-        home,
-        "generate",
-        "--claims",
-        str(HISTORY_CLAIMS + new_claims),
-        "--seed",
-        "7",
-        "--years",
-        f"{years:.4f}",
-        "--out",
-        str(everything),
-    )
-    frame = pd.read_parquet(everything).sort_values("report_date", kind="stable")
-    frame.iloc[:HISTORY_CLAIMS].to_parquet(claims)
-    if new_claims:
-        frame.iloc[HISTORY_CLAIMS:].to_parquet(home / "new.parquet")
-    everything.unlink()
+    kept = ["--new-claims", str(new_claims), "--new-out", str(home / "new.parquet")] if new_claims else []
     for args in (
+        ["generate", "--claims", str(HISTORY_CLAIMS), "--seed", "7", "--out", str(claims), *kept],
         ["train", "--data", str(claims), "--source", "synthetic"],
         ["promote", "--by", "bench", "--reason", "bench"],
     ):

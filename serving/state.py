@@ -70,9 +70,6 @@ class ServiceState:
         self._lock = threading.Lock()  # history reads and appends of concurrent requests stay ordered
         self._batcher = Batcher(self._score_jobs)
         self.identity = Identity.from_settings(self.settings, warn=False)
-        inputs = self.scorer.inputs  # computed once: each claim's check is a set comparison
-        self._needed = frozenset(k for k in inputs if "|" not in k)
-        self._any_of = tuple(frozenset(k.split("|")) for k in inputs if "|" in k)
         self.observers: list[Callable[[list[dict], float], None]] = []
         """Called with every batch's answers and the seconds it took (the service's metrics)."""
 
@@ -94,12 +91,8 @@ class ServiceState:
         out: list[list[str]] = []
         problems: list[dict[str, str]] = []
         for i, payload in enumerate(payloads):
-            keys = payload.keys()
-            if keys >= self._needed and not any(group.isdisjoint(keys) for group in self._any_of):
-                out.append([])  # the usual case: everything sent
-                continue
-            try:  # something is missing: the scorer says what, and whether it is allowed
-                out.append(sorted(self.scorer.check_inputs(keys, payload.get(ALLOW_MISSING) or ())))
+            try:
+                out.append(sorted(self.scorer.check_inputs(payload.keys(), payload.get(ALLOW_MISSING) or ())))
             except MissingInputs as exc:
                 where = f"{prefix}[{i}]." if prefix else ""
                 problems += [{"field": where + key, "problem": _missing(key, f)} for key, f in exc.missing.items()]

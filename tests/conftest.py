@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +31,22 @@ def synthetic_claims():
     from features.data.synthetic import generate_claims
 
     return generate_claims(5_000, seed=11)
+
+
+POSTGRES_URL = os.environ.get("CLAIMSCORE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    """The test PostgreSQL's URL (connect timeout 2 s); tests using it skip when no server answers."""
+    import sqlalchemy as sa
+
+    url = sa.engine.make_url(POSTGRES_URL)
+    try:
+        socket.create_connection((url.host or "127.0.0.1", url.port or 5432), timeout=2).close()
+    except OSError as exc:
+        pytest.skip(f"no PostgreSQL answers at {url.host}:{url.port or 5432} ({exc})")
+    return url.update_query_dict({"connect_timeout": "2"}).render_as_string(hide_password=False)
 
 
 @dataclass

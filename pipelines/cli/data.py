@@ -30,8 +30,21 @@ def generate(
     seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same claims.")] = 0,
     start: Annotated[str, typer.Option(help="First report date (YYYY-MM-DD).")] = "2021-01-01",
     years: Annotated[float, typer.Option(min=0.1, help="Years of claims.")] = 4.0,
+    new_claims: Annotated[
+        int,
+        typer.Option(
+            "--new-claims",
+            min=0,
+            help="Also make this many later claims of the same claimants, providers and rings (the "
+            "population goes on for as long again as they take), written to --new-out: new claims to score.",
+        ),
+    ] = 0,
+    new_out: Annotated[Path | None, typer.Option("--new-out", help="Where --new-claims go (.parquet or .csv).")] = None,
 ) -> None:
-    """Generate synthetic claims with realistic fraud patterns, in the canonical schema."""
+    """Generate synthetic claims with realistic fraud patterns, in the canonical schema.
+
+    New claims for scoring come from the same population with ``--new-claims N --new-out FILE``: a
+    second seed would give other people whose identifiers collide with the first run's."""
     import numpy as np
 
     from features.data.synthetic import STAGES, generate_claims
@@ -41,10 +54,19 @@ def generate(
         np.datetime64(start, "D")
     except ValueError:
         raise typer.BadParameter(f"'{start}' is not a date (YYYY-MM-DD)", param_hint="--start") from None
+    if bool(new_claims) != (new_out is not None):
+        raise typer.BadParameter("--new-claims and --new-out go together", param_hint="--new-out")
+    if new_out is not None:
+        check_output(new_out)
     t0 = time.perf_counter()
     with Stages(len(STAGES) + 1, "generating claims") as bar:
-        frame = generate_claims(claims, seed=seed, start=start, years=years, on_stage=bar.advance)
+        total_years = years * (claims + new_claims) / claims
+        frame = generate_claims(claims + new_claims, seed=seed, start=start, years=total_years, on_stage=bar.advance)
         bar.advance(f"writing {out.name}")
+        if new_claims:
+            frame = frame.sort_values("report_date", kind="stable", ignore_index=True)
+            write_table(frame.iloc[claims:], new_out)
+            frame = frame.iloc[:claims]
         write_table(frame, out)
     elapsed = time.perf_counter() - t0
     typer.echo(
@@ -53,6 +75,8 @@ def generate(
         f"confirmed fraud {frame['fraud_confirmed'].mean():.2%}, "
         f"investigated {frame['investigated'].mean():.2%})"
     )
+    if new_claims:
+        typer.echo(f"kept the {new_claims:,} latest claims of the same population aside in {new_out}")
 
 
 @app.command()

@@ -11,8 +11,9 @@ with it missing; the features it feeds are then unknown (NaN), as LightGBM saw m
 
 from __future__ import annotations
 
+import functools
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, KeysView, Mapping
 from dataclasses import dataclass
 from types import SimpleNamespace
 
@@ -82,7 +83,9 @@ class Scorer:
             _ = bundle.explainer
         return scorer
 
-    @property
+    # The champion does not change once loaded: what it needs is worked out once, not per batch.
+
+    @functools.cached_property
     def extras(self) -> dict[str, SimpleNamespace]:
         """The source's extra attributes the models use (type and description, from training)."""
         out = {}
@@ -90,7 +93,7 @@ class Scorer:
             out.update({k: SimpleNamespace(**v) for k, v in b.metadata.get("extras", {}).items()})
         return out
 
-    @property
+    @functools.cached_property
     def features(self) -> list[str]:
         """The features to build: the models' and those the routing policy reads."""
         names: list[str] = []
@@ -98,7 +101,7 @@ class Scorer:
             names += [f for f in b.features if f not in names]
         return names + [f for f in self.policy.reads if f not in names]
 
-    @property
+    @functools.cached_property
     def inputs(self) -> dict[str, list[str]]:
         """The columns the champion's features are computed from (the catalog's ``needs`` and
         ``needs_any``; an extra is its own column), each -> the features that need it. Alternatives
@@ -116,6 +119,14 @@ class Scorer:
                     out.setdefault("|".join(kept), []).append(name)
         return out
 
+    @functools.cached_property
+    def _input_sets(self) -> tuple[frozenset[str], tuple[frozenset[str], ...]]:
+        """:attr:`inputs` as sets: the columns needed, and the groups of which one is enough."""
+        return (
+            frozenset(k for k in self.inputs if "|" not in k),
+            tuple(frozenset(k.split("|")) for k in self.inputs if "|" in k),
+        )
+
     def missing_inputs(self, columns: Iterable[str]) -> dict[str, list[str]]:
         """The inputs (see :attr:`inputs`) not among ``columns``, each -> the features left unknown.
 
@@ -131,6 +142,10 @@ class Scorer:
         ``allow`` names columns (any one of a group allows the group); a name that is not a column
         of the claims schema or an ``x_`` extra is refused, so a typo never allows anything."""
         allowed = set(allow)
+        needed, any_of = self._input_sets
+        have = columns if isinstance(columns, set | frozenset | KeysView) else set(columns)
+        if not allowed and have >= needed and not any(group.isdisjoint(have) for group in any_of):
+            return {}  # the usual case, a set comparison: everything the champion uses is there
         unknown = sorted(c for c in allowed if c not in schema.BY_NAME and not c.startswith(schema.EXTRA_PREFIX))
         if unknown:
             raise ClaimScoreError(f"allow missing: not a column of the claims schema: {', '.join(unknown)}")

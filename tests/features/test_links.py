@@ -4,13 +4,10 @@ store and through the service's in-memory index."""
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import uuid
 
 import pandas as pd
 import pytest
-import sqlalchemy as sa
 
 from features import columns, schema
 from features.build import build_features
@@ -23,7 +20,6 @@ GROUP = ["group_size", "group_prior_fraud"]
 T0 = pd.Timestamp("2024-01-01 09:00")
 FAR = 800
 """A live claim's day: past every trailing window, so only the group search reaches the history."""
-POSTGRES_URL = os.environ.get("CLAIMSCORE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 
 def claims(rows: list[dict]) -> pd.DataFrame:
@@ -54,15 +50,13 @@ def store(request, tmp_path):
         yield s
         s.close()
         return
-    url = sa.engine.make_url(POSTGRES_URL)
     try:
-        socket.create_connection((url.host or "127.0.0.1", url.port or 5432), timeout=2).close()
         s = HistoryStore(
-            url.update_query_dict({"connect_timeout": "2"}).render_as_string(hide_password=False),
+            request.getfixturevalue("postgres_url"),
             table=f"claim_history_{uuid.uuid4().hex[:12]}",
         )
-    except (OSError, HistoryError) as exc:
-        pytest.skip(f"no PostgreSQL at {url.host}:{url.port or 5432} ({exc})")
+    except HistoryError as exc:
+        pytest.skip(f"PostgreSQL: {exc}")
     yield s
     s.drop()
     s.close()

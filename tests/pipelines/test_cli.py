@@ -218,3 +218,25 @@ def test_mlproject_runs_offline_with_the_local_environment(tmp_path):
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert "valid: 2,000 claims" in done.stdout
+
+
+def test_generate_keeps_the_latest_claims_of_the_same_population_aside(cli, tmp_path):
+    out, new = tmp_path / "claims.parquet", tmp_path / "new.parquet"
+    result = cli("generate", "--claims", "3000", "--seed", "3", "--out", out, "--new-claims", "300", "--new-out", new)
+    assert result.code == 0, result.err
+    history, later = pd.read_parquet(out), pd.read_parquet(new)
+    assert len(history) == 3000 and len(later) == 300
+    assert later["report_date"].min() >= history["report_date"].max()
+    assert not set(later["claim_id"]) & set(history["claim_id"])
+    # the same claimants go on claiming: their new claims carry the phone they gave before
+    same = later.merge(history[["claimant_id", "phone"]].drop_duplicates("claimant_id"), on="claimant_id")
+    assert (
+        len(same) > 30
+        and (
+            same["phone_x"].str.replace(r"\D", "", regex=True).str[-8:]
+            == same["phone_y"].str.replace(r"\D", "", regex=True).str[-8:]
+        ).mean()
+        > 0.9
+    )
+    refused = cli("generate", "--claims", "100", "--out", out, "--new-claims", "10")
+    assert refused.code == 2 and "--new-claims and --new-out go together" in refused.err

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import socket
 import threading
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -26,7 +24,6 @@ from serving.cases import (
     outcome_for,
 )
 
-POSTGRES_URL = os.environ.get("CLAIMSCORE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
 
@@ -55,16 +52,14 @@ def store(request, tmp_path, clock):
         yield s
         s.close()
         return
-    url = sa.engine.make_url(POSTGRES_URL)
     try:
-        socket.create_connection((url.host or "127.0.0.1", url.port or 5432), timeout=2).close()
         s = CaseStore(
-            url.update_query_dict({"connect_timeout": "2"}).render_as_string(hide_password=False),
+            request.getfixturevalue("postgres_url"),
             prefix=f"t{uuid.uuid4().hex[:10]}_",
             clock=clock,
         )
-    except (OSError, CaseError) as exc:
-        pytest.skip(f"no PostgreSQL at {url.host}:{url.port or 5432} ({exc})")
+    except CaseError as exc:
+        pytest.skip(f"PostgreSQL: {exc}")
     yield s
     s.drop()
     s.close()

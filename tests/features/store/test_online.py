@@ -4,8 +4,6 @@ same code run on the stored history that can reach the claim."""
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import uuid
 
 import numpy as np
@@ -21,7 +19,6 @@ from features.store.index import HistoryIndex
 from features.store.online import online_features
 
 DECISION = ("investigated", "fraud_confirmed", "investigation_closed_date")
-POSTGRES_URL = os.environ.get("CLAIMSCORE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 
 @pytest.fixture(scope="module")
@@ -304,17 +301,9 @@ def test_live_claims_without_claimant_or_phone_get_their_batch_features(claims, 
 
 
 @pytest.fixture
-def postgres_store():
-    import sqlalchemy as sa
-
-    url = sa.engine.make_url(POSTGRES_URL)
+def postgres_store(postgres_url):
     try:
-        socket.create_connection((url.host or "127.0.0.1", url.port or 5432), timeout=2).close()
-    except OSError:
-        pytest.skip(f"no PostgreSQL answers at {url.host}:{url.port or 5432}")
-    url = url.update_query_dict({"connect_timeout": "2"})
-    try:
-        store = HistoryStore(url.render_as_string(hide_password=False), table=f"claim_history_{uuid.uuid4().hex[:12]}")
+        store = HistoryStore(postgres_url, table=f"claim_history_{uuid.uuid4().hex[:12]}")
     except HistoryError as exc:
         pytest.skip(str(exc))
     yield store
