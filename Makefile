@@ -14,7 +14,7 @@ export BENTOML_DO_NOT_TRACK := true
 export GX_ANALYTICS_ENABLED := false
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install demo test lint format bench clean stop
+.PHONY: install browser demo test lint format bench clean stop screenshots
 
 install: $(STAMP)
 
@@ -40,15 +40,23 @@ demo: $(STAMP)
 	-@test -f $(DEMO_DIR)/server.pid && kill $$(cat $(DEMO_DIR)/server.pid) 2>/dev/null; sleep 1
 	$(CS) history load --data $(DEMO_DIR)/claims.parquet --source synthetic
 	@KEY=$$($(CS) keys create --role scorer --name demo) && \
+	  INVESTIGATOR=$$($(CS) keys create --role investigator --name investigator) && \
 	  ($(CS) serve --port $(DEMO_PORT) > $(DEMO_DIR)/server.log 2>&1 & echo $$! > $(DEMO_DIR)/server.pid) && \
-	  $(PY) -m pipelines.demo --port $(DEMO_PORT) --claims $(DEMO_DIR)/new_claims.parquet --key $$KEY
+	  $(PY) -m pipelines.demo --port $(DEMO_PORT) --claims $(DEMO_DIR)/new_claims.parquet --key $$KEY \
+	    --investigator-key $$INVESTIGATOR
 	@echo
 	@echo "Where to look:"
 	@echo "  claims and validation report: $(DEMO_DIR)/claims.parquet, .claimscore/reports/"
 	@echo "  scored new claims (scores, routes, reasons): $(DEMO_DIR)/scored.csv"
 	@echo "  MLflow runs, metrics, plots, model card: $(VENV)/bin/mlflow ui --backend-store-uri sqlite:///.claimscore/mlflow.db --host 127.0.0.1"
 	@echo "  the scoring service: http://127.0.0.1:$(DEMO_PORT)/ (log: $(DEMO_DIR)/server.log; stop: make stop)"
+	@echo "  the investigators' queue: http://127.0.0.1:$(DEMO_PORT)/ui/queue (sign in with the investigator key above)"
 	@echo "  a demo: identifiers are hashed with the public demo secret; for real claims set CLAIMSCORE_IDENTITY_SECRET"
+
+# the README's pictures of the pages, from the demo's running service (make demo first)
+screenshots: $(STAMP) browser
+	@KEY=$$($(CS) keys create --role investigator --name screenshots) && \
+	  $(PY) -m pipelines.screenshots --port $(DEMO_PORT) --key $$KEY --out docs/screenshots
 
 stop:
 	-@test -f $(DEMO_DIR)/server.pid && kill $$(cat $(DEMO_DIR)/server.pid) 2>/dev/null && rm -f $(DEMO_DIR)/server.pid && echo "service stopped"
@@ -61,7 +69,16 @@ format: $(STAMP)
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-test: lint
+# the pages' tests drive a real headless Chromium: Debian's package (Playwright's own download is not
+# used). Installed here when missing; needs root (CI runs as root) or sudo.
+CHROMIUM := /usr/bin/chromium
+browser:
+	@test -x $(CHROMIUM) || { echo "installing Debian's chromium for the browser tests"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
+	@test -x $(CHROMIUM) || { echo "chromium is still missing at $(CHROMIUM): install Debian's chromium package"; exit 1; }
+
+test: lint browser
 	$(PY) -m pytest -q -p no:cacheprovider
 
 bench: $(STAMP)

@@ -40,6 +40,14 @@ class Settings:
     """SQLAlchemy URL of the claim history store; defaults to a SQLite file in ``home``."""
     decision_log_url: str = ""
     """SQLAlchemy URL of the decision log; defaults to a SQLite file in ``home``."""
+    cases_url: str = ""
+    """SQLAlchemy URL of the investigators' case store and page sessions; defaults to a SQLite file in ``home``."""
+    siu_sla_days: float = 14.0
+    """Calendar days from opening (or reopening) an SIU referral's case to its due date."""
+    specialist_sla_days: float = 7.0
+    """Calendar days from opening (or reopening) a specialist case to its due date."""
+    session_hours: float = 8.0
+    """How long an investigator's sign-in to the pages lasts."""
     identity_secret: str = field(default="", repr=False)
     """Key of the HMAC that personal identifiers (phone, address, account) are hashed with on every
     path in (:mod:`features.identity`). Unset: a public built-in secret, for demos only; the service
@@ -71,6 +79,7 @@ class Settings:
             mlflow_tracking_uri=self.mlflow_tracking_uri or f"sqlite:///{home / 'mlflow.db'}",
             history_url=self.history_url or f"sqlite:///{home / 'history.db'}",
             decision_log_url=self.decision_log_url or f"sqlite:///{home / 'decisions.db'}",
+            cases_url=self.cases_url or f"sqlite:///{home / 'cases.db'}",
         )
 
     def ensure_dirs(self) -> Settings:
@@ -81,6 +90,7 @@ class Settings:
 
 _PATH_KEYS = {"home", "shared_data"}
 _BOOL_KEYS = {"demo"}
+_NUMBER_KEYS = {"siu_sla_days", "specialist_sla_days", "session_hours"}
 _RENAMED = {"hash_salt": "identity_secret (an HMAC key; identifiers hashed with the old salt must be reloaded)"}
 
 
@@ -91,6 +101,14 @@ def _coerce(key: str, value: object, origin: str) -> object:
         if isinstance(value, str) and value.strip().lower() in {"1", "true", "yes", "on", "0", "false", "no", "off"}:
             return value.strip().lower() in {"1", "true", "yes", "on"}
         raise ConfigError(f"{origin}: '{key}' must be true or false, got {value!r}")
+    if key in _NUMBER_KEYS:
+        try:
+            number = float(value) if isinstance(value, (int, float, str)) and not isinstance(value, bool) else None
+        except ValueError:
+            number = None
+        if number is None or not 0 < number < float("inf"):
+            raise ConfigError(f"{origin}: '{key}' must be a positive number, got {value!r}")
+        return number
     if not isinstance(value, str):
         raise ConfigError(f"{origin}: '{key}' must be a string, got {type(value).__name__}")
     return Path(value) if key in _PATH_KEYS else value

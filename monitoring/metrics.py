@@ -109,12 +109,16 @@ def routing_kpis(
     fast: np.ndarray | None,
     y_fraud: np.ndarray | None,
 ) -> dict[str, float]:
-    """Route shares, and where the fraud label exists: fraud caught, SIU hit rate, fast-track leakage."""
+    """Route shares (of all claims), and where the fraud label exists: fraud caught, SIU hit rate,
+    fast-track leakage (over the claims with a fraud outcome: NaN marks a claim without one)."""
     routes, _ = policy.route_table(table, fraud, fast)
     out = {f"share_{r}": float((routes == r).mean()) for r in ROUTES}
     if y_fraud is not None and len(y_fraud):
-        referred, fast_tracked = routes == "siu_referral", routes == "fast_track"
-        out["fraud_caught"] = float(y_fraud[referred].sum() / y_fraud.sum()) if y_fraud.sum() else float("nan")
-        out["siu_hit_rate"] = float(y_fraud[referred].mean()) if referred.any() else float("nan")
-        out["fast_track_leakage"] = float(y_fraud[fast_tracked].mean()) if fast_tracked.any() else 0.0
+        y = np.asarray(y_fraud, dtype=np.float64)
+        known = ~np.isnan(y)
+        referred, fast_tracked = known & (routes == "siu_referral"), known & (routes == "fast_track")
+        positives = y[known].sum()
+        out["fraud_caught"] = float(y[referred].sum() / positives) if positives else float("nan")
+        out["siu_hit_rate"] = float(y[referred].mean()) if referred.any() else float("nan")
+        out["fast_track_leakage"] = float(y[fast_tracked].mean()) if fast_tracked.any() else 0.0
     return out

@@ -52,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--claims", required=True)
     p.add_argument("--key", required=True)
     p.add_argument("--n", type=int, default=5)
+    p.add_argument("--investigator-key", help="Shown with the queue's address, to sign in to the pages.")
+    p.add_argument("--queue-claims", type=int, default=1000, help="New claims scored to fill the queue.")
     args = p.parse_args(argv)
     base = f"http://127.0.0.1:{args.port}"
     deadline = time.monotonic() + 120
@@ -92,7 +94,26 @@ def main(argv: list[str] | None = None) -> int:
         f"-H 'Content-Type: application/json' -d '{example}'"
     )
     print(f"  API description: {base}/   model: curl -s {base}/model -H 'Authorization: Bearer {args.key}'")
+    if args.investigator_key:
+        _fill_queue(base, pd.read_parquet(args.claims).iloc[args.n : args.n + args.queue_claims], args.key)
+        print(f"\nThe investigators' workbench: {base}/ui/queue")
+        print(f"  sign in with the investigator key: {args.investigator_key}")
     return 0
+
+
+def _fill_queue(base: str, claims: pd.DataFrame, key: str) -> None:
+    """Score more new claims in batches: those referred open cases in the queue."""
+    routes: dict[str, int] = {}
+    for start in range(0, len(claims), 500):
+        batch = [claim_json(row) for _, row in claims.iloc[start : start + 500].iterrows()]
+        status, body = _post(f"{base}/score_batch", {"claims": batch}, key)
+        if status != 200:
+            print(f"  scoring a batch for the queue failed: HTTP {status} {body}")
+            return
+        for r in body["results"]:
+            routes[r["route"]] = routes.get(r["route"], 0) + 1
+    shown = ", ".join(f"{n:,} {route}" for route, n in sorted(routes.items()))
+    print(f"\nScored {len(claims):,} more new claims for the queue: {shown}")
 
 
 if __name__ == "__main__":

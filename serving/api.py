@@ -19,12 +19,14 @@ import os
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from features.errors import ClaimScoreError
+from serving.cases import CaseError, CaseNotFound, InvalidTransition, StaleVersion
 from serving.keys import KeyStore, verify
 from serving.request import ClaimRequest, RequestError, parse_records
 
@@ -42,7 +44,23 @@ ROLES = {
     "/explain": {"investigator", "admin"},
     "/model": {"scorer", "investigator", "admin"},
     "/metrics": {"scorer", "investigator", "admin"},
+    "/outcomes": {"scorer", "admin"},
+    "/cases": {"investigator", "admin"},
 }
+"""Roles allowed on each path; a path below one listed (``/cases/C-1``) takes its roles."""
+UI = "/ui"
+UI_ROLES = {"investigator", "admin"}
+UI_OPEN = ("/ui/login", "/ui/static/")
+"""The pages anyone may load: the sign-in page and the vendored scripts and style sheets."""
+
+
+def roles_for(path: str) -> set[str] | None:
+    """The roles that may use ``path``, None for a path no route serves (answered 404 after the key check)."""
+    if path in ROLES:
+        return ROLES[path]
+    head = "/" + path.split("/", 2)[1] if path.count("/") >= 2 else path
+    return ROLES.get(head)
+
 
 app = FastAPI(title="ClaimScore", version="1", description="Fraud and triage scores, routes and reasons for claims.")
 STATE: Any = None
@@ -64,7 +82,7 @@ _BATCH_BODY = {
         },
     }
 }
-_ERRORS = {
+ERRORS = {
     "4XX": {
         "description": "The request cannot be scored: every bad field and why",
         "content": {
@@ -95,7 +113,8 @@ def _too_large(limit: int) -> RequestError:
     return RequestError([{"field": "body", "problem": f"is larger than {limit:,} bytes"}], status=413)
 
 
-async def _json(request: Request, limit: int) -> Any:
+async def read_json(request: Request, limit: int) -> Any:
+    """A request's JSON body, refused with a 4xx naming the body when too large, empty or not JSON."""
     _check_length(request.headers.get("content-length"), limit)
     return _parse_json(await request.body(), limit)
 
@@ -119,16 +138,22 @@ def _parse_json(body: bytes, limit: int) -> Any:
         ) from None
 
 
-def _error_answer(exc: ClaimScoreError) -> tuple[dict, int]:
-    """A bad request: 4xx naming each field; anything else the service cannot do now: 503."""
+def error_answer(exc: ClaimScoreError) -> tuple[dict, int]:
+    """The body and status for an error: a bad request gets a 4xx naming each field (404 for a
+    claim with no case, 409 for a change that conflicts with the case as it is now: a stale
+    version, a status it cannot go to); anything else the service cannot do now: 503."""
     if isinstance(exc, RequestError):
         return {"errors": exc.problems}, exc.status
+    if isinstance(exc, CaseError) and exc.field is not None:
+        conflict = isinstance(exc, StaleVersion | InvalidTransition)
+        status = 404 if isinstance(exc, CaseNotFound) else 409 if conflict else 422
+        return {"errors": [{"field": exc.field, "problem": str(exc)}]}, status
     return {"errors": [{"field": "service", "problem": str(exc)}]}, 503
 
 
 @app.exception_handler(ClaimScoreError)
 async def _claimscore_error(_: Request, exc: ClaimScoreError) -> JSONResponse:
-    answer, status = _error_answer(exc)
+    answer, status = error_answer(exc)
     return JSONResponse(answer, status_code=status)
 
 
@@ -161,27 +186,28 @@ SCORING: dict[str, tuple[Any, int]] = {"/score": (score_one, MAX_BODY), "/score_
 """The scoring paths, answered straight from :class:`AuthMiddleware` (see there), and their body limits."""
 
 
-@app.post("/score", openapi_extra={**_BODY, "responses": _ERRORS})
+@app.post("/score", openapi_extra={**_BODY, "responses": ERRORS})
 async def score(request: Request) -> JSONResponse:
     """Score one claim: fraud and fast-track scores, route, rules fired, top reasons, versions."""
     # answers hold plain JSON values already: no jsonable_encoder pass
-    return JSONResponse(await score_one(await _json(request, MAX_BODY), _key_id(request)))
+    return JSONResponse(await score_one(await read_json(request, MAX_BODY), _key_id(request)))
 
 
-@app.post("/score_batch", openapi_extra={**_BATCH_BODY, "responses": _ERRORS})
+@app.post("/score_batch", openapi_extra={**_BATCH_BODY, "responses": ERRORS})
 async def score_batch(request: Request) -> JSONResponse:
     """Score up to 1,000 claims: the same answer per claim as /score, in order."""
-    return JSONResponse(await score_many(await _json(request, MAX_BATCH_BODY), _key_id(request)))
+    return JSONResponse(await score_many(await read_json(request, MAX_BATCH_BODY), _key_id(request)))
 
 
-@app.post("/explain", openapi_extra={**_BODY, "responses": _ERRORS})
+@app.post("/explain", openapi_extra={**_BODY, "responses": ERRORS})
 async def explain(request: Request) -> dict:
     """Every feature's contribution to both scores (log-odds), with base values."""
-    payload = await _json(request, MAX_BODY)
+    payload = await read_json(request, MAX_BODY)
     claims = parse_records([payload], prefix="")
     without = STATE.check_inputs([payload])
     answer = (await run_in_threadpool(STATE.explain, claims))[0]
     answer["scored_without"] = without[0]
+    await run_in_threadpool(STATE.casework.cases.record_view, current_user(request), answer["claim_id"], "explain")
     return answer
 
 
@@ -223,6 +249,8 @@ class AuthMiddleware:
         path = scope.get("path", "")
         if path in OPEN_PATHS or path in DOC_PATHS or path.startswith("/static"):
             return await self.app(scope, receive, send)
+        if path == UI or path.startswith(UI + "/"):
+            return await self._page(scope, receive, send, path)
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
         record = verify(self._keys(), headers.get("authorization"))
         if record is None:
@@ -233,17 +261,60 @@ class AuthMiddleware:
                 {"WWW-Authenticate": "Bearer"},
             )
             return await response(scope, receive, send)
-        allowed = ROLES.get(path)
+        allowed = roles_for(path)
         if allowed is not None and record.role not in allowed:
             response = error(
                 403, "Authorization", f"role '{record.role}' may not use {path} (allowed: {', '.join(sorted(allowed))})"
             )
             return await response(scope, receive, send)
-        scope["claimscore_key_id"] = record.key_id
+        _identify(scope, record)
         if path in SCORING and scope.get("method") == "POST":
             close = self._connections.last_request(scope.get("client"))
             return await _answer_scoring(path, headers, receive, send, record.key_id, close)
         return await self.app(scope, receive, send)
+
+    async def _page(self, scope, receive, send, path: str) -> None:
+        """The pages sign in with a session cookie, not a key header: a page without a live session
+        of an investigator's or admin's key that is still in force goes to the sign-in page."""
+        if path.startswith(UI_OPEN):
+            return await self.app(scope, receive, send)
+        from starlette.requests import HTTPConnection
+        from starlette.responses import RedirectResponse
+
+        from serving.sessions import COOKIE
+
+        token = HTTPConnection(scope).cookies.get(COOKIE)
+        session = STATE.sessions.find(token) if token and STATE is not None else None
+        record = None
+        if session is not None:
+            record = next((r for r in self._keys().values() if r.key_id == session.key_id), None)
+        if record is None or record.role not in UI_ROLES:
+            if scope.get("method") == "GET":
+                query = scope.get("query_string", b"").decode("latin-1")
+                where = quote(path + (f"?{query}" if query else ""))
+                response = RedirectResponse(f"{UI}/login?next={where}", status_code=303)
+            else:
+                response = error(401, "session", "sign in again: the session has ended")
+            return await response(scope, receive, send)
+        _identify(scope, record)
+        scope["claimscore_session"] = session
+        return await self.app(scope, receive, send)
+
+
+def _identify(scope, record) -> None:
+    """Who is asking, for the routes: the key's id, its role and the name its changes are recorded under."""
+    scope["claimscore_key_id"] = record.key_id
+    scope["claimscore_role"] = record.role
+    scope["claimscore_user"] = user_name(record)
+
+
+def user_name(record) -> str:
+    """The name a key's actions are recorded and assigned under: its name, else its id."""
+    return record.name or record.key_id
+
+
+def current_user(request: Request) -> str:
+    return request.scope.get("claimscore_user", "")
 
 
 class _Connections:
@@ -278,7 +349,7 @@ async def _answer_scoring(path: str, headers: dict[str, str], receive, send, key
         _check_length(headers.get("content-length"), limit)
         answer, status = await handler(_parse_json(await _read_body(receive, limit), limit), key_id), 200
     except ClaimScoreError as exc:
-        answer, status = _error_answer(exc)
+        answer, status = error_answer(exc)
     body = json.dumps(answer).encode()
     response_headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     if close:

@@ -194,3 +194,14 @@ def _plain(kind: str, msg: str) -> str:
     if kind == "missing":
         return "is required"
     return msg[0].lower() + msg[1:] if msg else kind
+
+
+def parse_body(model: type[BaseModel], payload: Any) -> BaseModel:
+    """``payload`` validated as ``model`` (a request body other than a claim's), or
+    :class:`RequestError` (422) naming each bad field."""
+    if not isinstance(payload, dict):
+        raise RequestError([{"field": "body", "problem": "must be a JSON object"}])
+    try:
+        return model.model_validate(payload)
+    except ValidationError as exc:
+        raise RequestError(_problems(exc)) from None

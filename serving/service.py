@@ -14,8 +14,11 @@ import sys
 
 import bentoml
 
-from serving import api
+from serving import api, case_api, ui
 from serving.state import ServiceState
+
+api.app.include_router(case_api.router)
+api.app.include_router(ui.router)
 
 ROUTES_TOTAL = bentoml.metrics.Counter(
     name="claimscore_routes", documentation="Claims answered, by route", labelnames=["route"]

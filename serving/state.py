@@ -2,10 +2,11 @@
 
 A live claim is scored from its online features (the claim plus the history rows that can
 influence it, through the same ``build_features`` as training), then its decision is written to the
-decision log (committed before the answer leaves) and the claim is appended to the history store.
-The history is read from memory (:class:`features.store.index.HistoryIndex`, which follows the
-store's change feed, so claims loaded and outcomes recorded by other processes are seen at the next
-batch).
+decision log (committed before the answer leaves) and the claim is appended to the history store;
+a claim routed to a queue (``siu_referral``, ``specialist``) then opens a case for the investigators
+(:mod:`serving.casework`). The history is read from memory
+(:class:`features.store.index.HistoryIndex`, which follows the store's change feed, so claims
+loaded and outcomes recorded by other processes are seen at the next batch).
 The whole path runs on arrays (:mod:`features.columns`), and claims that arrive together are scored
 together (:mod:`serving.batching`).
 
@@ -40,9 +41,12 @@ from features.store.history import HistoryStore
 from features.store.index import HistoryIndex
 from features.store.online import online_features
 from serving.batching import Batcher, Job
+from serving.casework import Casework
 from serving.decision_log import Decision, DecisionLog, input_hash
 from serving.model.scorer import MissingInputs, Scorer
+from serving.network import claim_network
 from serving.request import ALLOW_MISSING, RequestError
+from serving.sessions import Sessions
 
 
 @dataclass
@@ -51,6 +55,8 @@ class ServiceState:
     scorer: Scorer
     history: HistoryIndex
     log: DecisionLog
+    casework: Casework | None = None
+    """Cases for referred claims, dispositions and outcomes (None: no cases are opened)."""
 
     @classmethod
     def load(cls, settings: Settings | None = None) -> ServiceState:
@@ -59,7 +65,8 @@ class ServiceState:
         store, log = HistoryStore(settings.history_url), DecisionLog(settings.decision_log_url)
         for engine in (store.engine, log.engine):  # every batch commits to both
             checkpoint_in_background(engine)
-        state = cls(settings, Scorer.from_registry(settings), HistoryIndex(store), log)
+        casework = Casework.from_settings(settings, store, log)
+        state = cls(settings, Scorer.from_registry(settings), HistoryIndex(store), log, casework)
         # the models and the history index are millions of long-lived objects: keep them out of
         # the garbage collector's full passes, which otherwise stall a batch now and then
         gc.collect()
@@ -72,6 +79,10 @@ class ServiceState:
         self.identity = Identity.from_settings(self.settings, warn=False)
         self.observers: list[Callable[[list[dict], float], None]] = []
         """Called with every batch's answers and the seconds it took (the service's metrics)."""
+        self.sessions = (
+            Sessions(self.casework.cases.engine, self.settings.session_hours) if self.casework is not None else None
+        )
+        """The pages' sign-in sessions, kept beside the cases."""
 
     def close(self) -> None:
         self._batcher.close()
@@ -170,6 +181,8 @@ class ServiceState:
                 )
             self.log.write(decisions)
             self.history.append(claims)
+            if self.casework is not None:
+                self.casework.refer(decisions, records)
         return answers
 
     def explain(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -180,14 +193,41 @@ class ServiceState:
             table = online_features(
                 self.history, columns.from_records(records), self.scorer.features, self.scorer.extras
             )
-        out = [{"claim_id": r["claim_id"], "models": {}} for r in records]
+        out = [{"claim_id": r["claim_id"], "models": models} for r, models in zip(records, self._contributions(table))]
+        return out
+
+    def claim_network(self, claim_id: str) -> dict[str, Any]:
+        """The claim's linked parties within two hops (:func:`serving.network.claim_network`), read
+        from the history as it stands between two batches."""
+        with self._lock:
+            self.history.refresh()
+            return claim_network(self.history, claim_id)
+
+    def explain_features(self, features: dict[str, Any]) -> dict[str, Any]:
+        """The explanation of a decision as it was made: every feature's contribution to both scores
+        (as :meth:`explain` answers ``models``) from the feature values the decision log holds,
+        whatever the history holds now. Features a model uses that the decision did not record
+        count as missing."""
+        categorical = {name for b in self.scorer.bundles.values() for name in b.encoder.categories}
+        table = {}
+        for name in self.scorer.features:
+            value = features.get(name)
+            if name in categorical:
+                table[name] = np.array([value], dtype=object)
+            else:
+                table[name] = np.array([np.nan if value is None else value], dtype=np.float64)
+        return self._contributions(table)[0]
+
+    def _contributions(self, table: dict[str, np.ndarray]) -> list[dict[str, Any]]:
+        n = len(next(iter(table.values()))) if table else 0
+        out: list[dict[str, Any]] = [{} for _ in range(n)]
         for task, bundle in self.scorer.bundles.items():
             matrix = bundle.encoder.transform(table)
             contrib = bundle.explainer.contributions(matrix, stable=True)
             raw = bundle.booster.predict(matrix, raw_score=True)
             scores = bundle.predict(matrix)
             for i, answer in enumerate(out):
-                answer["models"][task] = {
+                answer[task] = {
                     "base_value": bundle.explainer.expected_value,
                     "raw_score": float(raw[i]),
                     "score": float(scores[i]),

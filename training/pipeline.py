@@ -2,6 +2,11 @@
 validation, judged on test) -> refit on all matured data -> routing policy -> MLflow run, registered
 challengers.
 
+A claim without a task's label (NaN: its outcome has not arrived, e.g. a live claim in the history
+store) is left out of that task's training, validation, test and refit rows, and of the fraud rates
+the routing policy is judged by; it still counts as history for other claims' features and in route
+shares. How many were left out is logged (``{task}.unlabelled``).
+
 The run's ``{task}.test.*`` metrics are the honest figures of the model fitted on the train period;
 the model registered is its refit (training/refit.py) unless ``refit: false``. For the promotion gate
 the run also scores the current champion on the part of this run's test period the champion never
@@ -56,6 +61,9 @@ class TrainResult:
     split: TimeSplit | None = None
     config_origin: str = "given"
     notes: list[str] = field(default_factory=list)
+    unlabelled: dict[str, int] = field(default_factory=dict)
+    """Task -> claims without its label (outcome not recorded yet): left out of that model's
+    training, validation and test rows, still history for other claims' features."""
 
 
 def fingerprint(frame: pd.DataFrame) -> str:
@@ -165,8 +173,10 @@ def train(
     if not bundles:
         raise TrainingRefused("no model could be trained: " + "; ".join(skipped.values()))
     notes = list(split.notes)
+    unlabelled = {task: int(np.isnan(ys[task]).sum()) for task in bundles}
 
-    y_fraud = frame["fraud_confirmed"].astype("float64").fillna(0).to_numpy() if "fraud" in bundles else None
+    # unlabelled claims stay NaN: routing counts them in route shares, never as non-fraud
+    y_fraud = ys["fraud"] if "fraud" in bundles else None
     policy = choose_policy(
         cfg.routing,
         table[split.valid],
@@ -203,10 +213,11 @@ def train(
         check.report_path,
         config_origin,
         scores,
+        unlabelled,
     )
     on_stage(STAGES[5])
     return TrainResult(
-        run_id, models, skipped, metrics, policy, periods, bundles, selected, split, config_origin, notes
+        run_id, models, skipped, metrics, policy, periods, bundles, selected, split, config_origin, notes, unlabelled
     )
 
 
@@ -353,6 +364,7 @@ def _log_run(
     report_path,
     config_origin,
     scores,
+    unlabelled,
 ) -> tuple[str, dict]:
     import mlflow
 
@@ -384,6 +396,7 @@ def _log_run(
                 "split.gap_days": split.gap_days,
                 "split.notes": "; ".join(split.notes) or "none",
                 "skipped": "; ".join(skipped.values()) or "none",
+                **{f"{task}.unlabelled": n for task, n in unlabelled.items()},
                 **{k: v for task, b in bundles.items() for k, v in _refit_params(task, b).items()},
                 **compare_params,
             }

@@ -4,8 +4,9 @@
   investigations unit's capacity.
 - Fast track: among small claims not referred, the most permissive pair (fast-track score from,
   fraud score below) whose confirmed-fraud rate among fast-tracked claims stays within the leakage
-  cap. Without a fraud label (a source with only settlement outcomes) leakage cannot be measured:
-  the fast-track threshold is then the configured minimum score, and the policy says so.
+  cap (the rate among those with a fraud outcome: a claim without one, NaN, is no negative).
+  Without a fraud label (a source with only settlement outcomes) leakage cannot be measured: the
+  fast-track threshold is then the configured minimum score, and the policy says so.
 - Rules: a rule naming a feature the catalog does not know is a typo and refused (naming it); a rule
   naming a catalog feature this source cannot build is left out, and the policy records why
   (``skipped_rules``: printed by ``claimscore train``, logged with the run, shown by ``GET /model``).
@@ -124,11 +125,13 @@ def _fast_track_pair(cfg, table, fraud, fast, y_fraud, siu, base) -> tuple[float
         else np.array([cfg.fast_track_min_score])
     )
     fr_grid = np.unique(np.quantile(fraud, np.linspace(0.2, 0.995, 25)))
+    labelled = ~np.isnan(y_fraud)  # leakage is measured on claims whose fraud outcome is known
     for ft in ft_grid:
         base_ok = eligible & (fast >= ft)
         for fmax in fr_grid:
             chosen = base_ok & (fraud < fmax)
-            if chosen.any() and y_fraud[chosen].mean() <= cfg.fast_track_leakage_cap and chosen.mean() > best[2]:
+            known = chosen & labelled
+            if known.any() and y_fraud[known].mean() <= cfg.fast_track_leakage_cap and chosen.mean() > best[2]:
                 best = (float(ft), float(fmax), float(chosen.mean()))
     if best[2] < 0:  # nothing meets the cap: fast-track nobody rather than leak
         return float(np.inf), 0.0

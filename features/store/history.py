@@ -307,6 +307,15 @@ class HistoryStore:
 
     # --- reading ------------------------------------------------------------------------------
 
+    def claim(self, claim_id: str) -> dict[str, object] | None:
+        """One stored claim's every canonical column (missing values ``None``), or None."""
+        try:
+            with self.engine.connect() as conn:
+                row = conn.execute(sa.select(self.table).where(self.table.c.claim_id == str(claim_id))).first()
+        except sa.exc.SQLAlchemyError as exc:
+            raise HistoryError(f"history store {self.shown}: cannot read claim ({db_error(exc)})") from None
+        return None if row is None else {f.name: row._mapping[f.name] for f in schema.FIELDS}
+
     def read_all(self) -> pd.DataFrame:
         """Every stored claim as a canonical frame, in report-time order (small stores and tests)."""
         with self.engine.connect() as conn:

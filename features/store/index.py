@@ -6,7 +6,9 @@ claim's features. :class:`HistoryIndex` holds the store's
 :data:`~features.store.history.HISTORY_COLUMNS` as numpy arrays with a position list per
 identifier value, answers :meth:`history_columns` exactly as
 :meth:`HistoryStore.history_columns <features.store.history.HistoryStore.history_columns>` does
-(the same rows: the same features), and writes through to the store.
+(the same rows: the same features), and writes through to the store. :meth:`~HistoryIndex.rows_with`
+and :meth:`~HistoryIndex.values_at` read held claims by identifier for other readers (the
+investigators' linked network, :mod:`serving.network`).
 
 Staying in step: every write to the store (this index's own appends, ``claimscore history load``,
 outcomes recorded by another process, deletions) adds its claim ids to the store's change feed in the
@@ -25,6 +27,7 @@ next full read. Each worker holds its own.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -89,6 +92,8 @@ class HistoryIndex:
         for k, lookup in self._by.items():
             self._cols[k] = lookup.shared
             del lookup.shared
+            if len(lookup.index):  # pandas builds a hash table on its first lookup: here, not in a request
+                lookup.index.get_loc(lookup.index[0])
         self._count = self._n
         self._grow(self._n)
         self.reloads += 1
@@ -176,6 +181,25 @@ class HistoryIndex:
             self._cols[name] = np.concatenate([arr, columns.missing(size - capacity, arr.dtype)])
 
     # --- reading --------------------------------------------------------------------------------
+
+    def rows_with(self, key: str, values: Iterable[Any]) -> np.ndarray:
+        """Positions (sorted, each once) of the held claims whose ``key`` is any of ``values`` now;
+        ``key`` one of :data:`~features.store.history.KEYS` or ``claim_id``. Positions are valid until
+        the next :meth:`refresh` or :meth:`append`; read the claims' values with :meth:`values_at`."""
+        if key not in self._by:
+            raise ValueError(f"rows_with: key={key!r} is not looked up by value (one of {', '.join(self._by)})")
+        rows = self._rows_of(key, {v for v in values if v is not None})
+        return np.unique(rows)
+
+    def values_at(self, rows: np.ndarray, names: Iterable[str] = HISTORY_COLUMNS) -> Columns:
+        """The :data:`~features.store.history.HISTORY_COLUMNS` ``names`` of the claims at ``rows``
+        (positions from :meth:`rows_with`), as :data:`~features.columns.Columns` (copies)."""
+        names = list(names)
+        unknown = [n for n in names if n not in HISTORY_COLUMNS]
+        if unknown:
+            raise ValueError(f"values_at: {', '.join(unknown)} not held (held: {', '.join(HISTORY_COLUMNS)})")
+        rows = np.asarray(rows, dtype=np.int64)
+        return {name: self._cols[name][rows] for name in names}
 
     def _rows_of(self, key: str, values: set) -> np.ndarray:
         """Positions whose ``key`` is any of ``values`` now."""

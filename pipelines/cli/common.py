@@ -11,7 +11,8 @@ from features.errors import DataFileError
 
 SOURCE_HELP = (
     "Where the claims come from: synthetic (canonical Parquet/CSV), vehicle_fraud, "
-    "aus_bodily_injury, or mapping:FILE.yaml for your own table."
+    "aus_bodily_injury, history (the claim history store with the outcomes recorded since; "
+    "no --data needed), or mapping:FILE.yaml for your own table."
 )
 SourceOpt = Annotated[str, typer.Option("--source", "-s", help=SOURCE_HELP)]
 ConfigOpt = Annotated[
@@ -23,7 +24,8 @@ DataOpt = Annotated[
     typer.Option(
         "--data",
         "-d",
-        help="Claims file (or a SQLAlchemy URL for SQL mappings). The built-in real sources default to ../shared/data.",
+        help="Claims file (or a SQLAlchemy URL for SQL mappings). The built-in real sources default to "
+        "../shared/data; --source history reads history_url, or another store's SQLAlchemy URL given here.",
     ),
 ]
 TrainingConfigOpt = Annotated[

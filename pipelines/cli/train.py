@@ -37,7 +37,10 @@ def train(
     """Train the fraud and fast-track models on a time-ordered split; register them as challengers.
 
     The training config is --training-config if given, else the source's recommended
-    training/configs/<source>.yaml, else the defaults (a split relative to the data)."""
+    training/configs/<source>.yaml, else the defaults (a split relative to the data).
+    --source history trains on the claim history store's matured labels: claims whose outcome has
+    not been recorded yet are left out of each model's rows (and counted)."""
+    from features.schema import LABELS
     from training.config import resolve_training_config
     from training.pipeline import STAGES
     from training.pipeline import train as run_training
@@ -55,6 +58,12 @@ def train(
         typer.echo(f"split: {note}")
     for task, why in result.skipped.items():
         typer.echo(f"{task} model not trained: {why}")
+    for task, n in result.unlabelled.items():
+        if n:
+            typer.echo(
+                f"{task}: {n:,} claims without a {LABELS[task]} outcome left out of training and evaluation "
+                "(still history for other claims' features)"
+            )
     for rule, why in result.policy.skipped_rules.items():
         typer.echo(f"routing rule '{rule}' not applied: {why}")
     for task, model in result.models.items():

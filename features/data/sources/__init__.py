@@ -6,7 +6,9 @@
     new = load_claims("new_claims.csv", "vehicle_fraud", purpose="score")  # no outcome columns needed
 
 ``source`` is a built-in name (:data:`BUILTIN_SOURCES`) or ``mapping:PATH.yaml``; the mapping
-language is documented in :mod:`features.data.sources.mapping`.
+language is documented in :mod:`features.data.sources.mapping`. The built-in ``history`` source reads
+the claim history store (``settings.history_url``, or ``data`` as another store's SQLAlchemy URL);
+it supplies the fields the store holds values for.
 """
 
 from __future__ import annotations
@@ -25,10 +27,21 @@ from features.errors import DataFileError, MappingError
 from features.identity import Identity
 from features.schema import BY_NAME, EXTRA_PREFIX, TypeProblem, extra_columns
 
-__all__ = ["BUILTIN_SOURCES", "ExtraSpec", "LoadedClaims", "Mapping", "Purpose", "load_claims", "load_mapping"]
+__all__ = [
+    "BUILTIN_SOURCES",
+    "HISTORY_SOURCE",
+    "ExtraSpec",
+    "LoadedClaims",
+    "Mapping",
+    "Purpose",
+    "load_claims",
+    "load_mapping",
+]
 
 _HERE = Path(__file__).parent
-BUILTIN_SOURCES: tuple[str, ...] = ("synthetic", "vehicle_fraud", "aus_bodily_injury")
+BUILTIN_SOURCES: tuple[str, ...] = ("synthetic", "vehicle_fraud", "aus_bodily_injury", "history")
+HISTORY_SOURCE = "history"
+"""The claim history store as a source: no file, its claims are read from a database."""
 MAPPING_PREFIX = "mapping:"
 
 Purpose = Literal["train", "score"]
@@ -112,23 +125,13 @@ def load_claims(
     """
     settings = settings or load_settings()
     declared = mapping = load_mapping(source)
-    default = data is None and mapping.default_data is not None and not mapping.read.url
-    if default:
-        data = Path(settings.shared_data) / str(mapping.default_data)
-    if data is None and not mapping.read.url:
-        raise DataFileError(
-            f"source '{source}' has no default data: give the claims file (or a SQLAlchemy URL for a SQL mapping)"
-        )
-    origin = readers.describe(data if data is not None else mapping.read.url)
-    try:
-        raw = readers.read_table(data, mapping.read, text_columns=_text_columns(mapping))
-    except DataFileError as exc:
-        if not default:
-            raise
-        raise DataFileError(
-            f"{exc} (the default file for source '{source}': give the file's path, "
-            "or set shared_data in the configuration)"
-        ) from None
+    if source == HISTORY_SOURCE:
+        raw, origin = _read_history(data, settings)
+        # what the store holds values for is what it supplies (a field no claim has stays unsupplied)
+        provided = [c for c in raw.columns if raw[c].notna().any()]
+        declared = mapping = mapping.model_copy(update={"supplies": provided})
+    else:
+        raw, origin = _read(data, source, mapping, settings)
     have = set(raw.columns)
     absent: list[str] = []
     if purpose == "score":
@@ -160,6 +163,39 @@ def load_claims(
         supplies=tuple(declared.supplied_fields()),
         absent=absent,
     )
+
+
+def _read(data: str | Path | None, source: str, mapping: Mapping, settings: Settings) -> tuple[pd.DataFrame, str]:
+    """The source table of a file or SQL mapping, and how to name it in messages."""
+    default = data is None and mapping.default_data is not None and not mapping.read.url
+    if default:
+        data = Path(settings.shared_data) / str(mapping.default_data)
+    if data is None and not mapping.read.url:
+        raise DataFileError(
+            f"source '{source}' has no default data: give the claims file (or a SQLAlchemy URL for a SQL mapping)"
+        )
+    origin = readers.describe(data if data is not None else mapping.read.url)
+    try:
+        return readers.read_table(data, mapping.read, text_columns=_text_columns(mapping)), origin
+    except DataFileError as exc:
+        if not default:
+            raise
+        raise DataFileError(
+            f"{exc} (the default file for source '{source}': give the file's path, "
+            "or set shared_data in the configuration)"
+        ) from None
+
+
+def _read_history(data: str | Path | None, settings: Settings) -> tuple[pd.DataFrame, str]:
+    """The claims of the history store at ``settings.history_url``, or at ``data`` when it is a
+    SQLAlchemy URL (another store); anything else given as ``data`` is refused."""
+    if data is not None and not readers.is_url(data):
+        raise DataFileError(
+            f"source '{HISTORY_SOURCE}' reads a claim history store, not a file ('{data}'): give no --data "
+            "to read the configured history_url, or the SQLAlchemy URL of another store"
+        )
+    url = str(data) if data is not None else settings.resolved().history_url
+    return readers.read_history(url), readers.describe(url)
 
 
 def _check_labels(m: Mapping, have: set[str], origin: str) -> None:

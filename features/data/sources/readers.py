@@ -160,3 +160,30 @@ def _read_sql(url: str, spec: ReadSpec) -> pd.DataFrame:
     if len(df) == 0:
         raise DataFileError(f"{shown}: the query returned no rows")
     return df
+
+
+def read_history(url: str) -> pd.DataFrame:
+    """Every claim in the claim history store at ``url`` (:mod:`features.store.history`), as the
+    canonical frame it holds, in report-time order; a missing or empty store is a DataFileError."""
+    import sqlalchemy as sa
+
+    from features.store.history import HistoryStore
+
+    shown = describe(url)
+    if shown.startswith("sqlite:///"):  # never create an empty store just to read it
+        db = Path(shown.removeprefix("sqlite:///"))
+        if str(db) not in ("", ":memory:") and not db.exists():
+            raise DataFileError(
+                f"history store {shown}: no such database; fill it with claimscore history load, "
+                "or set history_url in the configuration"
+            )
+    store = HistoryStore(url)
+    try:
+        frame = store.read_all()
+    except sa.exc.SQLAlchemyError as exc:
+        raise DataFileError(f"history store {store.shown}: cannot read its claims ({db_error(exc)})") from None
+    finally:
+        store.close()
+    if frame.empty:
+        raise DataFileError(f"history store {store.shown}: holds no claims; fill it with claimscore history load")
+    return frame

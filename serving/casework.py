@@ -1,0 +1,245 @@
+"""What investigators and claim systems do with referred claims, behind both the JSON API and the pages.
+
+:class:`Casework` joins the case store (:mod:`serving.cases`), the history store and the decision
+log: referred decisions open cases; a disposition closes a case and becomes the claim's label in the
+history store at the time it was decided (so later claims' features see it, earlier ones never do,
+and ``claimscore train --source history`` learns from it); outcomes sent by claim systems
+(``POST /outcomes``) go to the history store the same way; a case's page or JSON gathers the
+claim's facts, its score history and its audit trail, and reading it is itself an audit event.
+
+Request bodies are validated here (:class:`DispositionBody`, :class:`OutcomeBody`) and refused with
+the same 4xx bodies as ``/score`` (:class:`serving.request.RequestError`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from features.config import Settings
+from features.store.history import HistoryStore, UnknownClaimError
+from serving.cases import (
+    DISPOSITIONS,
+    MAX_PAGE,
+    QUEUES,
+    SORTS,
+    STATUSES,
+    AuditEvent,
+    Case,
+    CaseNotFound,
+    CasePage,
+    CaseStore,
+    Referral,
+    outcome_for,
+)
+from serving.decision_log import Decision, DecisionLog
+from serving.request import ID_MAX, RequestError, parse_body
+
+NOTE_MAX = 4_000
+REASON_MAX = 1_000
+
+_Text = Annotated[str, StringConstraints(strip_whitespace=True, max_length=NOTE_MAX)]
+
+
+class DispositionBody(BaseModel):
+    """What an investigation found: closes the case; ``confirmed_fraud``, ``not_proven`` and
+    ``not_fraud`` become the claim's fraud label (``duplicate`` and ``withdrawn`` are no label)."""
+
+    model_config = ConfigDict(extra="forbid")
+    disposition: Literal[DISPOSITIONS]  # type: ignore[valid-type]
+    reason: Annotated[str, StringConstraints(strip_whitespace=True, max_length=REASON_MAX)] | None = Field(
+        None, description="Why: required for not_fraud (why the referral was a false positive)."
+    )
+    note: _Text | None = Field(None, description="A note for the case's timeline.")
+    amount_saved: Annotated[float, Field(ge=0, le=1e9, allow_inf_nan=False)] | None = Field(
+        None, description="Claim cost avoided by the investigation."
+    )
+    version: Annotated[int, Field(ge=1)] | None = Field(
+        None, description="The case version read (GET /cases/{claim_id}): refused with 409 if it changed since."
+    )
+
+
+class OutcomeBody(BaseModel):
+    """Outcomes a claim system learned after scoring; every field given is recorded, the others kept."""
+
+    model_config = ConfigDict(extra="forbid")
+    claim_id: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=ID_MAX)]
+    settled_amount: Annotated[float, Field(ge=0, le=1e9, allow_inf_nan=False)] | None = None
+    settlement_date: datetime | None = None
+    legal_representation: bool | None = None
+    disputed: bool | None = None
+    adjuster_assigned: bool | None = None
+    simple_settlement: bool | None = Field(
+        None, description="Settled simply (fast, unadjusted, undisputed, without lawyers): the fast-track label."
+    )
+    investigation_result: Literal[DISPOSITIONS] | None = Field(  # type: ignore[valid-type]
+        None, description="What an investigation outside the workbench found (as a disposition)."
+    )
+    investigation_closed_date: datetime | None = Field(
+        None, description="When that investigation was decided (default: now)."
+    )
+
+
+class ListQuery(BaseModel):
+    """``GET /cases`` query parameters."""
+
+    model_config = ConfigDict(extra="forbid")
+    queue: Literal[QUEUES] | None = None  # type: ignore[valid-type]
+    status: list[Literal[STATUSES]] | None = None  # type: ignore[valid-type]
+    assignee: Annotated[str, StringConstraints(max_length=ID_MAX)] | None = None
+    unassigned: bool = False
+    region: Annotated[str, StringConstraints(max_length=ID_MAX)] | None = None
+    min_score: Annotated[float, Field(ge=0, le=1)] | None = None
+    min_amount: Annotated[float, Field(ge=0)] | None = None
+    max_amount: Annotated[float, Field(ge=0)] | None = None
+    older_than_days: Annotated[float, Field(ge=0)] | None = None
+    overdue: bool | None = None
+    sort: Literal[tuple(k for key in SORTS for k in (key, f"-{key}"))] = "-score"  # type: ignore[valid-type]
+    limit: Annotated[int, Field(ge=1, le=MAX_PAGE)] = 50
+    offset: Annotated[int, Field(ge=0)] = 0
+
+
+def parse_list_query(params: Mapping[str, Any]) -> dict[str, Any]:
+    """Query parameters (a multi-dict's items; ``status`` may repeat or be comma-separated) as
+    :meth:`serving.cases.CaseStore.list_cases` keyword arguments, or :class:`RequestError`."""
+    values: dict[str, Any] = {}
+    for key, value in params.items() if isinstance(params, Mapping) else params:
+        if key == "status":
+            wanted = [s for s in str(value).split(",") if s]
+            if wanted:  # "status=" is no filter, not a filter that nothing passes
+                values.setdefault("status", []).extend(wanted)
+        elif value != "":
+            values[key] = value
+    return parse_body(ListQuery, values).model_dump(exclude_none=True)
+
+
+def case_json(case: Case) -> dict[str, Any]:
+    out = asdict(case)
+    for key in ("opened_at", "due_at", "closed_at"):
+        out[key] = None if out[key] is None else out[key].isoformat()
+    return out
+
+
+def event_json(event: AuditEvent) -> dict[str, Any]:
+    out = asdict(event)
+    out["at"] = event.at.isoformat()
+    return out
+
+
+class Casework:
+    def __init__(self, cases: CaseStore, history: HistoryStore, log: DecisionLog):
+        self.cases, self.history, self.log = cases, history, log
+
+    @classmethod
+    def from_settings(cls, settings: Settings, history: HistoryStore, log: DecisionLog) -> Casework:
+        sla = {"siu_referral": settings.siu_sla_days, "specialist": settings.specialist_sla_days}
+        return cls(CaseStore(settings.cases_url, sla_days=sla, checkpoint=True), history, log)
+
+    # --- from scoring ---------------------------------------------------------------------------
+
+    def refer(self, decisions: Sequence[Decision], records: Sequence[Mapping[str, Any]]) -> list[Case]:
+        """Open a case for each decision routed to a queue (called once the decisions are logged)."""
+        referrals = [
+            Referral.of_decision(d, r.get("region"), r.get("claimed_amount"))
+            for d, r in zip(decisions, records)
+            if d.route in QUEUES
+        ]
+        return self.cases.open_cases(referrals) if referrals else []
+
+    # --- investigators --------------------------------------------------------------------------
+
+    def list(self, params: Mapping[str, Any] | Sequence[tuple[str, Any]]) -> CasePage:
+        return self.cases.list_cases(**parse_list_query(params))
+
+    def case(self, claim_id: str, user: str, what: str = "case") -> dict[str, Any]:
+        """A claim's case, facts, score history and audit trail; the reading is recorded (``what``:
+        which page or call read it)."""
+        case = self.cases.get(claim_id)
+        self.cases.record_view(user, claim_id, what)
+        return {
+            "case": case_json(case),
+            "claim": self.facts(claim_id),
+            "decisions": self.decisions(claim_id),
+            "trail": [event_json(e) for e in self.cases.trail(claim_id)],
+        }
+
+    def facts(self, claim_id: str) -> dict[str, Any] | None:
+        """The claim as the history store holds it (identifiers as their keyed hashes), JSON-ready."""
+        row = self.history.claim(claim_id)
+        return None if row is None else {k: _json_value(v) for k, v in row.items()}
+
+    def decisions(self, claim_id: str) -> list[dict[str, Any]]:
+        """Every decision on the claim, oldest first (its score history)."""
+        return [
+            {k: d[k] for k in ("decided_at", "route", "scores", "rules", "reasons", "versions")}
+            for d in self.log.read(claim_id=claim_id)
+        ]
+
+    def decide(self, claim_id: str, body: Any, user: str) -> Case:
+        """Record a disposition (a ``POST /cases/{claim_id}/disposition`` body), then the label it
+        amounts to in the history store, at the time it was decided."""
+        b = parse_body(DispositionBody, body)
+        case = self.cases.record_disposition(claim_id, user, b.disposition, b.reason, b.amount_saved, b.note, b.version)
+        self._label(case.claim_id, outcome_for(b.disposition, case.closed_at), user)
+        return case
+
+    def reopen(self, claim_id: str, user: str, reason: str | None = None, version: int | None = None) -> Case:
+        """Reopen a closed case; its label is withdrawn from the history store until decided again."""
+        case = self.cases.reopen(claim_id, user, reason, version)
+        self._label(case.claim_id, {"fraud_confirmed": None, "investigation_closed_date": None}, user)
+        return case
+
+    def _label(self, claim_id: str, outcome: dict[str, object], user: str) -> None:
+        if not outcome:
+            return
+        try:
+            self.history.record_outcome(claim_id, **outcome)
+        except UnknownClaimError:  # a case whose claim was removed from the history: nothing to label
+            self.cases.add_note(claim_id, user, "label not recorded: the claim is no longer in the history store")
+
+    # --- claim systems --------------------------------------------------------------------------
+
+    def record_outcome(self, body: Any, user: str) -> dict[str, Any]:
+        """Record a ``POST /outcomes`` body in the history store; what was recorded."""
+        b = parse_body(OutcomeBody, body)
+        given = b.model_dump(exclude_unset=True)
+        claim_id = given.pop("claim_id")
+        result = given.pop("investigation_result", None)
+        closed = given.pop("investigation_closed_date", None)
+        if closed is not None and result is None:
+            raise RequestError(
+                [{"field": "investigation_closed_date", "problem": "is only meaningful with investigation_result"}]
+            )
+        if result is not None:
+            given |= outcome_for(result, closed or datetime.now(UTC)) or {"investigated": True}
+        if not given:
+            outcomes = ", ".join(f for f in OutcomeBody.model_fields if f != "claim_id")
+            raise RequestError([{"field": "body", "problem": f"names no outcome (send one of {outcomes})"}])
+        try:
+            self.history.record_outcome(claim_id, **given)
+        except UnknownClaimError:
+            raise RequestError(
+                [{"field": "claim_id", "problem": f"'{claim_id}' is not in the history store (score it first)"}],
+                status=404,
+            ) from None
+        recorded = {k: _json_value(v) for k, v in given.items()}
+        try:
+            note = ", ".join(f"{k}={v}" for k, v in recorded.items())
+            self.cases.add_note(claim_id, user, f"outcome recorded: {note}")
+        except CaseNotFound:
+            pass  # a claim that was never referred has no case to note it on
+        return {"claim_id": claim_id, "recorded": recorded}
+
+
+def _json_value(v: Any) -> Any:
+    if v is None:
+        return None
+    if isinstance(v, datetime):
+        return v.isoformat()
+    if isinstance(v, float) and v != v:
+        return None
+    return v.item() if hasattr(v, "item") else v
