@@ -3,6 +3,7 @@
     python -m bench.run                  # every benchmark (what `make bench` runs)
     python -m bench.run generator        # one of them; the other sections stay as they are
     python -m bench.run --render         # rewrite RESULTS.md from bench/results/*.json, measuring nothing
+    python -m bench.run workbench --claims 100000   # the workbench at a smaller history (a quick check)
 
 Each benchmark runs in a fresh process and its raw result goes to ``bench/results/NAME.json``,
 together with the date, the machine and the command that produced it. Its section of RESULTS.md,
@@ -22,7 +23,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import Path
 
@@ -67,6 +68,7 @@ def run_isolated(module: str, *args: str) -> dict:
 GENERATOR_ROWS = 1_000_000
 FEATURES_ROWS = 1_000_000
 HISTORY_CLAIMS = 1_000_000
+WORKBENCH_CLAIMS = 1_000_000
 
 
 def render_generator(r: dict) -> str:
@@ -166,6 +168,57 @@ def render_history_index(r: dict) -> str:
     )
 
 
+def measure_workbench(claims: int = WORKBENCH_CLAIMS) -> dict:
+    return run_isolated("bench.workbench", "--claims", str(claims))
+
+
+def render_workbench(r: dict) -> str:
+    http, net, setup = r["http"], r["network_in_process"], r["setup"]
+    floor = http["model"]["p50_ms"]
+    rows = [
+        ("readyz", "`GET /readyz` (floor: BentoML's probe)"),
+        ("model", "`GET /model` (floor: an authenticated API route)"),
+        ("cases_first_page", "`GET /cases?queue=siu_referral` (first page, by score)"),
+        ("cases_filtered_page", f"`GET /cases?{r['filtered_query']}`"),
+        ("case", "`GET /cases/{claim_id}`, random referred claims"),
+        ("ui_queue", "page `GET /ui/queue` (open cases, by score)"),
+        ("ui_queue_filtered", "page `GET /ui/queue?...` (the filtered query above)"),
+        ("ui_claim", "page `GET /ui/claims/{claim_id}`, random referred claims"),
+    ]
+    md = "| request | requests | errors | p50 | p95 | p99 | max | p50 / floor | answer |\n"
+    md += "|---|---:|---:|---:|---:|---:|---:|---:|---:|\n"
+    for key, what in rows:
+        if key not in http:
+            md += f"| {what} | pending | | | | | | | |\n"
+            continue
+        m = http[key]
+        md += (
+            f"| {what} | {m['requests']:,} | {m['errors'] + m.get('incomplete', 0)} | {m['p50_ms']:.1f} ms | "
+            f"{m['p95_ms']:.1f} ms | "
+            f"{m['p99_ms']:.1f} ms | {m['max_ms']:.1f} ms | {m['p50_ms'] / floor:.1f}x | {m['mean_kb']:.1f} KB |\n"
+        )
+    md += (
+        f"| in process: `claim_network(index, claim_id)`, same claims | {net['calls']:,} | - | "
+        f"{net['p50_ms']:.1f} ms | {net['p95_ms']:.1f} ms | {net['p99_ms']:.1f} ms | {net['max_ms']:.1f} ms | - | "
+        f"{net['mean_shown_claims']:.1f} claims |\n"
+    )
+    share = ", ".join(f"{route} {v:.1%}" for route, v in r["live_route_share"].items())
+    md += (
+        f"\n{r['history_claims']:,} synthetic claims in the history store ({r['history_claims_after_live']:,} after "
+        f"the live ones), {r['open_cases']:,} open SIU cases ({r['cases_from_live']:,} referred by scoring "
+        f"{r['live_claims']:,} new claims through `/score_batch`, routes: {share}; {r['cases_opened_directly']:,} "
+        f"opened directly for history claims, each with a copy of a live referred decision); the filtered query "
+        f"matches {r['filtered_matching']:,} cases. Errors: answers other than 200, and claim pages without "
+        f"their reasons chart or network. Client: {r['client']}, {r['warm_up']} untimed requests "
+        f"first; two server workers on the same {r['cores']} cores. Setup: generate {setup['generate_s']:.0f} s, "
+        f"train on {r['train_claims']:,} claims {setup['train_s']:.0f} s, hash {setup['hash_s']:.0f} s, load "
+        f"the history {setup['history_load_s']:.0f} s, server start {setup['server_start_s']:.0f} s, score the "
+        f"live claims {setup['live_score_s']:.0f} s, open the other cases {setup['open_cases_s']:.0f} s; the "
+        f"in-process index of {net['index_claims']:,} claims read in {net['index_read_s']:.0f} s.\n"
+    )
+    return md
+
+
 @dataclass(frozen=True)
 class Benchmark:
     title: str
@@ -195,6 +248,11 @@ BENCHMARKS: dict[str, Benchmark] = {
     ),
     "serving": Benchmark("The scoring service", lambda: run_isolated("bench.serving"), render_serving),
     "scoring": Benchmark("Batch scoring", lambda: run_isolated("bench.scoring"), render_scoring),
+    "workbench": Benchmark(
+        "The investigators' workbench at scale",
+        measure_workbench,
+        render_workbench,
+    ),
 }
 
 
@@ -257,7 +315,18 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="measure nothing: rewrite the sections of RESULTS.md from bench/results/NAME.json",
     )
+    parser.add_argument(
+        "--claims",
+        type=int,
+        help=f"claims in the workbench benchmark's history (default {WORKBENCH_CLAIMS:,}); only with `workbench`",
+    )
     args = parser.parse_args(argv)
+    if args.claims is not None:
+        if args.names != ["workbench"]:
+            parser.error(
+                "--claims sizes the workbench benchmark only: run it as `python -m bench.run workbench --claims N`"
+            )
+        BENCHMARKS["workbench"] = replace(BENCHMARKS["workbench"], measure=lambda: measure_workbench(args.claims))
     unknown = [n for n in args.names if n not in BENCHMARKS]
     if unknown:
         parser.error(f"unknown benchmark(s) {', '.join(unknown)}; known: {', '.join(BENCHMARKS)}")
@@ -274,6 +343,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"bench {name}: cannot run here (../shared/data is absent); its section is kept", flush=True)
             continue
         command = "make bench" if not args.names else f"python -m bench.run {name}"
+        if args.claims is not None:
+            command += f" --claims {args.claims}"
         run = save_run(name, result, command)
         update_results({name: run})
         print(BENCHMARKS[name].render(result), f"({time.perf_counter() - t0:.0f} s)", flush=True)
