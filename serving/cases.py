@@ -63,6 +63,8 @@ SORTS: Mapping[str, str] = {
 }
 """Sort keys of :meth:`CaseStore.list_cases` -> columns (``-key`` sorts descending)."""
 MAX_PAGE = 1_000
+ANALYZE_FROM = 1_000
+"""Cases from which a SQLite store keeps planner statistics (see :meth:`CaseStore._analyze`)."""
 _RETRIES = 50
 _CHUNK = 5_000
 
@@ -225,6 +227,25 @@ class CaseStore:
             raise CaseError(f"case store {self.shown}: cannot create its tables ({db_error(exc)})") from None
         if checkpoint:
             checkpoint_in_background(self._writer)
+        self._analyzed = 0
+        self._opened_since = 0
+        self._analyze()
+
+    def _analyze(self) -> None:
+        """Give SQLite's query planner the tables' statistics once they are worth having (again when
+        the cases have doubled). Without them it reads a queue filtered by status through the status
+        index, row by row, at 6x the cost of a scan (165 against 27 ms for 30,000 cases).
+        PostgreSQL's autovacuum keeps its own statistics."""
+        if self.engine.dialect.name != "sqlite":
+            return
+        with self._read("count cases") as conn:
+            count = conn.execute(sa.select(sa.func.count()).select_from(self.cases)).scalar_one()
+        if count >= max(ANALYZE_FROM, 2 * self._analyzed):
+            with self._write("analyze the tables") as conn:
+                conn.exec_driver_sql(f'ANALYZE "{self.cases.name}"')
+                conn.exec_driver_sql(f'ANALYZE "{self.events.name}"')
+            self._analyzed = count
+        self._opened_since = 0
 
     def __repr__(self) -> str:
         return f"CaseStore({self.shown!r}, table={self.cases.name!r})"
@@ -276,6 +297,9 @@ class CaseStore:
             ]
             if events:
                 conn.execute(sa.insert(self.events), events)
+        self._opened_since += len(opened)
+        if self._opened_since >= max(ANALYZE_FROM, self._analyzed):
+            self._analyze()
         return [self._case(rows[cid] | _CLOSED_NOTHING) for cid in rows if cid in opened]
 
     # --- reading ------------------------------------------------------------------------------

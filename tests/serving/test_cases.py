@@ -11,6 +11,7 @@ import sqlalchemy as sa
 
 from features import schema
 from serving.cases import (
+    ANALYZE_FROM,
     DISPOSITIONS,
     CaseError,
     CaseNotFound,
@@ -371,3 +372,18 @@ def test_cases_list_shows_the_queue(cli, tmp_path):
     assert [line.split()[0] for line in result.out.splitlines()] == ["HIGH", "LOW"]
     bad = cli("cases", "list", "--sort", "colour")
     assert bad.code == 2 and len(bad.err_lines) == 1 and "sort" in bad.err
+
+
+def test_a_sqlite_store_keeps_planner_statistics_once_it_holds_enough_cases(tmp_path):
+    store = CaseStore(f"sqlite:///{tmp_path / 'cases.db'}")
+    store.open_cases(referrals(10))
+
+    def analysed() -> set[str]:
+        with store.engine.connect() as conn:
+            exists = conn.exec_driver_sql("SELECT name FROM sqlite_master WHERE name = 'sqlite_stat1'").first()
+            return {r[0] for r in conn.exec_driver_sql("SELECT tbl FROM sqlite_stat1")} if exists else set()
+
+    assert analysed() == set()
+    store.open_cases([Referral(f"D{i:05d}", "siu_referral", score=0.5) for i in range(ANALYZE_FROM)])
+    assert {"cases", "case_events"} <= analysed()
+    store.close()
