@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
             browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             page = browser.new_page(viewport={"width": 1400, "height": 900})
             page.goto(f"{base}/ui/login")
-            page.fill("input[name=key]", args.key)
+            page.fill("input[name=api_key]", args.key)
             page.click("button[type=submit]")
             page.wait_for_url(f"{base}/ui/queue*")
             page.screenshot(path=str(args.out / "queue.png"), full_page=False)

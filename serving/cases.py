@@ -7,8 +7,8 @@ and every view of a claim is an audit event (who, when, action, field, previous 
 written in the same transaction as the change; the store exposes no way to update or delete one (and
 the database refuses to). :func:`outcome_for` turns a disposition into the history store's label.
 
-SQLite file by default (:func:`default_url`), any SQLAlchemy URL (tested on PostgreSQL). On SQLite,
-writes run in ``BEGIN IMMEDIATE`` transactions (one writer at a time, waiting its turn); on
+A SQLite file by default (``cases_url`` in :mod:`features.config`), any SQLAlchemy URL (tested on
+PostgreSQL). On SQLite, writes run in ``BEGIN IMMEDIATE`` transactions (one writer at a time, waiting its turn); on
 PostgreSQL, concurrent writers are kept apart by conditional updates on ``version`` and retried.
 """
 
@@ -18,7 +18,6 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -171,11 +170,6 @@ class AuditEvent:
 
 
 _CASE_FIELDS = tuple(f.name for f in fields(Case) if f.name != "overdue")
-
-
-def default_url(home: Path) -> str:
-    """The case store beside the other state files: ``sqlite:///HOME/cases.db``."""
-    return f"sqlite:///{Path(home) / 'cases.db'}"
 
 
 def outcome_for(disposition: str, decided_at: datetime | str) -> dict[str, object]:

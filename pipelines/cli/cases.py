@@ -16,14 +16,14 @@ cases_app = area("The investigators' cases: one per claim referred to the SIU or
 
 UrlOpt = Annotated[
     str | None,
-    typer.Option("--url", help="SQLAlchemy URL of the case store; default: cases.db in the state directory."),
+    typer.Option("--url", help="SQLAlchemy URL of the case store; default: cases_url from the configuration."),
 ]
 
 
 def _store(url: str | None, config):
-    from serving.cases import CaseStore, default_url
+    from serving.cases import CaseStore
 
-    return CaseStore(url or default_url(settings(config).home))
+    return CaseStore(url or settings(config).cases_url)
 
 
 @app.command("audit")

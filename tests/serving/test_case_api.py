@@ -10,15 +10,10 @@ import pytest
 
 from features import catalog
 from features.config import Settings
-from features.data.sources import load_claims
-from features.data.synthetic import generate_claims
 from features.store.history import HistoryStore
 from pipelines.demo import claim_json
 from pipelines.local_server import Server
 from serving.keys import KeyStore
-from training import registry
-from training.config import TrainingConfig
-from training.pipeline import train
 
 pytestmark = pytest.mark.slow  # trains a model and starts a real server
 
@@ -35,19 +30,9 @@ def _demo():
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    """A trained, promoted champion, the history of 40,000 claims loaded, and the next 1,000 claims
-    of the same population kept aside to score live."""
-    home = tmp_path_factory.mktemp("cases")
-    settings = Settings(home=home).resolved().ensure_dirs()
-    frame = generate_claims(41_000, seed=23).sort_values("report_date", kind="stable", ignore_index=True)
-    data = home / "claims.parquet"
-    frame.iloc[:40_000].to_parquet(data)
-    train(str(data), "synthetic", settings, TrainingConfig(refit=False))
-    registry.configure(settings)
-    registry.promote("average_precision", 0.0, "tests", "case tests")
-    HistoryStore(settings.history_url).load(load_claims(str(data), "synthetic", settings).frame)
-    return home, frame.iloc[40_000:].reset_index(drop=True)
+def world(champion, served_home):
+    """The session's champion (history of 40,000 claims loaded) and the next claims to score live."""
+    return served_home("cases"), champion[1]
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,7 @@ import pytest
 import sqlalchemy as sa
 
 from features import schema
+from features.config import Settings
 from serving.cases import (
     ANALYZE_FROM,
     DISPOSITIONS,
@@ -21,7 +22,6 @@ from serving.cases import (
     InvalidTransition,
     Referral,
     StaleVersion,
-    default_url,
     outcome_for,
 )
 
@@ -337,7 +337,7 @@ def test_dispositions_map_to_the_history_stores_labels():
 def _state_store(tmp_path) -> CaseStore:
     """The case store the ``cli`` fixture's commands open by default."""
     (tmp_path / "state").mkdir(exist_ok=True)
-    return CaseStore(default_url((tmp_path / "state").resolve()))
+    return CaseStore(Settings(home=(tmp_path / "state").resolve()).resolved().cases_url)
 
 
 def test_audit_prints_a_claims_trail(cli, tmp_path):

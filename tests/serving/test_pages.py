@@ -7,9 +7,6 @@ as it needs, and every request that leaves 127.0.0.1 is aborted and recorded.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -18,16 +15,11 @@ import pandas as pd
 import pytest
 
 from features import catalog
-from features.config import Settings
-from features.data.synthetic import generate_claims
 from pipelines.demo import claim_json
 from pipelines.local_server import Server
 from serving.cases import QUEUES
 from serving.keys import KeyStore
 from serving.sessions import COOKIE
-from training import registry
-from training.config import TrainingConfig
-from training.pipeline import train
 
 pytestmark = pytest.mark.slow  # trains a model, starts a real server and a real browser
 
@@ -40,7 +32,6 @@ CHROMIUM_ARGS = [
     "--no-first-run",
     "--disable-sync",
 ]
-HISTORY_CLAIMS, NEW_CLAIMS = 30_000, 1_000
 INVESTIGATOR = "alice"
 
 
@@ -53,24 +44,10 @@ def _demo():
 
 
 @pytest.fixture(scope="module")
-def home(tmp_path_factory) -> Path:
-    """A trained, promoted champion and a history store of the earlier claims."""
-    home = tmp_path_factory.mktemp("pages")
-    settings = Settings(home=home).resolved().ensure_dirs()
-    claims = generate_claims(HISTORY_CLAIMS + NEW_CLAIMS, seed=23)  # sorted by report time
-    claims.iloc[:HISTORY_CLAIMS].to_parquet(home / "claims.parquet")
-    claims.iloc[HISTORY_CLAIMS:].to_parquet(home / "new_claims.parquet")
-    train(str(home / "claims.parquet"), "synthetic", settings, TrainingConfig())
-    registry.configure(settings)
-    registry.promote("average_precision", 0.0, "tests", "page tests")
-    env = {**os.environ, "CLAIMSCORE_HOME": str(home)}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", "history", "load", "--data", str(home / "claims.parquet")],
-        env=env,
-        check=True,
-        capture_output=True,
-    )
+def home(champion, served_home) -> Path:
+    """The session's champion with its history loaded, and the later claims to score."""
+    home = served_home("pages")
+    champion[1].to_parquet(home / "new_claims.parquet")
     return home
 
 

@@ -13,14 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from features.config import Settings
-from features.data.synthetic import generate_claims
 from pipelines.local_server import Server, free_port
 from serving.decision_log import DecisionLog
 from serving.keys import KeyStore
-from training import registry
-from training.config import TrainingConfig
-from training.pipeline import train
 
 pytestmark = pytest.mark.slow  # trains a model and starts a real server
 
@@ -36,15 +31,8 @@ def _demo():
 
 
 @pytest.fixture(scope="module")
-def home(tmp_path_factory):
-    home = tmp_path_factory.mktemp("service")
-    settings = Settings(home=home).resolved().ensure_dirs()
-    data = home / "claims.parquet"
-    generate_claims(50_000, seed=17).to_parquet(data)
-    train(str(data), "synthetic", settings, TrainingConfig())
-    registry.configure(settings)
-    registry.promote("average_precision", 0.0, "tests", "service tests")
-    return home
+def home(served_home):
+    return served_home("service")
 
 
 @pytest.fixture(scope="module")
