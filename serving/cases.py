@@ -384,6 +384,9 @@ class CaseStore:
         if queue is not None:
             where.append(c.queue == _one_of(queue, QUEUES, "queue"))
         query = sa.select(self.cases).where(*where).order_by(c.priority.desc().nulls_last(), c.id).limit(1)
+        # PostgreSQL: each caller locks the best case nobody else holds, so concurrent callers take
+        # different cases instead of racing for the same one (SQLite writes one at a time anyway)
+        query = query.with_for_update(skip_locked=True)
         for _ in range(_RETRIES):
             with self._write("take the next case") as conn:
                 row = conn.execute(query).first()
