@@ -17,21 +17,13 @@ import pytest
 from features import catalog
 from pipelines.demo import claim_json
 from pipelines.local_server import Server
+from pipelines.screenshots import CHROMIUM, CHROMIUM_ARGS
 from serving.cases import QUEUES
 from serving.keys import KeyStore
 from serving.sessions import COOKIE
 
 pytestmark = pytest.mark.slow  # trains a model, starts a real server and a real browser
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-]
 INVESTIGATOR = "alice"
 
 
