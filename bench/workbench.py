@@ -48,6 +48,8 @@ from urllib.parse import quote, urlencode
 
 import numpy as np
 
+from bench.serving import latency
+
 HISTORY_CLAIMS = 1_000_000
 TRAIN_CLAIMS = 50_000
 LIVE_CLAIMS = 10_000
@@ -65,17 +67,6 @@ CLAIM_PAGE_HOLDS = (b'class="waterfall"', b'id="network-data"')
 def _say(what: str) -> None:
     """Progress on stderr (stdout ends with the JSON result)."""
     print(f"[workbench {time.strftime('%H:%M:%S')}] {what}", file=sys.stderr, flush=True)
-
-
-def _latency(seconds: list[float]) -> dict:
-    ms = np.array(seconds) * 1e3
-    return {
-        "p50_ms": float(np.percentile(ms, 50)),
-        "p95_ms": float(np.percentile(ms, 95)),
-        "p99_ms": float(np.percentile(ms, 99)),
-        "max_ms": float(ms.max()),
-        "mean_ms": float(ms.mean()),
-    }
 
 
 class Client:
@@ -142,7 +133,7 @@ def measure(client: Client, paths: Callable[[int], str], n: int, warm_up: int, m
             incomplete += status == 200 and not all(m in body for m in must)
             sizes.append(len(body))
     return {
-        **_latency(times),
+        **latency(times),
         "requests": n,
         "errors": errors,
         "incomplete": incomplete,
@@ -275,7 +266,7 @@ def network_in_process(settings, claim_ids: list[str]) -> dict:
         times.append(time.perf_counter() - t0)
         shown.append(net["shown_claims"])
     return {
-        **_latency(times),
+        **latency(times),
         "calls": len(claim_ids),
         "index_claims": len(index),
         "index_read_s": read_s,

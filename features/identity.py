@@ -103,6 +103,15 @@ def is_hashed(value: Any) -> bool:
     return isinstance(value, str) and _HASHED.fullmatch(value) is not None
 
 
+SHORT_HEX = 8
+"""Hex digits of a hash shown to people (enough to tell two apart on one page)."""
+
+
+def short_hash(value: str) -> str:
+    """The first :data:`SHORT_HEX` hex digits of an identity hash, for people to read."""
+    return value[len(HASH_PREFIX) : len(HASH_PREFIX) + SHORT_HEX]
+
+
 def kind_of(name: str) -> Kind:
     """The normaliser a canonical field uses: its own for personal fields, ``text`` otherwise."""
     return FIELD_KINDS.get(name, "text")

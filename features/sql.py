@@ -36,14 +36,27 @@ def checkpoint_in_background(engine: sa.Engine, every_s: float = EVERY_S) -> thr
         while True:
             time.sleep(every_s)
             try:
-                with engine.connect() as conn:
-                    conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+                checkpoint(engine)
             except sa.exc.SQLAlchemyError as exc:  # the next round tries again
                 log.warning("WAL checkpoint of %s failed: %s", engine.url, exc)
 
     thread = threading.Thread(target=run, name=f"wal-checkpoint-{engine.url.database}", daemon=True)
     thread.start()
     return thread
+
+
+def checkpoint(engine: sa.Engine) -> tuple[int, int, int]:
+    """One passive WAL checkpoint: (busy, WAL frames, frames checkpointed), as SQLite reports it.
+
+    Run on the driver's connection, outside any transaction: an engine that begins its
+    transactions itself (the case store's writer: ``BEGIN IMMEDIATE``) would otherwise run the
+    checkpoint inside one, where SQLite refuses it ("database table is locked")."""
+    with engine.connect() as conn:
+        try:
+            row = conn.connection.driver_connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        except Exception as exc:  # the driver's own error, as SQLAlchemy's
+            raise sa.exc.OperationalError("PRAGMA wal_checkpoint(PASSIVE)", None, exc) from None
+    return tuple(row)
 
 
 def _no_autocheckpoint(dbapi_conn, _record) -> None:

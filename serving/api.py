@@ -24,11 +24,14 @@ from urllib.parse import quote
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import HTTPConnection
+from starlette.responses import RedirectResponse
 
 from features.errors import ClaimScoreError
 from serving.cases import CaseError, CaseNotFound, InvalidTransition, StaleVersion
 from serving.keys import KeyStore, verify
 from serving.request import ClaimRequest, RequestError, parse_records
+from serving.sessions import COOKIE
 
 MAX_BODY = 64 * 1024
 MAX_BATCH_BODY = 8 * 1024 * 1024
@@ -278,11 +281,6 @@ class AuthMiddleware:
         of an investigator's or admin's key that is still in force goes to the sign-in page."""
         if path.startswith(UI_OPEN):
             return await self.app(scope, receive, send)
-        from starlette.requests import HTTPConnection
-        from starlette.responses import RedirectResponse
-
-        from serving.sessions import COOKIE
-
         token = HTTPConnection(scope).cookies.get(COOKIE)
         session = STATE.sessions.find(token) if token and STATE is not None else None
         record = None

@@ -8,8 +8,9 @@ written in the same transaction as the change; the store exposes no way to updat
 the database refuses to). :func:`outcome_for` turns a disposition into the history store's label.
 
 A SQLite file by default (``cases_url`` in :mod:`features.config`), any SQLAlchemy URL (tested on
-PostgreSQL). On SQLite, writes run in ``BEGIN IMMEDIATE`` transactions (one writer at a time, waiting its turn); on
-PostgreSQL, concurrent writers are kept apart by conditional updates on ``version`` and retried.
+PostgreSQL). On SQLite, writes run in ``BEGIN IMMEDIATE`` transactions (one writer at a time,
+waiting its turn); on PostgreSQL, concurrent writers are kept apart by conditional updates on
+``version`` and retried, and ``take_next`` locks the case it hands out (``SKIP LOCKED``).
 """
 
 from __future__ import annotations
@@ -81,6 +82,8 @@ class CaseError(ClaimScoreError):
 
 
 class CaseNotFound(CaseError):
+    """No case for the claim asked for (a 404 to callers: the message names the claim, not the store)."""
+
     field = "claim_id"
 
 
@@ -302,7 +305,7 @@ class CaseStore:
         with self._read("read a case") as conn:
             row = conn.execute(sa.select(self.cases).where(self.cases.c.claim_id == str(claim_id))).first()
         if row is None:
-            raise CaseNotFound(f"case store {self.shown} holds no case for claim '{claim_id}'")
+            raise CaseNotFound(f"no case for claim '{claim_id}'")
         return self._case(row._mapping)
 
     def list_cases(
@@ -370,7 +373,7 @@ class CaseStore:
         with self._read("read the audit trail") as conn:
             rows = conn.execute(sa.select(self.events).where(e.claim_id == str(claim_id)).order_by(e.seq)).all()
         if not rows:
-            raise CaseNotFound(f"case store {self.shown} holds no case or audit event for claim '{claim_id}'")
+            raise CaseNotFound(f"no case or audit event for claim '{claim_id}'")
         return [AuditEvent(**{**r._mapping, "at": _utc(r.at)}) for r in rows]
 
     # --- changing -----------------------------------------------------------------------------
@@ -493,7 +496,7 @@ class CaseStore:
         now = self._now()
         with self._write("add a note") as conn:
             if conn.execute(sa.select(self.cases.c.id).where(self.cases.c.claim_id == str(claim_id))).first() is None:
-                raise CaseNotFound(f"case store {self.shown} holds no case for claim '{claim_id}'")
+                raise CaseNotFound(f"no case for claim '{claim_id}'")
             return self._append(conn, [_event(str(claim_id), now, user, "note", None, None, text.strip())])[0]
 
     def record_view(self, user: str, claim_id: str, what: str) -> AuditEvent:
@@ -547,7 +550,7 @@ class CaseStore:
         missing = [c for c in claim_ids if str(c) not in found]
         if missing:
             more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
-            raise CaseNotFound(f"case store {self.shown} holds no case for claim '{missing[0]}'{more}")
+            raise CaseNotFound(f"no case for claim '{missing[0]}'{more}")
         return [found[str(c)] for c in claim_ids]
 
     def _update(self, conn: sa.Connection, case: Case, user: str, action: str, values: dict, *also) -> Case | None:

@@ -18,8 +18,9 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_model
 
+from features import schema
 from features.config import Settings
 from features.store.history import HistoryStore, UnknownClaimError
 from serving.cases import (
@@ -37,8 +38,10 @@ from serving.cases import (
     outcome_for,
 )
 from serving.decision_log import Decision, DecisionLog
-from serving.request import ID_MAX, RequestError, parse_body
+from serving.request import ID_MAX, RequestError, parse_body, request_field
 
+DECISION_FIELDS = ("decided_at", "route", "scores", "rules", "reasons", "versions")
+"""What a claim's score history shows of each decision."""
 NOTE_MAX = 4_000
 REASON_MAX = 1_000
 
@@ -63,25 +66,26 @@ class DispositionBody(BaseModel):
     )
 
 
-class OutcomeBody(BaseModel):
-    """Outcomes a claim system learned after scoring; every field given is recorded, the others kept."""
-
+class _Forbid(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    claim_id: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=ID_MAX)]
-    settled_amount: Annotated[float, Field(ge=0, le=1e9, allow_inf_nan=False)] | None = None
-    settlement_date: datetime | None = None
-    legal_representation: bool | None = None
-    disputed: bool | None = None
-    adjuster_assigned: bool | None = None
-    simple_settlement: bool | None = Field(
-        None, description="Settled simply (fast, unadjusted, undisputed, without lawyers): the fast-track label."
-    )
-    investigation_result: Literal[DISPOSITIONS] | None = Field(  # type: ignore[valid-type]
-        None, description="What an investigation outside the workbench found (as a disposition)."
-    )
-    investigation_closed_date: datetime | None = Field(
-        None, description="When that investigation was decided (default: now)."
-    )
+
+
+BY_INVESTIGATION = ("investigated", "fraud_confirmed")
+"""Outcome fields a claim system does not send as such: ``investigation_result`` sets them."""
+OutcomeBody: type[BaseModel] = create_model(  # type: ignore[call-overload]
+    "OutcomeBody",
+    __base__=_Forbid,
+    claim_id=(Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=ID_MAX)], ...),
+    **{f.name: request_field(f) for f in schema.FIELDS if f.stage == "outcome" and f.name not in BY_INVESTIGATION},
+    investigation_result=(
+        Literal[DISPOSITIONS] | None,  # type: ignore[valid-type]
+        Field(None, description="What an investigation outside the workbench found (as a disposition)."),
+    ),
+)
+OutcomeBody.__doc__ = (
+    "Outcomes a claim system learned after scoring (the schema's outcome fields); every field given is "
+    "recorded, the others kept. investigation_closed_date goes with investigation_result (default: now)."
+)
 
 
 class ListQuery(BaseModel):
@@ -155,29 +159,30 @@ class Casework:
     def list(self, params: Mapping[str, Any] | Sequence[tuple[str, Any]]) -> CasePage:
         return self.cases.list_cases(**parse_list_query(params))
 
-    def case(self, claim_id: str, user: str, what: str = "case") -> dict[str, Any]:
+    def case(self, claim_id: str, user: str, what: str = "case", features: bool = False) -> dict[str, Any]:
         """A claim's case, facts, score history and audit trail; the reading is recorded (``what``:
-        which page or call read it)."""
+        which page or call read it). ``features``: each decision with the feature values it saw."""
         case = self.cases.get(claim_id)
         self.cases.record_view(user, claim_id, what)
         return {
             "case": case_json(case),
             "claim": self.facts(claim_id),
-            "decisions": self.decisions(claim_id),
+            "decisions": self.decisions(claim_id, features),
             "trail": [event_json(e) for e in self.cases.trail(claim_id)],
         }
 
     def facts(self, claim_id: str) -> dict[str, Any] | None:
-        """The claim as the history store holds it (identifiers as their keyed hashes), JSON-ready."""
+        """The claim as the history store holds it (identifiers as their keyed hashes), JSON-ready:
+        what was known at notice and the outcomes since, never a synthetic source's ground truth."""
         row = self.history.claim(claim_id)
-        return None if row is None else {k: _json_value(v) for k, v in row.items()}
+        if row is None:
+            return None
+        return {k: _json_value(v) for k, v in row.items() if schema.BY_NAME[k].stage != "truth"}
 
-    def decisions(self, claim_id: str) -> list[dict[str, Any]]:
+    def decisions(self, claim_id: str, features: bool = False) -> list[dict[str, Any]]:
         """Every decision on the claim, oldest first (its score history)."""
-        return [
-            {k: d[k] for k in ("decided_at", "route", "scores", "rules", "reasons", "versions")}
-            for d in self.log.read(claim_id=claim_id)
-        ]
+        keys = (*DECISION_FIELDS, "features") if features else DECISION_FIELDS
+        return [{k: d[k] for k in keys} for d in self.log.read(claim_id=claim_id)]
 
     def decide(self, claim_id: str, body: Any, user: str) -> Case:
         """Record a disposition (a ``POST /cases/{claim_id}/disposition`` body), then the label it

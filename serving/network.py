@@ -27,24 +27,21 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import quote
 
 import numpy as np
 
 from features import links
 from features.columns import Columns
 from features.errors import ClaimScoreError
-from features.identity import HASH_PREFIX, is_hashed, personal_fields
+from features.identity import is_hashed, personal_fields, short_hash
 from features.store.index import HistoryIndex
+from serving.ui.views import claim_path
 
 PROVIDER = "provider_id"
 ENTITIES: tuple[str, ...] = (*links.GROUP_NODES, PROVIDER)
 """What a claim's node points to: its claimant, the identifiers that link claimants, its provider."""
 NODE_KINDS: dict[str, str] = {"claimant_id": "claimant", PROVIDER: "provider"}
 """A node's kind by column (the identifiers' kinds are their column names: phone, payee_account, address)."""
-LABEL_HEX = 8
-"""Hex digits of an identifier's hash shown as its label."""
-CLAIM_HREF = "/ui/claims/{}"
 _READ = ("claim_id", "report_date", "claimed_amount", "fraud_confirmed", "investigation_closed_date", *ENTITIES)
 
 
@@ -158,7 +155,7 @@ def _graph(claims: Columns, hop_of: np.ndarray, now: np.datetime64) -> tuple[lis
                 "report_date": None if report[i] == "NaT" else str(report[i]),
                 "claimed_amount": None if np.isnan(amount) else amount,
                 "confirmed_fraud": bool(confirmed[i]),
-                "href": CLAIM_HREF.format(quote(claim_id, safe="")),
+                "href": claim_path(claim_id),
             }
         )
         for col in ENTITIES:
@@ -177,7 +174,7 @@ def _label(col: str, value: str) -> str:
     """A claimant's or provider's id as it is; a personal identifier's short hash (never anything else)."""
     if col not in personal_fields():
         return str(value)
-    return value[len(HASH_PREFIX) : len(HASH_PREFIX) + LABEL_HEX] if is_hashed(value) else "not hashed"
+    return short_hash(value) if is_hashed(value) else "not hashed"
 
 
 def _as_naive_utc(now: datetime | None) -> np.datetime64:

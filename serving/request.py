@@ -56,7 +56,8 @@ def _annotation(f: schema.Field) -> Any:
     raise AssertionError(f.dtype)
 
 
-def _field(f: schema.Field) -> tuple[Any, Any]:
+def request_field(f: schema.Field) -> tuple[Any, Any]:
+    """A schema field as a request body's pydantic field: its type, bounds and description."""
     ann = _annotation(f)
     desc = f.description + (
         f" One of: {', '.join(f.allowed)} (other values are scored as unseen)." if f.allowed else ""
@@ -124,7 +125,7 @@ _ALLOW_MISSING_FIELD = (
 ClaimRequest: type[BaseModel] = create_model(  # type: ignore[call-overload]
     "ClaimRequest",
     __base__=_Base,
-    **{f.name: _field(f) for f in schema.FIELDS if f.stage == "notice"},
+    **{f.name: request_field(f) for f in schema.FIELDS if f.stage == "notice"},
     **{ALLOW_MISSING: _ALLOW_MISSING_FIELD},
 )
 _OPTIONS = {ALLOW_MISSING}

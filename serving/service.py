@@ -14,11 +14,12 @@ import sys
 
 import bentoml
 
-from serving import api, case_api, ui
+from serving import api, case_api
 from serving.state import ServiceState
+from serving.ui import pages
 
 api.app.include_router(case_api.router)
-api.app.include_router(ui.router)
+api.app.include_router(pages.router)
 
 ROUTES_TOTAL = bentoml.metrics.Counter(
     name="claimscore_routes", documentation="Claims answered, by route", labelnames=["route"]

@@ -193,8 +193,7 @@ class ServiceState:
             table = online_features(
                 self.history, columns.from_records(records), self.scorer.features, self.scorer.extras
             )
-        out = [{"claim_id": r["claim_id"], "models": models} for r, models in zip(records, self._contributions(table))]
-        return out
+        return [{"claim_id": r["claim_id"], "models": models} for r, models in zip(records, self._contributions(table))]
 
     def claim_network(self, claim_id: str) -> dict[str, Any]:
         """The claim's linked parties within two hops (:func:`serving.network.claim_network`), read

@@ -23,10 +23,10 @@ import hmac
 import json
 import logging
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, quote
+from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
@@ -124,10 +124,6 @@ def _refused(request: Request) -> Response:
 
 def _see(path: str) -> RedirectResponse:
     return RedirectResponse(path, status_code=303, headers=SECURITY_HEADERS)
-
-
-def _claim_path(claim_id: str) -> str:
-    return f"/ui/claims/{quote(claim_id, safe='')}"
 
 
 def _text(form: FormData, name: str) -> str | None:
@@ -306,7 +302,7 @@ async def take_next(request: Request) -> Response:
     if case is None:
         where = f" in {queue_name}" if queue_name else ""
         return await _queue_page(request, params, notice=f"No unassigned open cases left{where}: nothing to take.")
-    return _see(_claim_path(case.claim_id))
+    return _see(views.claim_path(case.claim_id))
 
 
 @router.post("/ui/queue/assign")
@@ -361,12 +357,11 @@ async def _claim_page(request: Request, claim_id: str, problems: list | None = N
 
 def _claim_view(claim_id: str, user: str) -> dict[str, Any]:
     """Everything the claim page shows (reading it records a view in the audit trail)."""
-    data = api.STATE.casework.case(claim_id, user, "claim_page")
-    logged = api.STATE.log.read(claim_id=claim_id)
+    data = api.STATE.casework.case(claim_id, user, "claim_page", features=True)
     charts, chart_problem = [], ""
-    if logged:
+    if data["decisions"]:
         try:
-            explained = _explain(logged[-1]["features"])
+            explained = api.STATE.explain_features(data["decisions"][-1]["features"])
             charts = [
                 views.waterfall(model, explained[model]) for model in ("fraud", "fast_track") if model in explained
             ]
@@ -388,11 +383,6 @@ def _claim_view(claim_id: str, user: str) -> dict[str, Any]:
         "network_problem": network_problem,
         "linked": [n for n in (network or {}).get("nodes", []) if n.get("kind") == "claim" and n.get("hop", 0) != 0],
     }
-
-
-def _explain(features: Mapping[str, Any]) -> dict[str, Any]:
-    """Every feature's contribution per model, from a logged decision's features (as decided)."""
-    return api.STATE.explain_features(dict(features))
 
 
 def _network(claim_id: str) -> tuple[dict | None, str]:
@@ -421,7 +411,7 @@ async def _act(request: Request, claim_id: str, action: Callable[[FormData, str]
     except ClaimScoreError as exc:
         found, status = _problems(exc)
         return await _claim_page(request, claim_id, found, status)
-    return _see(_claim_path(claim_id))
+    return _see(views.claim_path(claim_id))
 
 
 @router.post("/ui/claims/{claim_id}/status")

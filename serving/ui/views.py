@@ -8,15 +8,18 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
-from features.identity import is_hashed, personal_fields
+from features.identity import HASH_PREFIX, is_hashed, personal_fields, short_hash
 
 TOP_BARS = 8
 """Contributions drawn one by one in the reasons chart; the rest are one "all other features" bar."""
-HASH_SHOWN = 8
-"""Hex digits of an identifier's keyed hash shown (enough to tell two apart on one page)."""
 QUEUE_PATH = "/ui/queue"
+
+
+def claim_path(claim_id: str) -> str:
+    """The address of a claim's page."""
+    return f"/ui/claims/{quote(claim_id, safe='')}"
 
 
 # --- the reasons chart --------------------------------------------------------------------------
@@ -206,7 +209,7 @@ def shown_value(name: str, value: Any) -> str:
     if value is None:
         return "—"
     if is_hashed(value):
-        return f"{value[: 3 + HASH_SHOWN]}…"
+        return f"{HASH_PREFIX}{short_hash(value)}…"
     if name in _PERSONAL:
         return "(hidden)"  # a personal field that is not a hash is never shown
     if isinstance(value, bool):

@@ -163,6 +163,17 @@ def bad_claims() -> list[BadClaim]:
 
 # --- a served champion, trained once per session ---------------------------------------------
 
+
+@pytest.fixture(scope="module")
+def demo_mode():
+    """Serve with the built-in identity secret: a demo, as far as the service is concerned (without
+    it the service refuses that secret; tests/serving/test_identity_live.py serves with a secret of
+    its own). A module that serves the champion uses it: ``pytest.mark.usefixtures("demo_mode")``."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CLAIMSCORE_DEMO", "1")
+        yield
+
+
 CHAMPION_CLAIMS, LIVE_CLAIMS = 40_000, 1_000
 
 

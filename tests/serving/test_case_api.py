@@ -15,18 +15,11 @@ from pipelines.demo import claim_json
 from pipelines.local_server import Server
 from serving.keys import KeyStore
 
-pytestmark = pytest.mark.slow  # trains a model and starts a real server
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("demo_mode")]  # serves the champion in a real server
 
 CLAIMANT_FEATURE = "claimant_prior_fraud"
 READS_OUTCOMES = {f.name for f in catalog.FEATURES if "fraud_confirmed" in f.needs}
 """The features an investigation's result reaches (the claimant's, its group's, the provider's, the payee's)."""
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _demo():
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("CLAIMSCORE_DEMO", "1")
-        yield
 
 
 @pytest.fixture(scope="module")
@@ -129,6 +122,7 @@ def test_the_case_page_data_holds_facts_score_history_and_trail(server, keys, re
     assert status == 200, body
     assert body["claim"]["claim_id"] == claim_id
     assert body["claim"]["phone"] is None or body["claim"]["phone"].startswith("h1:")  # never the number sent
+    assert "true_fraud" not in body["claim"]  # a synthetic source's ground truth is no fact an investigator sees
     assert [d["route"] for d in body["decisions"]] == ["siu_referral"]
     assert body["decisions"][0]["scores"]["fraud"] == pytest.approx(referred[1][claim_id]["fraud_score"])
     actions = [e["action"] for e in body["trail"]]

@@ -22,17 +22,10 @@ from serving.cases import QUEUES
 from serving.keys import KeyStore
 from serving.sessions import COOKIE
 
-pytestmark = pytest.mark.slow  # trains a model, starts a real server and a real browser
+# serves the session's champion in a real server, driven by a real browser
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("demo_mode")]
 
 INVESTIGATOR = "alice"
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _demo():
-    """Served with the built-in identity secret, as tests/serving/test_service.py explains."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("CLAIMSCORE_DEMO", "1")
-        yield
 
 
 @pytest.fixture(scope="module")

@@ -17,17 +17,7 @@ from pipelines.local_server import Server, free_port
 from serving.decision_log import DecisionLog
 from serving.keys import KeyStore
 
-pytestmark = pytest.mark.slow  # trains a model and starts a real server
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _demo():
-    """These tests train and serve with the built-in identity secret: a demo, as far as the service
-    is concerned (without it the service refuses that secret; tests/serving/test_identity_live.py
-    serves with a secret of its own)."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("CLAIMSCORE_DEMO", "1")
-        yield
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("demo_mode")]  # serves the champion in a real server
 
 
 @pytest.fixture(scope="module")
