@@ -44,6 +44,8 @@ demo: $(STAMP)
 	  ($(CS) serve --port $(DEMO_PORT) > $(DEMO_DIR)/server.log 2>&1 & echo $$! > $(DEMO_DIR)/server.pid) && \
 	  $(PY) -m pipelines.demo --port $(DEMO_PORT) --claims $(DEMO_DIR)/new_claims.parquet --key $$KEY \
 	    --investigator-key $$INVESTIGATOR
+	@# monitoring over the decision log the demo just wrote (exit 3 when something alerts: shown, not fatal)
+	-$(CS) monitor --since 1900-01-01 --out $(DEMO_DIR)/monitoring
 	@echo
 	@echo "Where to look:"
 	@echo "  claims and validation report: $(DEMO_DIR)/claims.parquet, .claimscore/reports/"
@@ -51,6 +53,8 @@ demo: $(STAMP)
 	@echo "  MLflow runs, metrics, plots, model card: $(VENV)/bin/mlflow ui --backend-store-uri sqlite:///.claimscore/mlflow.db --host 127.0.0.1"
 	@echo "  the scoring service: http://127.0.0.1:$(DEMO_PORT)/ (log: $(DEMO_DIR)/server.log; stop: make stop)"
 	@echo "  the investigators' queue: http://127.0.0.1:$(DEMO_PORT)/ui/queue (sign in with the investigator key above)"
+	@echo "  monitoring (drift, quality, performance, fairness, KPIs): $(DEMO_DIR)/monitoring/report.html,"
+	@echo "    http://127.0.0.1:$(DEMO_PORT)/ui/monitoring and the gauges on /metrics (claimscore_monitor_*)"
 	@echo "  a demo: identifiers are hashed with the public demo secret; for real claims set CLAIMSCORE_IDENTITY_SECRET"
 
 # the README's pictures of the pages, from the demo's running service (make demo first)

@@ -18,6 +18,7 @@ refused by name, as in the training configuration). The defaults and where they 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -31,13 +32,15 @@ class _Strict(BaseModel):
 
 class DriftConfig(_Strict):
     large_sample: int = Field(1_000, ge=1)
-    """Rows from which distances replace statistical tests (small windows get tests)."""
+    """Values in the window (of a feature, not null) from which distances replace statistical tests
+    (small samples get tests: a distance between few values is mostly noise)."""
     numeric_threshold: float = Field(0.1, gt=0)
     """Wasserstein distance over the reference's standard deviation from which a number drifted."""
     categorical_threshold: float = Field(0.1, gt=0, le=1)
     """Jensen-Shannon distance (base 2) from which a category drifted."""
     p_value: float = Field(0.05, gt=0, lt=1)
-    """Kolmogorov-Smirnov / chi-square p-value below which a column drifted (small windows)."""
+    """Kolmogorov-Smirnov / chi-square p-value below which a column drifted (small windows), for all
+    columns together: each is tested at ``p_value`` over the number of columns (Bonferroni)."""
     score_threshold: float = Field(0.1, gt=0)
     """Wasserstein distance over the reference's standard deviation from which a score drifted."""
     dataset_share: float = Field(0.5, gt=0, le=1)
@@ -57,6 +60,10 @@ class PerformanceConfig(_Strict):
     """Labelled claims from which measured performance is reported and judged."""
     min_positives: int = Field(20, ge=1)
     """Positive labels from which measured ranking metrics are judged."""
+    min_maturity: float = Field(0.8, ge=0, le=1)
+    """Share of the window labelled from which measured figures are judged. Below it the labelled
+    claims are the quick ones (a claim settles simply sooner than one disputed), so their figures
+    are shown, not alerted on."""
     roc_auc_drop: float = Field(0.05, ge=0, le=1)
     """Fall of ROC-AUC below the test period's (estimated or measured) that alerts."""
     average_precision_drop: float = Field(0.3, ge=0, le=1)
@@ -74,6 +81,10 @@ class FairnessConfig(_Strict):
     """Edges of the age bands: under 25, 25-39, 40-59, 60 and over."""
     min_ratio: float = Field(0.8, gt=0, le=1)
     """A group's rate against the most favoured group's below which fairness alerts."""
+    alert_on: Literal["interval", "estimate"] = "interval"
+    """``interval``: alert when the ratio's whole bootstrap interval is below ``min_ratio`` (the gap
+    is more than chance); ``estimate``: whenever the point estimate is. Rows below the ratio are
+    marked in the report either way."""
     min_group_claims: int = Field(100, ge=1)
     """Claims a group needs to be judged (smaller groups are shown, not judged)."""
     min_group_events: int = Field(10, ge=1)

@@ -367,6 +367,17 @@ class CaseStore:
             total = conn.execute(sa.select(sa.func.count()).select_from(self.cases).where(*where)).scalar_one()
         return CasePage([self._case(r._mapping, now) for r in rows], int(total))
 
+    def cases_for(self, claim_ids: Iterable[str]) -> list[Case]:
+        """The cases of these claims (those that have one), ``overdue`` as of now."""
+        ids = sorted(set(map(str, claim_ids)))
+        now = self._now()
+        out: list[Case] = []
+        with self._read("read cases") as conn:
+            for i in range(0, len(ids), _CHUNK):
+                query = sa.select(self.cases).where(self.cases.c.claim_id.in_(ids[i : i + _CHUNK]))
+                out += [self._case(r._mapping, now) for r in conn.execute(query)]
+        return out
+
     def trail(self, claim_id: str) -> list[AuditEvent]:
         """Every audit event of a claim, oldest first; :class:`CaseNotFound` when it has none."""
         e = self.events.c

@@ -105,6 +105,32 @@ class DecisionLog:
         with self.engine.connect() as conn:
             return [_decode(dict(r._mapping)) for r in conn.execute(query)]
 
+    def read_window(self, since: datetime | None = None, until: datetime | None = None) -> list[dict]:
+        """Decisions made at or after ``since`` and before ``until`` (aware or UTC datetimes), in log
+        order, with what monitoring reads: claim_id, decided_at, route, scores, rules, features."""
+        c = self.table.c
+        query = sa.select(c.claim_id, c.decided_at, c.route, c.scores, c.rules, c.features).order_by(c.id)
+        if since is not None:
+            query = query.where(c.decided_at >= _stamp(since))
+        if until is not None:
+            query = query.where(c.decided_at < _stamp(until))
+        loads = json.loads
+        try:
+            with self.engine.connect() as conn:
+                return [
+                    {
+                        "claim_id": r[0],
+                        "decided_at": r[1],
+                        "route": r[2],
+                        "scores": loads(r[3]),
+                        "rules": loads(r[4]),
+                        "features": loads(r[5]),
+                    }
+                    for r in conn.execute(query)
+                ]
+        except sa.exc.SQLAlchemyError as exc:
+            raise DecisionLogError(f"decision log {self.shown}: cannot read ({db_error(exc)})") from None
+
     def count(self) -> int:
         with self.engine.connect() as conn:
             return int(conn.execute(sa.select(sa.func.count()).select_from(self.table)).scalar_one())
@@ -127,6 +153,12 @@ def _row(d: Decision) -> dict:
     for name in _JSON:
         row[name] = json.dumps(getattr(d, name), default=_plain, allow_nan=True)
     return row
+
+
+def _stamp(t: datetime) -> str:
+    """A time as ``decided_at`` is written (UTC ISO text, which sorts as time does)."""
+    t = t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
+    return t.isoformat(timespec="microseconds")
 
 
 def _decode(row: dict) -> dict:

@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from features.errors import ConfigError
+from monitoring.config import FairnessConfig
 
 
 class _Strict(BaseModel):
@@ -116,6 +117,9 @@ class TrainingConfig(_Strict):
     calibration: Literal["isotonic", "platt"] = "isotonic"
     min_positives: int = Field(30, ge=1)
     """A model is trained only when each period has at least this many positive labels."""
+    fairness: FairnessConfig = FairnessConfig()
+    """Groups the routes' fairness is measured by on the test period, and how far a challenger's
+    ratio may fall below the champion's before ``claimscore promote`` refuses it."""
     refit: bool = True
     """Refit the chosen model on all matured labelled data before registering it (training/refit.py);
     false registers the model fitted on the train period only."""

@@ -31,7 +31,9 @@ from features.config import Settings
 from features.data.sources import load_claims
 from features.data.validation import validate_claims
 from features.schema import LABELS
+from monitoring.fairness import fairness, group_columns
 from monitoring.metrics import binary_metrics, lift_table, routing_kpis, slice_metrics
+from monitoring.reference import build_reference
 from serving.model.bundle import ModelBundle
 from serving.model.registry import load_bundle
 from serving.model.routing import RoutingPolicy
@@ -193,6 +195,9 @@ def train(
     )
     policy = dataclasses.replace(policy, expected_kpis=kpis)
     metrics.update({f"routing.test.{k}": v for k, v in kpis.items()})
+    reference, fairness_rows = _reference(table, frame, split, bundles, selected, scores, y_fraud, policy, cfg, source)
+    for bundle in bundles.values():
+        bundle.reference = reference.to_dict()
     on_stage(STAGES[4])
 
     run_id, models = _log_run(
@@ -214,6 +219,7 @@ def train(
         config_origin,
         scores,
         unlabelled,
+        fairness_rows,
     )
     on_stage(STAGES[5])
     return TrainResult(
@@ -254,6 +260,57 @@ def _why_not(y: np.ndarray, split: TimeSplit, min_positives: int) -> str | None:
                 "min_positives, in --training-config"
             )
     return None
+
+
+def _reference(table, frame, split, bundles, selected, scores, y_fraud, policy, cfg, source):
+    """What monitoring compares live claims with (:mod:`monitoring.reference`): the test period's
+    features, scores (of the models fitted on the train period: out of sample, as live claims are),
+    routes and metrics; and the routes' fairness by group there (for the promotion gate)."""
+    test = split.test
+    names = list(dict.fromkeys([f for b in bundles.values() for f in b.features] + list(policy.reads)))
+    names = [n for n in names if n in table.columns]
+    categorical = {c for b in bundles.values() for c in b.encoder.categories}
+    fraud, fast = _part(scores.get("fraud"), test), _part(scores.get("fast_track"), test)
+    routes, _ = policy.route_table(table[test], fraud, fast)
+    extra = {
+        "period": split.periods().get("test", ""),
+        "source": source,
+        "siu_capacity": cfg.routing.siu_capacity,
+        "fast_track_leakage_cap": cfg.routing.fast_track_leakage_cap,
+    }
+    if fraud is not None and len(fraud):
+        extra["red_flag_score"] = float(np.quantile(fraud, 0.9))
+    reference = build_reference(
+        table.loc[test, names],
+        categorical,
+        {task: scores[task][test] for task in bundles},
+        routes,
+        {task: dict(selected[task].metadata.get("test_metrics", {})) for task in bundles},
+        extra,
+    )
+    y = y_fraud[test] if y_fraud is not None else np.full(int(test.sum()), np.nan)
+    groups = group_columns(frame[test].reset_index(drop=True), cfg.fairness)
+    challenger = fairness(groups, routes, y, cfg.fairness).to_dict()
+    champion = _champion_fairness(table[test], groups, y, cfg)
+    return reference, {"challenger": challenger, "champion": champion, "period": extra["period"]}
+
+
+def _champion_fairness(table: pd.DataFrame, groups, y: np.ndarray, cfg: TrainingConfig) -> dict | None:
+    """The champion's routes' fairness on the same test claims (None: no champion, or it uses
+    features this data lacks)."""
+    champions = {}
+    for task in LABELS:
+        if registry.version_for(task, registry.CHAMPION) is not None:
+            champions[task] = load_bundle(task, registry.CHAMPION)
+    if not champions:
+        return None
+    policy = RoutingPolicy.from_dict(next(iter(champions.values())).metadata["policy"])
+    needed = {f for b in champions.values() for f in b.features} | set(policy.reads)
+    if not needed <= set(table.columns):
+        return None
+    p = {task: b.predict(b.encoder.transform(table)) for task, b in champions.items()}
+    routes, _ = policy.route_table(table, p.get("fraud"), p.get("fast_track"))
+    return fairness(groups, routes, y, cfg.fairness).to_dict()
 
 
 def _part(values: np.ndarray | None, mask: np.ndarray) -> np.ndarray | None:
@@ -365,6 +422,7 @@ def _log_run(
     config_origin,
     scores,
     unlabelled,
+    fairness_rows,
 ) -> tuple[str, dict]:
     import mlflow
 
@@ -402,6 +460,8 @@ def _log_run(
             }
         )
         mlflow.log_dict(cfg.model_dump(mode="json"), "training_config.json")
+        mlflow.log_dict(fairness_rows, registry.FAIRNESS_ARTIFACT)
+        mlflow.log_dict(next(iter(bundles.values())).reference or {}, "monitoring/reference.json")
         mlflow.log_metrics({k: float(v) for k, v in metrics.items() if v is not None and np.isfinite(v)})
         for name, tbl in tables.items():
             path = tmp / name

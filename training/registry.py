@@ -44,6 +44,10 @@ __all__ = [
 PIP_REQUIREMENTS = ["lightgbm==4.7.0", "scikit-learn==1.9.1", "pandas==3.1.1", "numpy==2.4.6", "mlflow==3.17.2"]
 
 
+FAIRNESS_ARTIFACT = "monitoring/fairness.json"
+"""Where a training run records its routes' fairness and the champion's (training/pipeline.py)."""
+
+
 class PromotionRefused(ClaimScoreError):
     exit_code = 1
 
@@ -83,12 +87,15 @@ def log_bundle(task: str, bundle_dir: Path, input_example) -> RegisteredModel:
     return RegisteredModel(task, name, version, run_id, {})
 
 
-def promote(metric: str, margin: float, who: str, why: str) -> list[dict]:
+def promote(metric: str, margin: float, who: str, why: str, fairness_margin: float | None = None) -> list[dict]:
     """Move ``champion`` to the challengers if each beats its champion on the same claims.
 
     The training run scored both on the part of its test period the champion never learnt from
     (``{task}.compare.*``; see ``training.pipeline._comparison``): the challenger by its honest,
-    pre-refit model. Each row names the period and claims compared and why. Returns the comparison
+    pre-refit model. Each row names the period and claims compared and why. With ``fairness_margin``,
+    the challengers' routes must also be as fair as the champion's on the same test claims: a group
+    whose ratio to the most favoured group fell by more than the margin is named, with both ratios
+    (:func:`monitoring.fairness.promotion_check`), and the promotion refused. Returns the comparison
     rows; raises :class:`PromotionRefused` (with the table) otherwise. Both models of a training run
     move together, so the routing policy they carry stays consistent.
     """
@@ -132,6 +139,12 @@ def promote(metric: str, margin: float, who: str, why: str) -> list[dict]:
                 "note": note,
             }
         )
+    objections = _fairness_objections(version_for(tasks[0], CHALLENGER).run_id, fairness_margin)
+    if objections and any(r["verdict"] not in ("already champion", "promote (no champion)") for r in rows):
+        ok = False
+        for r in rows:
+            r["verdict"] = "refuse (fairness)" if r["verdict"] == "promote" else r["verdict"]
+        rows[0]["note"] = "; ".join(filter(None, [rows[0]["note"], "fairness: " + "; ".join(objections)]))
     if not ok:
         raise PromotionRefused("promotion refused:\n" + format_table(rows))
     stamp = datetime.now(UTC).isoformat(timespec="seconds")
@@ -149,6 +162,27 @@ def promote(metric: str, margin: float, who: str, why: str) -> list[dict]:
         ):
             client.set_model_version_tag(name, version, key, value)
     return rows
+
+
+def _fairness_objections(run_id: str, margin: float | None) -> list[str]:
+    """The training run's fairness comparison (its routes and the champion's on its test claims)
+    as refusal lines; none without a margin, a champion, or the comparison (older runs)."""
+    if margin is None:
+        return []
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    from monitoring.fairness import FairnessResult, promotion_check
+
+    try:
+        recorded = mlflow.artifacts.load_dict(f"runs:/{run_id}/{FAIRNESS_ARTIFACT}")
+    except (MlflowException, OSError):
+        return []
+    if not recorded.get("champion"):
+        return []
+    challenger = FairnessResult.from_dict(recorded["challenger"]).rows
+    champion = FairnessResult.from_dict(recorded["champion"]).rows
+    return promotion_check(challenger, champion, margin)
 
 
 def _compared(task: str, metric: str, metrics: dict, params: dict) -> tuple:

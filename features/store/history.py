@@ -316,6 +316,20 @@ class HistoryStore:
             raise HistoryError(f"history store {self.shown}: cannot read claim ({db_error(exc)})") from None
         return None if row is None else {f.name: row._mapping[f.name] for f in schema.FIELDS}
 
+    def claims_for(self, claim_ids: Iterable[str]) -> pd.DataFrame:
+        """The stored claims among ``claim_ids`` with every canonical column (outcomes as recorded
+        so far), as a canonical frame in no particular order."""
+        try:
+            with self.engine.connect() as conn:
+                rows = [
+                    r
+                    for ids in _chunks(sorted(set(map(str, claim_ids))))
+                    for r in conn.execute(sa.select(self.table).where(self.table.c.claim_id.in_(ids)))
+                ]
+        except sa.exc.SQLAlchemyError as exc:
+            raise HistoryError(f"history store {self.shown}: cannot read claims ({db_error(exc)})") from None
+        return _frame(rows)
+
     def read_all(self) -> pd.DataFrame:
         """Every stored claim as a canonical frame, in report-time order (small stores and tests)."""
         with self.engine.connect() as conn:

@@ -10,7 +10,7 @@ libraries are imported inside the commands so that ``claimscore --help`` answers
 | features | features | :mod:`pipelines.cli.features` |
 | training | train, promote | :mod:`pipelines.cli.train` |
 | scoring | score, serve | :mod:`pipelines.cli.score`, :mod:`pipelines.cli.serve` |
-| monitoring | evaluate | :mod:`pipelines.cli.monitor` |
+| monitoring | monitor, evaluate | :mod:`pipelines.cli.monitor` |
 | keys, history | keys ..., history ... | :mod:`pipelines.cli.keys`, :mod:`pipelines.cli.history` |
 | cases | audit, cases ... | :mod:`pipelines.cli.cases` |
 """
@@ -46,8 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     command = typer.main.get_command(app)
     try:
-        command.main(args=args, prog_name="claimscore", standalone_mode=False)
-        return 0
+        code = command.main(args=args, prog_name="claimscore", standalone_mode=False)
+        return code if isinstance(code, int) else 0  # typer.Exit(n) inside a command comes back as n
     except ValidationFailed as exc:
         for line in exc.lines:
             typer.echo(f"  {line}", err=True)

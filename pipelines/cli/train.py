@@ -106,5 +106,7 @@ def promote(
     state = settings(config)
     cfg = load_training_config(training_config)
     registry.configure(state)
-    rows = registry.promote(cfg.promotion.metric, cfg.promotion.margin, by, reason)
+    rows = registry.promote(
+        cfg.promotion.metric, cfg.promotion.margin, by, reason, fairness_margin=cfg.fairness.promotion_margin
+    )
     typer.echo(registry.format_table(rows))

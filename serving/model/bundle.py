@@ -7,6 +7,8 @@ Folder layout::
 
     model.txt          LightGBM booster (its own text format)
     bundle.json        {"task", "label", "encoder", "calibration", "metadata"}
+    reference.json     what the model's test period looked like, for monitoring (optional;
+                       :mod:`monitoring.reference` writes and reads it)
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ if TYPE_CHECKING:
 
 FORMAT_VERSION = 1
 TIE_BREAK = 1e-9
+REFERENCE_FILE = "reference.json"
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,9 @@ class ModelBundle:
     encoder: FeatureEncoder
     calibration: Calibration = field(default_factory=Calibration)
     metadata: dict = field(default_factory=dict)
+    reference: dict | None = None
+    """The compact reference of the model's test period (features, scores, routes, metrics) that
+    monitoring compares live claims with; None for bundles trained before it was recorded."""
     _explainer: Any = field(default=None, init=False, repr=False, compare=False)
 
     @property
@@ -121,6 +127,8 @@ class ModelBundle:
             ),
             encoding="utf-8",
         )
+        if self.reference is not None:
+            (folder / REFERENCE_FILE).write_text(json.dumps(self.reference, default=str), encoding="utf-8")
         return folder
 
     @classmethod
@@ -132,6 +140,7 @@ class ModelBundle:
         if spec.get("format_version") != FORMAT_VERSION:
             raise ValueError(f"{folder}: bundle format {spec.get('format_version')} is not {FORMAT_VERSION}")
         booster = lgb.Booster(model_file=str(folder / "model.txt"))
+        reference = folder / REFERENCE_FILE
         return cls(
             spec["task"],
             spec["label"],
@@ -139,4 +148,5 @@ class ModelBundle:
             FeatureEncoder.from_dict(spec["encoder"]),
             Calibration.from_dict(spec["calibration"]),
             spec.get("metadata", {}),
+            json.loads(reference.read_text(encoding="utf-8")) if reference.is_file() else None,
         )

@@ -1,7 +1,7 @@
 """The scoring-request examples shared by the request tests and the HTTP tests.
 
 Fixtures: ``good_claim`` (a fresh copy of a valid claim) and ``bad_claims`` (every kind of bad claim);
-``champion``, a served champion's state trained once per session (copied per module by ``served_home``).
+(``champion``, ``served_home`` and ``demo_mode`` are in tests/conftest.py.)
 ``GOOD`` sends every field a champion trained on the synthetic claims uses (the service refuses a
 claim lacking one); a field the claim does not know is sent as null, as a claim system would.
 A test that takes ``bad_claim`` or ``malformed_body`` runs once per example, named by it.
@@ -11,21 +11,9 @@ from __future__ import annotations
 
 import copy
 import json
-import shutil
-from collections.abc import Callable
-from pathlib import Path
 from typing import Any, NamedTuple
 
-import pandas as pd
 import pytest
-
-from features.config import Settings
-from features.data.sources import load_claims
-from features.data.synthetic import generate_claims
-from features.store.history import HistoryStore
-from training import registry
-from training.config import TrainingConfig
-from training.pipeline import train
 
 GOOD: dict[str, Any] = {
     "claim_id": "C-1",
@@ -159,55 +147,3 @@ def good_claim() -> dict[str, Any]:
 def bad_claims() -> list[BadClaim]:
     """Every kind of bad claim, with the field its answer must name."""
     return copy.deepcopy(BAD_CLAIMS)
-
-
-# --- a served champion, trained once per session ---------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def demo_mode():
-    """Serve with the built-in identity secret: a demo, as far as the service is concerned (without
-    it the service refuses that secret; tests/serving/test_identity_live.py serves with a secret of
-    its own). A module that serves the champion uses it: ``pytest.mark.usefixtures("demo_mode")``."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("CLAIMSCORE_DEMO", "1")
-        yield
-
-
-CHAMPION_CLAIMS, LIVE_CLAIMS = 40_000, 1_000
-
-
-@pytest.fixture(scope="session")
-def champion(tmp_path_factory) -> tuple[Path, pd.DataFrame]:
-    """A state directory with a promoted champion trained on 40,000 synthetic claims (seed 23, no
-    refit), the same claims loaded into the history store, and the next 1,000 claims of the same
-    population (to score live). Trained once per session: a test module that serves takes its own
-    copy of the directory (:func:`served_home`), so what one module's server writes, another never sees."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("CLAIMSCORE_DEMO", "1")  # the built-in identity secret (see test_service.py)
-        base = tmp_path_factory.mktemp("champion")
-        settings = Settings(home=base).resolved().ensure_dirs()
-        frame = generate_claims(CHAMPION_CLAIMS + LIVE_CLAIMS, seed=23)
-        frame = frame.sort_values("report_date", kind="stable", ignore_index=True)
-        data = base / "claims.parquet"
-        frame.iloc[:CHAMPION_CLAIMS].to_parquet(data)
-        train(str(data), "synthetic", settings, TrainingConfig(refit=False))
-        registry.configure(settings)
-        registry.promote("average_precision", 0.0, "tests", "served-champion tests")
-        store = HistoryStore(settings.history_url)
-        store.load(load_claims(str(data), "synthetic", settings).frame)
-        store.close()
-    return base, frame.iloc[CHAMPION_CLAIMS:].reset_index(drop=True)
-
-
-@pytest.fixture(scope="session")
-def served_home(champion, tmp_path_factory) -> Callable[[str], Path]:
-    """``served_home(name)``: a fresh copy of the champion's state directory (models, registry,
-    history) to serve from."""
-
-    def copy_of(name: str) -> Path:
-        home = tmp_path_factory.mktemp(name)
-        shutil.copytree(champion[0], home, dirs_exist_ok=True)
-        return home
-
-    return copy_of
