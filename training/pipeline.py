@@ -195,6 +195,7 @@ def train(
     )
     policy = dataclasses.replace(policy, expected_kpis=kpis)
     metrics.update({f"routing.test.{k}": v for k, v in kpis.items()})
+    registry.configure(settings)  # the champion is read from the configured registry (fairness, comparison)
     reference, fairness_rows = _reference(table, frame, split, bundles, selected, scores, y_fraud, policy, cfg, source)
     for bundle in bundles.values():
         bundle.reference = reference.to_dict()
