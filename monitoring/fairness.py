@@ -273,12 +273,16 @@ def fairness_alerts(rows: pd.DataFrame, cfg: FairnessConfig) -> list[Alert]:
 # --- promotion ----------------------------------------------------------------------------------
 
 
-def promotion_check(challenger: pd.DataFrame, champion: pd.DataFrame, margin: float) -> list[str]:
+def promotion_check(
+    challenger: pd.DataFrame, champion: pd.DataFrame, margin: float, min_ratio: float = 1.0
+) -> list[str]:
     """Why a challenger must not replace the champion on fairness grounds: one line per attribute,
     group and metric judged in both ``rows`` frames (the two models' routes of the same claims) where
-    the challenger's ratio is below the champion's by more than ``margin``. (A ratio is at most 1, so
-    such a challenger ratio is below parity too.) A row judged in one frame only is not compared: an
-    unjudged ratio rests on too few claims or events to refuse a model on. Empty: no objection."""
+    the challenger's ratio is below the champion's by more than ``margin`` and below ``min_ratio``
+    (the four-fifths rule's 0.8 in the gate: a challenger at 0.91 against a champion's 0.98 is
+    still fair, and such moves are mostly the noise of a small favoured group). A row judged in one
+    frame only is not compared: an unjudged ratio rests on too few claims or events to refuse a
+    model on. Empty: no objection."""
     keys = ["attribute", "group", "metric"]
     a, b = _typed(challenger), _typed(champion)
     both = a.merge(b, on=keys, suffixes=("", "_champion"))
@@ -286,11 +290,11 @@ def promotion_check(challenger: pd.DataFrame, champion: pd.DataFrame, margin: fl
         both["judged"]
         & both["judged_champion"]
         & (both["ratio_champion"] - both["ratio"] > margin + 1e-12)
-        & (both["ratio"] < 1)
+        & (both["ratio"] < min(min_ratio, 1.0))
     )
     return [
         f"{r.attribute}={r.group}: {r.metric} ratio {r.ratio:.2f} against the champion's "
-        f"{r.ratio_champion:.2f} (margin {margin:g})"
+        f"{r.ratio_champion:.2f} (margin {margin:g}, threshold {min_ratio:g})"
         for r in both[worse].itertuples(index=False)
     ]
 

@@ -87,14 +87,22 @@ def log_bundle(task: str, bundle_dir: Path, input_example) -> RegisteredModel:
     return RegisteredModel(task, name, version, run_id, {})
 
 
-def promote(metric: str, margin: float, who: str, why: str, fairness_margin: float | None = None) -> list[dict]:
+def promote(
+    metric: str,
+    margin: float,
+    who: str,
+    why: str,
+    fairness_margin: float | None = None,
+    fairness_min_ratio: float = 0.8,
+) -> list[dict]:
     """Move ``champion`` to the challengers if each beats its champion on the same claims.
 
     The training run scored both on the part of its test period the champion never learnt from
     (``{task}.compare.*``; see ``training.pipeline._comparison``): the challenger by its honest,
     pre-refit model. Each row names the period and claims compared and why. With ``fairness_margin``,
     the challengers' routes must also be as fair as the champion's on the same test claims: a group
-    whose ratio to the most favoured group fell by more than the margin is named, with both ratios
+    whose ratio to the most favoured group fell by more than the margin, below
+    ``fairness_min_ratio``, is named, with both ratios
     (:func:`monitoring.fairness.promotion_check`), and the promotion refused. Returns the comparison
     rows; raises :class:`PromotionRefused` (with the table) otherwise. Both models of a training run
     move together, so the routing policy they carry stays consistent.
@@ -139,7 +147,7 @@ def promote(metric: str, margin: float, who: str, why: str, fairness_margin: flo
                 "note": note,
             }
         )
-    objections = _fairness_objections(version_for(tasks[0], CHALLENGER).run_id, fairness_margin)
+    objections = _fairness_objections(version_for(tasks[0], CHALLENGER).run_id, fairness_margin, fairness_min_ratio)
     if objections and any(r["verdict"] not in ("already champion", "promote (no champion)") for r in rows):
         ok = False
         for r in rows:
@@ -164,7 +172,7 @@ def promote(metric: str, margin: float, who: str, why: str, fairness_margin: flo
     return rows
 
 
-def _fairness_objections(run_id: str, margin: float | None) -> list[str]:
+def _fairness_objections(run_id: str, margin: float | None, min_ratio: float) -> list[str]:
     """The training run's fairness comparison (its routes and the champion's on its test claims)
     as refusal lines; none without a margin, a champion, or the comparison (older runs)."""
     if margin is None:
@@ -182,7 +190,7 @@ def _fairness_objections(run_id: str, margin: float | None) -> list[str]:
         return []
     challenger = FairnessResult.from_dict(recorded["challenger"]).rows
     champion = FairnessResult.from_dict(recorded["champion"]).rows
-    return promotion_check(challenger, champion, margin)
+    return promotion_check(challenger, champion, margin, min_ratio)
 
 
 def _compared(task: str, metric: str, metrics: dict, params: dict) -> tuple:

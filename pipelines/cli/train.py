@@ -107,6 +107,11 @@ def promote(
     cfg = load_training_config(training_config)
     registry.configure(state)
     rows = registry.promote(
-        cfg.promotion.metric, cfg.promotion.margin, by, reason, fairness_margin=cfg.fairness.promotion_margin
+        cfg.promotion.metric,
+        cfg.promotion.margin,
+        by,
+        reason,
+        fairness_margin=cfg.fairness.promotion_margin,
+        fairness_min_ratio=cfg.fairness.min_ratio,
     )
     typer.echo(registry.format_table(rows))

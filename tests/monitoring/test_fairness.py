@@ -131,12 +131,16 @@ def test_promotion_check_names_the_group_the_challenger_treats_worse():
     y = np.full(10_000, np.nan)
     champion = fairness(groups, _routes([300, 300], claims), y, CFG).rows
     challenger = fairness(groups, _routes([300, 500], claims), y, CFG).rows
-    assert promotion_check(challenger, champion, margin=0.05) == [
-        "region=south: referral_rate ratio 0.60 against the champion's 1.00 (margin 0.05)"
+    assert promotion_check(challenger, champion, margin=0.05, min_ratio=0.8) == [
+        "region=south: referral_rate ratio 0.60 against the champion's 1.00 (margin 0.05, threshold 0.8)"
     ]
     slightly = fairness(groups, _routes([300, 310], claims), y, CFG).rows  # ratio 0.97
     assert promotion_check(slightly, champion, margin=0.05) == []
     assert promotion_check(champion, challenger, margin=0.05) == []
+    # worse than the champion, but still above the four-fifths threshold: no objection
+    milder = fairness(groups, _routes([300, 340], claims), y, CFG).rows
+    assert promotion_check(milder, champion, margin=0.05, min_ratio=0.8) == []
+    assert promotion_check(milder, champion, margin=0.05, min_ratio=1.0) != []
 
 
 def test_results_round_trip_through_plain_json():
@@ -148,7 +152,7 @@ def test_results_round_trip_through_plain_json():
     assert [a.subject for a in back.alerts] == ["region=south: referral_rate"]
     champion = fairness(groups, _routes([300, 300], claims), np.full(10_000, np.nan), CFG)
     assert promotion_check(back.rows, FairnessResult.from_dict(champion.to_dict()).rows, 0.05) == [
-        "region=south: referral_rate ratio 0.60 against the champion's 1.00 (margin 0.05)"
+        "region=south: referral_rate ratio 0.60 against the champion's 1.00 (margin 0.05, threshold 1)"
     ]
 
 
