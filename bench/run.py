@@ -168,6 +168,24 @@ def render_history_index(r: dict) -> str:
     )
 
 
+def render_monitoring(r: dict) -> str:
+    stages = r["stages_s"]
+    md = (
+        "| decisions | `claimscore monitor` | floor: read the log's rows | monitor / floor | alerts | "
+        "peak memory | report |\n|---:|---:|---:|---:|---:|---:|---:|\n"
+        f"| {r['decisions']:,} | {r['monitor_s']:.1f} s | {r['floor_s']:.1f} s | "
+        f"{r['monitor_s'] / r['floor_s']:.1f}x | {r['alerts']} | {r['peak_rss_mb']:,.0f} MB | "
+        f"{r['report_kb']:,.0f} KB |\n\n"
+    )
+    md += "| stage | " + " | ".join(stages) + " |\n|---|" + "---:|" * len(stages) + "\n"
+    md += "| seconds | " + " | ".join(f"{v:.1f}" for v in stages.values()) + " |\n"
+    md += (
+        f"\nSet-up, not timed: generate and train {r['setup_train_s']:.0f} s, history {r['setup_history_s']:.0f} s, "
+        f"score {r['setup_score_s']:.0f} s, decision log and cases {r['setup_log_s']:.0f} s.\n"
+    )
+    return md
+
+
 def measure_workbench(claims: int = WORKBENCH_CLAIMS) -> dict:
     return run_isolated("bench.workbench", "--claims", str(claims))
 
@@ -252,6 +270,11 @@ BENCHMARKS: dict[str, Benchmark] = {
         "The investigators' workbench at scale",
         measure_workbench,
         render_workbench,
+    ),
+    "monitoring": Benchmark(
+        "Monitoring a million decisions",
+        lambda: run_isolated("bench.monitoring"),
+        render_monitoring,
     ),
 }
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -53,8 +54,15 @@ class Summary:
         return path
 
 
-def monitor(window: Window, reference: Reference, cfg: MonitorConfig, report_dir: Path) -> Summary:
-    """Every section of a monitoring run over ``window``; the quality report is written to ``report_dir``."""
+def monitor(
+    window: Window,
+    reference: Reference,
+    cfg: MonitorConfig,
+    report_dir: Path,
+    on_stage: Callable[[str], None] = lambda _: None,
+) -> Summary:
+    """Every section of a monitoring run over ``window``; the quality report is written to
+    ``report_dir``. ``on_stage`` is called with each section's name as it finishes."""
     alerts: list[Alert] = []
     extra = reference.extra or {}
     capacity = float(extra.get("siu_capacity", DEFAULT_CAPACITY))
@@ -65,9 +73,11 @@ def monitor(window: Window, reference: Reference, cfg: MonitorConfig, report_dir
     route_rows = drift.route_shift(reference, window.routes, cfg.drift)
     multivariate = drift.multivariate_drift(reference, window.features[present], cfg.drift)
     alerts += drift.drift_alerts(feature_rows, score_rows, route_rows, multivariate, cfg.drift)
+    on_stage("drift")
 
     checked = quality.quality(window.claims, report_dir)
     alerts += quality.quality_alerts(checked)
+    on_stage("quality")
 
     perf = {}
     for task, p in window.scores.items():
@@ -76,10 +86,12 @@ def monitor(window: Window, reference: Reference, cfg: MonitorConfig, report_dir
             task, p, window.label(task), window.decided_at, capacity, test, cfg.performance
         )
         alerts += performance.performance_alerts(perf[task], cfg.performance)
+    on_stage("performance")
 
     groups = fairness.group_columns(window.claims, cfg.fairness)
     fair = fairness.fairness(groups, window.routes, window.label("fraud"), cfg.fairness)
     alerts += fair.alerts
+    on_stage("fairness")
 
     red_flag = cfg.kpis.red_flag_score
     if red_flag is None:
@@ -88,6 +100,7 @@ def monitor(window: Window, reference: Reference, cfg: MonitorConfig, report_dir
     overall = kpis.kpis(window, cfg.kpis, red_flag, capacity=capacity)
     series = kpis.kpi_series(window, cfg.kpis, red_flag)
     alerts += kpis.kpi_alerts(overall, window, cfg.kpis, capacity=capacity, leakage_cap=leakage_cap)
+    on_stage("kpis")
 
     data = {
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),

@@ -10,7 +10,10 @@ reads a :class:`Window` and nothing else.
 
 from __future__ import annotations
 
+import io
+import json
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -101,39 +104,53 @@ def from_table(
 
 
 def from_decisions(
-    decisions: Sequence[Mapping],
-    claims: pd.DataFrame,
+    decisions: Mapping[str, Sequence],
+    claims: pd.DataFrame | Future,
     policy: RoutingPolicy,
     as_of: pd.Timestamp,
-    cases: pd.DataFrame | None = None,
+    cases: pd.DataFrame | Future | None = None,
 ) -> Window:
-    """The decision log's rows (as :meth:`serving.decision_log.DecisionLog.read` gives them: claim_id,
-    decided_at, route, scores, rules, features), the latest per claim, beside the claims as the
-    history store holds them now (canonical frame; a decided claim the store lacks keeps null fields)
-    and their cases."""
-    latest: dict[str, Mapping] = {}
-    for d in decisions:  # in log order: a claim scored again keeps its last decision
-        latest[str(d["claim_id"])] = d
-    rows = list(latest.values())
-    ids = list(latest)
+    """The decision log's rows as columns (:meth:`serving.decision_log.DecisionLog.read_window`:
+    ``claim_id``, ``decided_at``, ``route``, and ``scores``, ``rules``, ``features`` as JSON text),
+    the latest per claim, beside the claims as the history store holds them now (canonical frame;
+    a decided claim the store lacks keeps null fields) and their cases. ``claims`` and ``cases`` may
+    be futures still being read: they are waited for once the decisions are parsed."""
+    log = pd.DataFrame({k: decisions[k] for k in ("claim_id", "decided_at", "route")})
+    latest = log.drop_duplicates("claim_id", keep="last").index.to_numpy()  # a claim scored again: its last
+    ids = log["claim_id"].to_numpy()[latest].astype(str)
+    features = _json_rows([decisions["features"][i] for i in latest])
+    scored = _json_rows([decisions["scores"][i] for i in latest])
+    scores = {t: pd.to_numeric(scored[t], errors="coerce").to_numpy(dtype=np.float64) for t in scored.columns}
+    rules = [[] if decisions["rules"][i] == "[]" else list(json.loads(decisions["rules"][i])) for i in latest]
+    decided = pd.to_datetime(log["decided_at"].iloc[latest].astype("str"), utc=True, format="ISO8601")
+    claims = claims.result() if isinstance(claims, Future) else claims
+    cases = cases.result() if isinstance(cases, Future) else cases
     known = claims.drop_duplicates("claim_id", keep="last").set_index("claim_id")
     frame = known.reindex(pd.Index(ids, name="claim_id")).reset_index()
     frame = frame.astype({c: claims[c].dtype for c in claims.columns if c in frame.columns and c != "claim_id"})
-    features = pd.DataFrame.from_records([d["features"] for d in rows]) if rows else pd.DataFrame()
-    tasks = sorted({t for d in rows for t in d["scores"]})
-    scores = {t: np.array([d["scores"].get(t, np.nan) for d in rows], dtype=np.float64) for t in tasks}
-    decided = pd.to_datetime(pd.Series([d["decided_at"] for d in rows], dtype="str"), utc=True, format="ISO8601")
     if cases is not None:
-        cases = cases[cases["claim_id"].isin(latest)].reset_index(drop=True)
+        cases = cases[cases["claim_id"].isin(set(ids))].reset_index(drop=True)
     return Window(
         claims=frame,
         features=features,
         scores=scores,
-        routes=np.array([d["route"] for d in rows], dtype=object),
-        rules=[list(d["rules"]) for d in rows],
-        decided_at=decided.dt.tz_localize(None),
+        routes=log["route"].to_numpy()[latest].astype(object),
+        rules=rules,
+        decided_at=decided.dt.tz_localize(None).reset_index(drop=True),
         policy=policy,
         as_of=pd.Timestamp(as_of),
         cases=cases,
         kind="decision_log",
     )
+
+
+def _json_rows(texts: Sequence[str]) -> pd.DataFrame:
+    """JSON objects (one per row, as text) as a frame: a column per key, numbers as floats, text as
+    text, parsed by Arrow in one batch."""
+    if not texts:
+        return pd.DataFrame()
+    import pyarrow.json as pj
+
+    block = max(1 << 20, 4 * max(len(t) for t in texts))
+    table = pj.read_json(io.BytesIO("\n".join(texts).encode()), read_options=pj.ReadOptions(block_size=block))
+    return table.to_pandas()

@@ -7,7 +7,10 @@ workbench's monitoring page read.
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -39,6 +42,7 @@ def run_monitoring(
     window: tuple[datetime | None, datetime | None] | None = None,
     data: str | None = None,
     source: str = "synthetic",
+    on_stage: Callable[[str], None] = lambda _: None,
 ) -> tuple[Summary, Path]:
     """Monitor the champion over a window of the decision log (``window``: since, until) or a table
     (``data``, ``source``); write the report and summary to ``out`` and to :func:`latest_dir`."""
@@ -46,6 +50,7 @@ def run_monitoring(
 
     scorer = Scorer.from_registry(settings)
     reference = champion_reference(scorer)
+    on_stage("champion")
     since, until = window or (None, None)
     if data is not None:
         win = table_window(scorer, data, source, settings, since, until)
@@ -56,12 +61,14 @@ def run_monitoring(
     win.description.update(
         {"models": ", ".join(f"{t} v{v}" for t, v in scorer.versions.items()), "policy": str(scorer.policy.version)}
     )
+    on_stage("window")
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     folder = Path(out) if out is not None else settings.reports_dir / "monitoring" / stamp
     folder.mkdir(parents=True, exist_ok=True)
-    summary = monitor(win, reference, cfg, folder)
+    summary = monitor(win, reference, cfg, folder, on_stage)
     summary.save(folder)
     write_report(summary, win, reference, folder)
+    on_stage("report")
     latest = latest_dir(settings)
     latest.mkdir(parents=True, exist_ok=True)
     for name in (REPORT_FILE, SUMMARY_FILE):  # the report first: the summary's arrival says both are there
@@ -97,8 +104,9 @@ def _naive(t: datetime | None) -> pd.Timestamp | None:
 
 
 def log_window(scorer, settings: Settings, since: datetime | None, until: datetime | None) -> Window:
-    from features.store.history import HistoryStore
-    from serving.cases import CaseStore
+    """The decision log's window joined to the history store's claims and the case store's cases.
+    The claims and cases are read in other threads while the decisions' JSON is parsed (the
+    database drivers and Arrow's parser leave the interpreter lock for most of it)."""
     from serving.decision_log import DecisionLog
 
     log = DecisionLog(settings.decision_log_url)
@@ -106,29 +114,45 @@ def log_window(scorer, settings: Settings, since: datetime | None, until: dateti
         decisions = log.read_window(since, until)
     finally:
         log.close()
-    ids = {str(d["claim_id"]) for d in decisions}
-    store = HistoryStore(settings.history_url)
-    try:
-        claims = store.claims_for(ids)
-    finally:
-        store.close()
-    cases = None
-    if Path(settings.cases_url.removeprefix("sqlite:///")).exists() or not settings.cases_url.startswith("sqlite"):
-        store_cases = CaseStore(settings.cases_url)
-        try:
-            cases = pd.DataFrame(
-                [c.__dict__ for c in store_cases.cases_for(ids)],
-                columns=["claim_id", "queue", "status", "opened_at", "due_at", "closed_at", "disposition", "overdue"],
-            )
-        finally:
-            store_cases.close()
-        for column in ("opened_at", "due_at", "closed_at"):
-            cases[column] = pd.to_datetime(cases[column], utc=True).dt.tz_localize(None)
-    as_of = until or datetime.now(UTC)
-    win = from_decisions(decisions, claims, scorer.policy, pd.Timestamp(as_of).tz_convert(None), cases)
+    ids = set(map(str, decisions["claim_id"]))
+    as_of = pd.Timestamp(until or datetime.now(UTC)).tz_convert(None)
+    with ThreadPoolExecutor(2) as pool:
+        claims = pool.submit(_claims_of, settings, ids)
+        cases = pool.submit(_cases_of, settings, ids)
+        win = from_decisions(decisions, claims, scorer.policy, as_of, cases)
     win.description["source"] = "decision log"
     win.description["period"] = f"{_day(since) or 'the start'} to {_day(until) or 'now'}"
     return win
+
+
+def _claims_of(settings: Settings, ids: set[str]) -> pd.DataFrame:
+    from features.store.history import HistoryStore
+
+    store = HistoryStore(settings.history_url)
+    try:
+        return store.claims_for(ids)
+    finally:
+        store.close()
+
+
+def _cases_of(settings: Settings, ids: set[str]) -> pd.DataFrame | None:
+    """The claims' cases (None where no case store exists: a service that never opened one)."""
+    from serving.cases import CaseStore
+
+    if settings.cases_url.startswith("sqlite") and not Path(settings.cases_url.removeprefix("sqlite:///")).exists():
+        return None
+    store = CaseStore(settings.cases_url)
+    try:
+        found = [dataclasses.asdict(c) for c in store.cases_for(ids)]
+    finally:
+        store.close()
+    cases = pd.DataFrame(found, columns=list(CASE_COLUMNS))
+    for column in ("opened_at", "due_at", "closed_at"):
+        cases[column] = pd.to_datetime(cases[column], utc=True).dt.tz_localize(None)
+    return cases
+
+
+CASE_COLUMNS = ("claim_id", "queue", "status", "opened_at", "due_at", "closed_at", "disposition", "overdue")
 
 
 def _day(t: datetime | None) -> str | None:

@@ -105,31 +105,25 @@ class DecisionLog:
         with self.engine.connect() as conn:
             return [_decode(dict(r._mapping)) for r in conn.execute(query)]
 
-    def read_window(self, since: datetime | None = None, until: datetime | None = None) -> list[dict]:
+    def read_window(self, since: datetime | None = None, until: datetime | None = None) -> dict[str, list]:
         """Decisions made at or after ``since`` and before ``until`` (aware or UTC datetimes), in log
-        order, with what monitoring reads: claim_id, decided_at, route, scores, rules, features."""
+        order, as columns of what monitoring reads: ``claim_id``, ``decided_at``, ``route``, and
+        ``scores``, ``rules`` and ``features`` as their stored JSON text (decoded in bulk by the
+        reader: a million rows' features decode many times faster as one batch)."""
         c = self.table.c
         query = sa.select(c.claim_id, c.decided_at, c.route, c.scores, c.rules, c.features).order_by(c.id)
         if since is not None:
             query = query.where(c.decided_at >= _stamp(since))
         if until is not None:
             query = query.where(c.decided_at < _stamp(until))
-        loads = json.loads
         try:
             with self.engine.connect() as conn:
-                return [
-                    {
-                        "claim_id": r[0],
-                        "decided_at": r[1],
-                        "route": r[2],
-                        "scores": loads(r[3]),
-                        "rules": loads(r[4]),
-                        "features": loads(r[5]),
-                    }
-                    for r in conn.execute(query)
-                ]
+                rows = conn.execute(query).all()
         except sa.exc.SQLAlchemyError as exc:
             raise DecisionLogError(f"decision log {self.shown}: cannot read ({db_error(exc)})") from None
+        names = ("claim_id", "decided_at", "route", "scores", "rules", "features")
+        columns = list(zip(*rows)) if rows else [()] * len(names)
+        return {name: list(values) for name, values in zip(names, columns)}
 
     def count(self) -> int:
         with self.engine.connect() as conn:

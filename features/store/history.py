@@ -318,17 +318,17 @@ class HistoryStore:
 
     def claims_for(self, claim_ids: Iterable[str]) -> pd.DataFrame:
         """The stored claims among ``claim_ids`` with every canonical column (outcomes as recorded
-        so far), as a canonical frame in no particular order."""
+        so far), as a canonical frame in no particular order. Read in bulk (datetimes as stored
+        text, typed a column at a time): a million claims in seconds."""
+        selected = self._selected(schema.COLUMNS, True)
+        rows: list = []
         try:
             with self.engine.connect() as conn:
-                rows = [
-                    r
-                    for ids in _chunks(sorted(set(map(str, claim_ids))))
-                    for r in conn.execute(sa.select(self.table).where(self.table.c.claim_id.in_(ids)))
-                ]
+                for ids in _chunks(sorted(set(map(str, claim_ids)))):
+                    rows += conn.execute(sa.select(*selected).where(self.table.c.claim_id.in_(ids))).all()
         except sa.exc.SQLAlchemyError as exc:
             raise HistoryError(f"history store {self.shown}: cannot read claims ({db_error(exc)})") from None
-        return _frame(rows)
+        return _canonical(columns.from_rows(rows, schema.COLUMNS))
 
     def read_all(self) -> pd.DataFrame:
         """Every stored claim as a canonical frame, in report-time order (small stores and tests)."""
@@ -613,6 +613,25 @@ def _frame(rows: list) -> pd.DataFrame:
     return pd.DataFrame(
         {f.name: pd.array(values, dtype=f.pandas_dtype) for f, values in zip(schema.FIELDS, data)}, copy=False
     )
+
+
+def _canonical(cols: Columns) -> pd.DataFrame:
+    """A canonical frame of :func:`features.columns.from_rows` columns (text through Arrow, which
+    is several times faster than pandas' own string conversion)."""
+    import pyarrow as pa
+
+    out = {}
+    for f in schema.FIELDS:
+        values = cols[f.name]
+        if f.dtype in ("id", "category"):
+            out[f.name] = pd.array(pa.array(values, type=pa.large_string(), from_pandas=True), dtype="str")
+        elif f.dtype == "bool":
+            out[f.name] = pd.array(values, dtype="Float64").astype("boolean")
+        elif f.dtype == "int":
+            out[f.name] = pd.array(values, dtype="Float64").astype("Int64")
+        else:
+            out[f.name] = values.astype(f.pandas_dtype)
+    return pd.DataFrame(out, copy=False)
 
 
 def _outcome_value(name: str, value: object) -> object:
