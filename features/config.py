@@ -67,6 +67,12 @@ class Settings:
         return self.home / "reports"
 
     @property
+    def monitoring_latest_dir(self) -> Path:
+        """Where ``claimscore monitor`` keeps its latest run's ``report.html`` and ``summary.json``
+        (the service's gauges and the workbench's monitoring page read them there)."""
+        return self.reports_dir / "monitoring" / "latest"
+
+    @property
     def artifacts_dir(self) -> Path:
         return self.home / "artifacts"
 

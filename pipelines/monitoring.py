@@ -31,7 +31,7 @@ class MonitoringError(ClaimScoreError):
 
 def latest_dir(settings: Settings) -> Path:
     """Where the latest run's report and summary are kept (the service reads them)."""
-    return settings.reports_dir / "monitoring" / "latest"
+    return settings.monitoring_latest_dir
 
 
 def run_monitoring(

@@ -2,7 +2,8 @@
 
 Loads the champion models and their routing policy from the MLflow registry at start-up, mounts the
 HTTP API (``serving/api.py``) and adds BentoML's health, readiness and Prometheus metrics, plus route
-counts and score histograms. Every path but health, readiness and the API description needs a key.
+counts, score histograms and the latest monitoring run's gauges (``serving/gauges.py``). Every path
+but health, readiness and the API description needs a key.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import sys
 
 import bentoml
 
-from serving import api, case_api
+from serving import api, case_api, gauges
 from serving.state import ServiceState
 from serving.ui import pages
 
@@ -81,6 +82,7 @@ class ClaimScore:
         state = ServiceState.load()
         state.observers.append(_observe)
         api.STATE = state
+        gauges.start(state.settings)
 
 
 def _die_with_parent() -> None:

@@ -1,4 +1,5 @@
-"""The workbench's routes: sign-in, the queue, a claim's page and what an investigator does there.
+"""The workbench's routes: sign-in, the queue, a claim's page and what an investigator does there,
+and the latest monitoring run (``/ui/monitoring``; its report at ``/ui/monitoring/report``).
 
 Signing in and out: ``GET/POST /ui/login``, ``POST /ui/logout``. An API key entered once buys a
 session cookie (:mod:`serving.sessions`; investigators' and admins' keys only); every other page
@@ -36,7 +37,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 
 from features.errors import ClaimScoreError
-from serving import api
+from serving import api, gauges
 from serving.cases import DISPOSITIONS, QUEUES, STATUSES, TRANSITIONS
 from serving.casework import ListQuery
 from serving.keys import KeyStore, verify
@@ -64,6 +65,14 @@ SECURITY_HEADERS = {
 }
 """On every page: nothing loads from elsewhere (the CSP names only this service), nothing is cached
 (the pages show claims)."""
+REPORT_HEADERS = {
+    **SECURITY_HEADERS,
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src data:; "
+    "frame-ancestors 'self'; form-action 'none'; base-uri 'none'; sandbox",
+}
+"""On the monitoring report (a file written by ``claimscore monitor``, shown in the monitoring page's
+sandboxed frame): no script runs and nothing loads, whatever the file holds; only its inline styles,
+inline SVG and data: images are drawn, and only this service's pages may frame it."""
 
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=str(HERE / "templates"))
@@ -458,6 +467,37 @@ async def assign_me(claim_id: str, request: Request) -> Response:
     return await _act(
         request, claim_id, lambda form, user: api.STATE.casework.cases.assign([claim_id], user, user, _version(form))
     )
+
+
+# --- monitoring ---------------------------------------------------------------------------------
+
+
+@router.get("/ui/monitoring")
+async def monitoring(request: Request) -> Response:
+    view = await run_in_threadpool(_monitoring_view, gauges.latest_dir(api.STATE.settings))
+    return _render(request, "monitoring.html", title="Monitoring", **view)
+
+
+def _monitoring_view(latest: Path) -> dict[str, Any]:
+    """The latest run's summary as the page shows it, whether its report is there, and any problem."""
+    report = (latest / gauges.REPORT_FILE).is_file()
+    try:
+        summary = gauges.read_summary(latest / gauges.SUMMARY_FILE)
+    except FileNotFoundError:
+        return {"run": None, "report": report}
+    except (OSError, gauges.UnreadableSummary) as exc:
+        problem = {"field": gauges.SUMMARY_FILE, "problem": f"the latest run's summary cannot be read ({exc})"}
+        return {"run": None, "report": report, "problems": [problem]}
+    return {"run": views.monitoring_run(summary), "report": report}
+
+
+@router.get("/ui/monitoring/report")
+async def monitoring_report() -> Response:
+    """The latest run's report as written (self-contained HTML), under :data:`REPORT_HEADERS`."""
+    file = gauges.latest_dir(api.STATE.settings) / gauges.REPORT_FILE
+    if not file.is_file():
+        return Response("no monitoring report yet: run claimscore monitor", status_code=404, media_type="text/plain")
+    return FileResponse(file, media_type="text/html; charset=utf-8", headers=REPORT_HEADERS)
 
 
 # --- static files -------------------------------------------------------------------------------

@@ -235,3 +235,37 @@ def trail_line(event: Mapping[str, Any]) -> str:
         after = "—" if event.get("new") is None else event["new"]
         return f"{event['field']}: {before} → {after}"
     return event.get("new") or ""
+
+
+# --- monitoring ---------------------------------------------------------------------------------
+
+WINDOW_FACTS = (
+    ("claims", "Claims"),
+    ("source", "Source"),
+    ("period", "Period"),
+    ("first_decision", "First decision"),
+    ("last_decision", "Last decision"),
+    ("as_of", "Labels as of"),
+    ("models", "Models"),
+)
+"""The window's facts the monitoring page shows, in order, with their words (a missing one is left out)."""
+
+
+def monitoring_run(summary: Mapping[str, Any]) -> dict[str, Any]:
+    """What the monitoring page shows of a run's summary: when, its window, and its alert lines."""
+    window = summary.get("window") if isinstance(summary.get("window"), Mapping) else {}
+    alerts = [a for a in summary.get("alerts") or [] if isinstance(a, Mapping)]
+    return {
+        "generated_at": _moment_or_text(summary.get("generated_at")),
+        "window": [(words, str(window[key])) for key, words in WINDOW_FACTS if window.get(key) not in (None, "")],
+        "alerts": [{"section": str(a.get("section", "")), "message": str(a.get("message", ""))} for a in alerts],
+    }
+
+
+def _moment_or_text(value: Any) -> str:
+    if not isinstance(value, str):
+        return "unknown"
+    try:
+        return moment(value) + (" UTC" if value.endswith(("+00:00", "Z")) else "")
+    except ValueError:
+        return value
