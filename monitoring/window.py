@@ -144,13 +144,17 @@ def from_decisions(
     )
 
 
-def _json_rows(texts: Sequence[str]) -> pd.DataFrame:
-    """JSON objects (one per row, as text) as a frame: a column per key, numbers as floats, text as
-    text, parsed by Arrow in one batch."""
-    if not texts:
+def _json_rows(texts: Sequence[str | bytes], batch: int = 100_000) -> pd.DataFrame:
+    """JSON objects (one per row, as text or UTF-8 bytes) as a frame: a column per key, numbers as
+    floats, text as text, parsed by Arrow ``batch`` rows at a time."""
+    if not len(texts):
         return pd.DataFrame()
+    import pyarrow as pa
     import pyarrow.json as pj
 
-    block = max(1 << 20, 4 * max(len(t) for t in texts))
-    table = pj.read_json(io.BytesIO("\n".join(texts).encode()), read_options=pj.ReadOptions(block_size=block))
-    return table.to_pandas()
+    tables = []
+    for start in range(0, len(texts), batch):
+        part = [t if isinstance(t, bytes) else t.encode() for t in texts[start : start + batch]]
+        block = max(16 << 20, 4 * max(map(len, part)))
+        tables.append(pj.read_json(io.BytesIO(b"\n".join(part)), read_options=pj.ReadOptions(block_size=block)))
+    return pa.concat_tables(tables, promote_options="permissive").to_pandas()

@@ -8,9 +8,10 @@ workbench's monitoring page read.
 from __future__ import annotations
 
 import dataclasses
+import multiprocessing
 import shutil
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -105,29 +106,37 @@ def _naive(t: datetime | None) -> pd.Timestamp | None:
 
 def log_window(scorer, settings: Settings, since: datetime | None, until: datetime | None) -> Window:
     """The decision log's window joined to the history store's claims and the case store's cases.
-    The claims and cases are read in other threads while the decisions' JSON is parsed (the
-    database drivers and Arrow's parser leave the interpreter lock for most of it)."""
+    The window's claims are read in another process (making a million claims' Python values is
+    the slowest part of a run, and one process is bound to one core) while this one reads and
+    parses the decisions; the cases are read in another thread."""
     from serving.decision_log import DecisionLog
 
-    log = DecisionLog(settings.decision_log_url)
-    try:
-        decisions = log.read_window(since, until)
-    finally:
-        log.close()
-    ids = set(map(str, decisions["claim_id"]))
     as_of = pd.Timestamp(until or datetime.now(UTC)).tz_convert(None)
-    with ThreadPoolExecutor(2) as pool:
-        claims = pool.submit(_claims_of, settings, ids)
-        cases = pool.submit(_cases_of, settings, ids)
+    spawn = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(1, mp_context=spawn) as procs, ThreadPoolExecutor(1) as threads:
+        claims = procs.submit(_claims_of, settings, since, until)
+        log = DecisionLog(settings.decision_log_url)
+        try:
+            decisions = log.read_window(since, until)
+        finally:
+            log.close()
+        cases = threads.submit(_cases_of, settings, set(map(str, decisions["claim_id"])))
         win = from_decisions(decisions, claims, scorer.policy, as_of, cases)
     win.description["source"] = "decision log"
     win.description["period"] = f"{_day(since) or 'the start'} to {_day(until) or 'now'}"
     return win
 
 
-def _claims_of(settings: Settings, ids: set[str]) -> pd.DataFrame:
+def _claims_of(settings: Settings, since: datetime | None, until: datetime | None) -> pd.DataFrame:
+    """The history store's claims decided in the window (run in a process of its own)."""
     from features.store.history import HistoryStore
+    from serving.decision_log import DecisionLog
 
+    log = DecisionLog(settings.decision_log_url)
+    try:
+        ids = log.claim_ids(since, until)
+    finally:
+        log.close()
     store = HistoryStore(settings.history_url)
     try:
         return store.claims_for(ids)

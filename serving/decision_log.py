@@ -105,13 +105,29 @@ class DecisionLog:
         with self.engine.connect() as conn:
             return [_decode(dict(r._mapping)) for r in conn.execute(query)]
 
+    def claim_ids(self, since: datetime | None = None, until: datetime | None = None) -> set[str]:
+        """The claims decided at or after ``since`` and before ``until``."""
+        c = self.table.c
+        query = sa.select(c.claim_id).distinct()
+        if since is not None:
+            query = query.where(c.decided_at >= _stamp(since))
+        if until is not None:
+            query = query.where(c.decided_at < _stamp(until))
+        try:
+            with self.engine.connect() as conn:
+                return set(conn.execute(query).scalars())
+        except sa.exc.SQLAlchemyError as exc:
+            raise DecisionLogError(f"decision log {self.shown}: cannot read ({db_error(exc)})") from None
+
     def read_window(self, since: datetime | None = None, until: datetime | None = None) -> dict[str, list]:
         """Decisions made at or after ``since`` and before ``until`` (aware or UTC datetimes), in log
         order, as columns of what monitoring reads: ``claim_id``, ``decided_at``, ``route``, and
-        ``scores``, ``rules`` and ``features`` as their stored JSON text (decoded in bulk by the
-        reader: a million rows' features decode many times faster as one batch)."""
+        ``scores``, ``rules`` and ``features`` as their stored JSON text (``features`` as UTF-8 bytes
+        from SQLite, which saves decoding a gigabyte of text only to encode it again), decoded in
+        bulk by the reader: a million rows' features decode many times faster in batches."""
         c = self.table.c
-        query = sa.select(c.claim_id, c.decided_at, c.route, c.scores, c.rules, c.features).order_by(c.id)
+        features = sa.cast(c.features, sa.LargeBinary) if self.engine.dialect.name == "sqlite" else c.features
+        query = sa.select(c.claim_id, c.decided_at, c.route, c.scores, c.rules, features).order_by(c.id)
         if since is not None:
             query = query.where(c.decided_at >= _stamp(since))
         if until is not None:

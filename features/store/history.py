@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import math
+import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -318,17 +319,39 @@ class HistoryStore:
 
     def claims_for(self, claim_ids: Iterable[str]) -> pd.DataFrame:
         """The stored claims among ``claim_ids`` with every canonical column (outcomes as recorded
-        so far), as a canonical frame in no particular order. Read in bulk (datetimes as stored
-        text, typed a column at a time): a million claims in seconds."""
-        selected = self._selected(schema.COLUMNS, True)
-        rows: list = []
+        so far), as a canonical frame in no particular order. Read in bulk (from SQLite: values as
+        stored, through the driver's own cursor; typed a column at a time): a million claims in
+        about 15 s on 2 cores, most of it the driver making Python values."""
+        ids = sorted(set(map(str, claim_ids)))
         try:
             with self.engine.connect() as conn:
-                for ids in _chunks(sorted(set(map(str, claim_ids)))):
-                    rows += conn.execute(sa.select(*selected).where(self.table.c.claim_id.in_(ids))).all()
-        except sa.exc.SQLAlchemyError as exc:
+                if self.engine.dialect.name == "sqlite":
+                    cursor = conn.connection.driver_connection.cursor()
+                    quoted = ", ".join('"' + c + '"' for c in schema.COLUMNS)
+                    select = f'SELECT {quoted} FROM "{self.table.name}"'
+                    parts = [
+                        np.array(
+                            cursor.execute(
+                                f"{select} WHERE claim_id IN ({','.join('?' * len(chunk))})", chunk
+                            ).fetchall(),
+                            dtype=object,
+                        ).reshape(-1, len(schema.COLUMNS))
+                        for chunk in _chunks(ids)
+                    ]
+                    cursor.close()
+                    rows = np.concatenate(parts) if parts else np.empty((0, len(schema.COLUMNS)), dtype=object)
+                    cols = {name: _typed_column(rows[:, j], name) for j, name in enumerate(schema.COLUMNS)}
+                else:
+                    selected = self._selected(schema.COLUMNS, True)
+                    found = [
+                        r
+                        for chunk in _chunks(ids)
+                        for r in conn.execute(sa.select(*selected).where(self.table.c.claim_id.in_(chunk)))
+                    ]
+                    cols = columns.from_rows(found, schema.COLUMNS)
+        except (sa.exc.SQLAlchemyError, sqlite3.Error) as exc:
             raise HistoryError(f"history store {self.shown}: cannot read claims ({db_error(exc)})") from None
-        return _canonical(columns.from_rows(rows, schema.COLUMNS))
+        return _canonical(cols)
 
     def read_all(self) -> pd.DataFrame:
         """Every stored claim as a canonical frame, in report-time order (small stores and tests)."""
@@ -613,6 +636,14 @@ def _frame(rows: list) -> pd.DataFrame:
     return pd.DataFrame(
         {f.name: pd.array(values, dtype=f.pandas_dtype) for f, values in zip(schema.FIELDS, data)}, copy=False
     )
+
+
+def _typed_column(values: np.ndarray, name: str) -> np.ndarray:
+    """One column of stored values (an object array) as :func:`features.columns.array_dtype` has it."""
+    dtype = columns.array_dtype(name)
+    if dtype == "object":
+        return values.copy()
+    return np.array(values.tolist(), dtype=dtype)
 
 
 def _canonical(cols: Columns) -> pd.DataFrame:
