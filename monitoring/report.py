@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from monitoring import drift
 from monitoring.monitor import REPORT_FILE, Summary
 from monitoring.reference import Reference
 from monitoring.window import Window
@@ -95,17 +96,8 @@ def _drift(d: dict, window: Window, reference: Reference) -> str:
     return "\n".join(out)
 
 
-_DRIFT_COLUMNS = [
-    "feature",
-    "kind",
-    "method",
-    "statistic",
-    "threshold",
-    "drifted",
-    "null_rate_reference",
-    "null_rate_current",
-    "rows",
-]
+_DRIFT_COLUMNS = [c for c in drift.COLUMNS if c not in ("drift_score", "null_rate_change_alert", "unseen")]
+"""The drift table's columns as the report shows them."""
 
 
 def _quality(d: dict) -> str:

@@ -107,12 +107,7 @@ class DecisionLog:
 
     def claim_ids(self, since: datetime | None = None, until: datetime | None = None) -> set[str]:
         """The claims decided at or after ``since`` and before ``until``."""
-        c = self.table.c
-        query = sa.select(c.claim_id).distinct()
-        if since is not None:
-            query = query.where(c.decided_at >= _stamp(since))
-        if until is not None:
-            query = query.where(c.decided_at < _stamp(until))
+        query = self._within(sa.select(self.table.c.claim_id).distinct(), since, until)
         try:
             with self.engine.connect() as conn:
                 return set(conn.execute(query).scalars())
@@ -128,10 +123,7 @@ class DecisionLog:
         c = self.table.c
         features = sa.cast(c.features, sa.LargeBinary) if self.engine.dialect.name == "sqlite" else c.features
         query = sa.select(c.claim_id, c.decided_at, c.route, c.scores, c.rules, features).order_by(c.id)
-        if since is not None:
-            query = query.where(c.decided_at >= _stamp(since))
-        if until is not None:
-            query = query.where(c.decided_at < _stamp(until))
+        query = self._within(query, since, until)
         try:
             with self.engine.connect() as conn:
                 rows = conn.execute(query).all()
@@ -140,6 +132,13 @@ class DecisionLog:
         names = ("claim_id", "decided_at", "route", "scores", "rules", "features")
         columns = list(zip(*rows)) if rows else [()] * len(names)
         return {name: list(values) for name, values in zip(names, columns)}
+
+    def _within(self, query: sa.Select, since: datetime | None, until: datetime | None) -> sa.Select:
+        if since is not None:
+            query = query.where(self.table.c.decided_at >= _stamp(since))
+        if until is not None:
+            query = query.where(self.table.c.decided_at < _stamp(until))
+        return query
 
     def count(self) -> int:
         with self.engine.connect() as conn:

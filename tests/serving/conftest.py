@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import json
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import pytest
@@ -147,3 +148,30 @@ def good_claim() -> dict[str, Any]:
 def bad_claims() -> list[BadClaim]:
     """Every kind of bad claim, with the field its answer must name."""
     return copy.deepcopy(BAD_CLAIMS)
+
+
+# --- a real browser for the pages ----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    from pipelines.screenshots import CHROMIUM, CHROMIUM_ARGS
+
+    # not a skip: the browser tests must run wherever the suite runs (make test installs chromium)
+    assert Path(CHROMIUM).exists(), f"{CHROMIUM} is absent: run make browser (Debian's chromium package)"
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def visit(browser, server):
+    """A fresh browser context on the module's ``server`` (its own cookies)."""
+    from tests.serving.browser import Visit
+
+    v = Visit(browser, server)
+    yield v
+    v.context.close()

@@ -22,7 +22,6 @@ from monitoring.config import DriftConfig, MonitorConfig
 from pipelines.demo import claim_json
 from pipelines.local_server import Server
 from pipelines.monitoring import latest_dir, run_monitoring
-from pipelines.screenshots import CHROMIUM, CHROMIUM_ARGS
 from serving import gauges
 from serving.keys import KeyStore
 
@@ -105,49 +104,6 @@ def _replace(path: Path, text: str) -> None:
 
 
 # --- before any run ------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    assert Path(CHROMIUM).exists(), f"{CHROMIUM} is absent: run make browser (Debian's chromium package)"
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
-
-
-class Visit:
-    """A fresh browser context on the server (its own cookies); requests elsewhere are aborted and kept."""
-
-    def __init__(self, browser, server):
-        self.base = f"http://127.0.0.1:{server.port}"
-        self.context = browser.new_context()
-        self.elsewhere: list[str] = []
-        self.context.route("**/*", self._only_local)
-        self.page = self.context.new_page()
-
-    def _only_local(self, route) -> None:
-        if urlsplit(route.request.url).hostname == "127.0.0.1":
-            route.continue_()
-        else:
-            self.elsewhere.append(route.request.url)
-            route.abort()
-
-    def sign_in(self, key: str):
-        self.page.goto(self.base + "/ui/login")
-        self.page.fill("#api_key", key)
-        with self.page.expect_navigation():
-            self.page.click("button:has-text('Sign in')")
-        return self.page
-
-
-@pytest.fixture
-def visit(browser, server):
-    v = Visit(browser, server)
-    yield v
-    v.context.close()
 
 
 def test_before_any_run_the_page_says_how_to_make_one(visit, keys):

@@ -17,7 +17,6 @@ import pytest
 from features import catalog
 from pipelines.demo import claim_json
 from pipelines.local_server import Server
-from pipelines.screenshots import CHROMIUM, CHROMIUM_ARGS
 from serving.cases import QUEUES
 from serving.keys import KeyStore
 from serving.sessions import COOKIE
@@ -64,63 +63,6 @@ def server(home, keys):
         yield srv
     finally:
         srv.kill()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    # not a skip: the browser tests must run wherever the suite runs (make test installs chromium)
-    assert Path(CHROMIUM).exists(), f"{CHROMIUM} is absent: run make browser (Debian's chromium package)"
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
-
-
-class Visit:
-    """A fresh browser context on the server: its page, and the requests it tried to send elsewhere."""
-
-    def __init__(self, browser, server):
-        self.base = f"http://127.0.0.1:{server.port}"
-        self.context = browser.new_context()
-        self.elsewhere: list[str] = []
-        self.context.route("**/*", self._only_local)
-        self.page = self.context.new_page()
-
-    def _only_local(self, route) -> None:
-        if urlsplit(route.request.url).hostname == "127.0.0.1":
-            route.continue_()
-        else:
-            self.elsewhere.append(route.request.url)
-            route.abort()
-
-    def open(self, path: str):
-        return self.page.goto(self.base + path)
-
-    def sign_in(self, key: str):
-        self.open("/ui/login")
-        self.page.fill("#api_key", key)
-        with self.page.expect_navigation():
-            self.page.click("button:has-text('Sign in')")
-        return self.page
-
-    def cookie(self) -> str | None:
-        return next((c["value"] for c in self.context.cookies() if c["name"] == COOKIE), None)
-
-    def take_next(self):
-        self.open("/ui/queue")
-        with self.page.expect_navigation():
-            self.page.click("button:has-text('Take next')")
-        assert "/ui/claims/" in self.page.url, self.page.content()[:2000]
-        return self.page
-
-
-@pytest.fixture
-def visit(browser, server):
-    v = Visit(browser, server)
-    yield v
-    v.context.close()
 
 
 def test_an_investigator_signs_in_and_sees_the_queue(visit, keys):
