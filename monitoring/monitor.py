@@ -82,8 +82,9 @@ def monitor(
     perf = {}
     for task, p in window.scores.items():
         test = (reference.metrics or {}).get(task, {})
+        test_estimated = extra.get("estimated", {}).get(task)
         perf[task] = performance.performance(
-            task, p, window.label(task), window.decided_at, capacity, test, cfg.performance
+            task, p, window.label(task), window.decided_at, capacity, test, cfg.performance, test_estimated
         )
         alerts += performance.performance_alerts(perf[task], cfg.performance)
     on_stage("performance")

@@ -120,7 +120,8 @@ def _performance(d: dict) -> str:
                     "metric": metric,
                     "estimated (all claims)": (r["estimated"] or {}).get(metric),
                     "measured (labelled)": (r["measured"] or {}).get(metric),
-                    "test period": (r["test"] or {}).get(metric),
+                    "test period (estimated)": (r.get("test_estimated") or {}).get(metric),
+                    "test period (measured)": (r["test"] or {}).get(metric),
                 }
             )
         out.append(

@@ -33,6 +33,7 @@ from features.data.validation import validate_claims
 from features.schema import LABELS
 from monitoring.fairness import fairness, group_columns
 from monitoring.metrics import binary_metrics, lift_table, routing_kpis, slice_metrics
+from monitoring.performance import estimated_metrics
 from monitoring.reference import build_reference
 from serving.model.bundle import ModelBundle
 from serving.model.registry import load_bundle
@@ -281,6 +282,9 @@ def _reference(table, frame, split, bundles, selected, scores, y_fraud, policy, 
     }
     if fraud is not None and len(fraud):
         extra["red_flag_score"] = float(np.quantile(fraud, 0.9))
+    extra["estimated"] = {
+        task: estimated_metrics(scores[task][test], cfg.routing.siu_capacity) for task in bundles
+    }  # what monitoring's performance estimates are compared with
     reference = build_reference(
         table.loc[test, names],
         categorical,
