@@ -36,7 +36,7 @@ def write_report(summary: Summary, window: Window, reference: Reference, folder:
         _fairness(d),
         _kpis(d),
     ]
-    page = _PAGE.format(
+    page = PAGE.format(
         title=_e(f"ClaimScore monitoring: {d['window'].get('period') or d['window']['kind']}"), body="\n".join(parts)
     )
     path = Path(folder) / REPORT_FILE
@@ -85,10 +85,10 @@ def _drift(d: dict, window: Window, reference: Reference) -> str:
             f"{_num(mv.get('error'))} against {_num(mv.get('reference_error'))} in the reference, alert above "
             f"{_num(mv.get('threshold'))}: <b>{'drifted' if mv.get('drifted') else 'no drift'}</b>.</p>"
         )
-    out.append("<h3>Scores</h3>" + _table(pd.DataFrame(dr["scores"]), _DRIFT_COLUMNS))
-    out.append("<h3>Routes</h3>" + _table(pd.DataFrame(dr["routes"])))
+    out.append("<h3>Scores</h3>" + table(pd.DataFrame(dr["scores"]), _DRIFT_COLUMNS))
+    out.append("<h3>Routes</h3>" + table(pd.DataFrame(dr["routes"])))
     top = d["thresholds"]["drift"]["top"]
-    out.append(f"<h3>Features, most drifted first (top {top})</h3>" + _table(feats.head(top), _DRIFT_COLUMNS))
+    out.append(f"<h3>Features, most drifted first (top {top})</h3>" + table(feats.head(top), _DRIFT_COLUMNS))
     plotted = feats[feats["drifted"]].head(PLOTTED)["feature"].tolist() if len(feats) else []
     plotted += [f"{task}_score" for task in window.scores]
     figures = [_distribution_plot(name, window, reference) for name in plotted]
@@ -130,7 +130,7 @@ def _performance(d: dict) -> str:
             "stay calibrated (CBPE); measured ones cover the labelled claims only"
             + (", which for fraud are mostly the investigated ones" if task == "fraud" else "")
             + ".</p>"
-            + _table(pd.DataFrame(rows))
+            + table(pd.DataFrame(rows))
         )
         series = pd.DataFrame(r.get("series") or [])
         figs = []
@@ -155,7 +155,7 @@ def _fairness(d: dict) -> str:
     ]
     if len(rows):
         out.append("<div class='plots'>" + _fairness_plot(rows, d["thresholds"]["fairness"]["min_ratio"]) + "</div>")
-        out.append(_table(rows))
+        out.append(table(rows))
     return "\n".join(out)
 
 
@@ -170,14 +170,14 @@ def _kpis(d: dict) -> str:
     if len(series):
         rates = [c for c in series.columns if c.endswith("rate") or c.endswith("share")]
         out.append("<div class='plots'>" + _series_plot(series, rates[:5], "KPIs over time") + "</div>")
-    out.append(_table(overall))
+    out.append(table(overall))
     return "\n".join(out)
 
 
 # --- plots ---------------------------------------------------------------------------------------
 
 
-def _svg(fig) -> str:
+def svg(fig) -> str:
     buf = io.StringIO()
     fig.savefig(buf, format="svg", bbox_inches="tight")
     import matplotlib.pyplot as plt
@@ -187,7 +187,7 @@ def _svg(fig) -> str:
     return "<figure>" + text[text.find("<svg") :] + "</figure>"
 
 
-def _figure(title: str):
+def figure(title: str):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -211,7 +211,7 @@ def _distribution_plot(name: str, window: Window, reference: Reference) -> str:
         return ""
     if not ref:
         return ""
-    fig, ax = _figure(name)
+    fig, ax = figure(name)
     if "quantiles" in ref:
         levels = np.linspace(0, 1, len(ref["quantiles"]))
         ax.plot(ref["quantiles"], levels, label="reference", color="#5470c6")
@@ -229,35 +229,35 @@ def _distribution_plot(name: str, window: Window, reference: Reference) -> str:
         ax.set_xticks(x, cats, rotation=45, ha="right")
         ax.set_ylabel("share of claims", fontsize=7)
     ax.legend(fontsize=7)
-    return _svg(fig)
+    return svg(fig)
 
 
 def _series_plot(series: pd.DataFrame, columns: list[str], title: str) -> str:
-    fig, ax = _figure(title)
+    fig, ax = figure(title)
     x = pd.to_datetime(series["period"])
     for c in columns:
         if c in series and series[c].notna().any():
             ax.plot(x, pd.to_numeric(series[c], errors="coerce"), marker="o", markersize=3, label=c.replace("_", " "))
     ax.legend(fontsize=6)
     fig.autofmt_xdate()
-    return _svg(fig)
+    return svg(fig)
 
 
 def _calibration_plot(bins: pd.DataFrame, task: str) -> str:
-    fig, ax = _figure(f"{task}: calibration on labelled claims")
+    fig, ax = figure(f"{task}: calibration on labelled claims")
     top = max(float(bins["mean_score"].max()), float(bins["observed_rate"].max()), 1e-3)
     ax.plot([0, top], [0, top], color="#999", linestyle="--", linewidth=1)
     ax.plot(bins["mean_score"], bins["observed_rate"], marker="o", color="#5470c6")
     ax.set_xlabel("mean score", fontsize=7)
     ax.set_ylabel("observed rate", fontsize=7)
-    return _svg(fig)
+    return svg(fig)
 
 
 def _fairness_plot(rows: pd.DataFrame, min_ratio: float) -> str:
     shown = rows[rows["ratio"].notna()].copy()
     if not len(shown):
         return ""
-    fig, ax = _figure("ratio to the most favoured group")
+    fig, ax = figure("ratio to the most favoured group")
     fig.set_size_inches(6.5, max(2.5, 0.18 * len(shown)))
     labels = [f"{r.attribute}={r.group}: {r.metric}" for r in shown.itertuples()]
     y = np.arange(len(shown))
@@ -269,13 +269,13 @@ def _fairness_plot(rows: pd.DataFrame, min_ratio: float) -> str:
     ax.axvline(min_ratio, color="#ee6666", linestyle="--", linewidth=1)
     ax.set_yticks(y, labels, fontsize=6)
     ax.set_xlim(0, 1.05)
-    return _svg(fig)
+    return svg(fig)
 
 
 # --- tables --------------------------------------------------------------------------------------
 
 
-def _table(frame: pd.DataFrame, columns: list[str] | None = None) -> str:
+def table(frame: pd.DataFrame, columns: list[str] | None = None) -> str:
     if frame is None or not len(frame):
         return "<p>(none)</p>"
     if columns:
@@ -313,7 +313,7 @@ def _flat(d: dict, prefix: str = "") -> dict:
     return out
 
 
-_PAGE = """<!doctype html>
+PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{title}</title>
 <style>
 body {{ font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; padding: 0 1em; }}

@@ -10,7 +10,7 @@ libraries are imported inside the commands so that ``claimscore --help`` answers
 | features | features | :mod:`pipelines.cli.features` |
 | training | train, promote | :mod:`pipelines.cli.train` |
 | scoring | score, serve | :mod:`pipelines.cli.score`, :mod:`pipelines.cli.serve` |
-| monitoring | monitor, evaluate | :mod:`pipelines.cli.monitor` |
+| monitoring | monitor, backtest, evaluate | :mod:`pipelines.cli.monitor` |
 | keys, history | keys ..., history ... | :mod:`pipelines.cli.keys`, :mod:`pipelines.cli.history` |
 | cases | audit, cases ... | :mod:`pipelines.cli.cases` |
 """

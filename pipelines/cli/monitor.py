@@ -1,4 +1,5 @@
-"""``claimscore monitor``: drift, data quality, performance, fairness and KPIs over a window of
+"""``claimscore backtest``: routing policies replayed on labelled claims, side by side, swept and
+optimised; ``claimscore monitor``: drift, data quality, performance, fairness and KPIs over a window of
 decisions or a table of claims, as a report and ``summary.json`` (exit 3 when something alerts);
 ``claimscore evaluate``: the champions on labelled claims, logged as an MLflow run."""
 
@@ -127,3 +128,97 @@ def _moment(text: str, option: str) -> datetime:
         raise typer.BadParameter(f"'{text}' is not a date or time", param_hint=option)
     t = t.tz_localize(UTC) if t.tzinfo is None else t.tz_convert(UTC)
     return t.to_pydatetime()
+
+
+@app.command()
+def backtest(
+    data: DataOpt = None,
+    source: SourceOpt = "synthetic",
+    policy: Annotated[
+        list[Path] | None,
+        typer.Option("--policy", help="A routing policy file to replay beside the champion's (repeatable)."),
+    ] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            metavar="[NAME:]KEY=VALUE,...",
+            help="The champion's policy with these thresholds (siu_threshold, fast_track_threshold, "
+            "fast_track_max_fraud, fast_track_amount_limit, large_loss_limit); repeatable.",
+        ),
+    ] = None,
+    challenger: Annotated[
+        bool, typer.Option("--challenger", help="Also the challenger model with its policy and with the champion's.")
+    ] = False,
+    since: Annotated[str | None, typer.Option(help="Replay claims reported on or after this date.")] = None,
+    until: Annotated[str | None, typer.Option(help="Replay claims reported before this date.")] = None,
+    cost_model: Annotated[
+        Path | None,
+        typer.Option("--cost-model", help="YAML cost and time model (monitoring/costs.py has the defaults)."),
+    ] = None,
+    capacity_per_week: Annotated[
+        float | None,
+        typer.Option(help="SIU referrals per week the unit can take (default: the training capacity's share)."),
+    ] = None,
+    leakage_cap: Annotated[
+        float | None, typer.Option(help="Largest confirmed-fraud rate among fast-tracked claims (default: training's cap).")
+    ] = None,
+    cycle_days: Annotated[
+        float | None, typer.Option(help="Largest average working days from report to payment (--optimise).")
+    ] = None,
+    sweep: Annotated[
+        bool, typer.Option("--sweep", help="Evaluate a grid of thresholds and draw the frontiers.")
+    ] = False,
+    optimise: Annotated[
+        bool, typer.Option("--optimise", help="With the sweep: write the cheapest policy within the constraints.")
+    ] = False,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Folder for backtest.json, report.html, policy.json.")
+    ] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Replay labelled claims under routing policies side by side: routes, SIU load, fraud caught,
+    leakage, cycle time and claim cost; --sweep and --optimise search thresholds."""
+    from monitoring.backtest_report import side_by_side
+    from monitoring.costs import load_cost_model
+    from pipelines.backtest import load_policy, policy_with, run_backtest, write_outputs
+    from serving.model.scorer import Scorer
+
+    state = settings(config).ensure_dirs()
+    costs = load_cost_model(cost_model)
+    policies = [(p.name, load_policy(p)) for p in policy or []]
+    if set_:
+        base = Scorer.from_registry(state).policy
+        policies += [policy_with(base, text) for text in set_]
+    result = run_backtest(
+        state,
+        str(data) if data else None,
+        source,
+        costs,
+        policies=policies,
+        challenger=challenger,
+        since=_moment(since, "--since") if since else None,
+        until=_moment(until, "--until") if until else None,
+        capacity_per_week=capacity_per_week,
+        leakage_cap=leakage_cap,
+        cycle_days=cycle_days,
+        sweep=sweep or optimise,
+    )
+    shown = side_by_side(result.table)
+    typer.echo(shown.to_string(float_format=lambda v: f"{v:,.3f}" if abs(v) < 10 else f"{v:,.0f}"))
+    if result.swept is not None:
+        feasible = int(result.swept["feasible"].sum())
+        typer.echo(f"sweep: {len(result.swept)} policies, {feasible} within the constraints")
+    if optimise:
+        if result.best is None:
+            typer.echo("optimise: no policy of the sweep meets every constraint")
+        else:
+            r = result.best_row
+            typer.echo(
+                f"optimised: siu_threshold {r['siu_threshold']:.4f}, fast_track_threshold "
+                f"{r['fast_track_threshold']:.3f}, fast_track_amount_limit {r['fast_track_amount_limit']:,.0f}: "
+                f"total cost {r['cost_total']:,.0f} ({r['cost_total'] - result.table['cost_total'].iloc[0]:+,.0f})"
+            )
+    if out is not None:
+        written = write_outputs(result, out)
+        typer.echo("wrote " + ", ".join(str(p) for p in written))

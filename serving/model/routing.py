@@ -107,12 +107,19 @@ class RoutingPolicy:
 
     # --- a table -------------------------------------------------------------------------------
     def route_table(
-        self, table: pd.DataFrame, fraud: np.ndarray | None, fast: np.ndarray | None
+        self,
+        table: pd.DataFrame,
+        fraud: np.ndarray | None,
+        fast: np.ndarray | None,
+        fired: Mapping[str, np.ndarray] | None = None,
+        with_names: bool = True,
     ) -> tuple[np.ndarray, list[list[str]]]:
         """Routes and fired rule names for every row of a feature table (needs ``claimed_amount``
-        and ``incident_severity`` columns where present)."""
+        and ``incident_severity`` columns where present). ``fired`` (rule name -> mask) reuses
+        the rules' masks of an earlier call on the same table (a backtest's many thresholds);
+        without ``with_names`` the fired rules are not listed per row (an empty list)."""
         n = len(table)
-        fired = {r.name: rule_mask(r, table) for r in self.rules}
+        fired = {r.name: fired[r.name] if fired and r.name in fired else rule_mask(r, table) for r in self.rules}
         amount = _column(table, "claimed_amount")
         severity = (
             table["incident_severity"].astype("str").to_numpy() if "incident_severity" in table else np.full(n, "")
@@ -126,6 +133,8 @@ class RoutingPolicy:
             {"siu_referral": siu, "specialist": special, "standard": blocked}[r.route][...] |= fired[r.name]
         fast = self._fast_mask(fraud, fast, amount) & ~blocked
         routes = np.select([siu, special, fast], ["siu_referral", "specialist", "fast_track"], "standard")
+        if not with_names:
+            return routes, []
         names = [[r.name for r in self.rules if fired[r.name][i]] for i in range(n)]
         return routes, names
 

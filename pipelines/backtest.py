@@ -1,0 +1,181 @@
+"""A routing backtest end to end: the champion (and the challenger) from the registry, a labelled
+table replayed under each policy (:mod:`monitoring.backtest`), the side-by-side table, a sweep of
+thresholds with its frontiers and the cheapest policy within the constraints, as ``backtest.json``,
+``report.html`` and ``policy.json`` (the optimised policy, in the format training writes).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from features.config import Settings
+from features.errors import ClaimScoreError
+from monitoring import backtest as bt
+from monitoring.costs import CostModel
+from serving.model.routing import RoutingPolicy
+
+
+class BacktestError(ClaimScoreError):
+    """A policy or option the backtest cannot use as given."""
+
+
+@dataclasses.dataclass
+class BacktestResult:
+    table: pd.DataFrame
+    swept: pd.DataFrame | None
+    best: RoutingPolicy | None
+    best_row: pd.Series | None
+    constraints: bt.Constraints
+    book: bt.Book
+
+
+def run_backtest(
+    settings: Settings,
+    data: str,
+    source: str,
+    costs: CostModel,
+    *,
+    policies: list[tuple[str, RoutingPolicy]] = (),
+    challenger: bool = False,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    capacity_per_week: float | None = None,
+    leakage_cap: float | None = None,
+    cycle_days: float | None = None,
+    sweep: bool = False,
+    steps: int = 5,
+) -> BacktestResult:
+    from features.build import build_features
+    from features.data.sources import load_claims
+    from serving.model.scorer import Scorer
+
+    champion = Scorer.from_registry(settings)
+    models = {"champion": champion}
+    if challenger:
+        models["challenger"] = Scorer.from_registry(settings, alias="challenger")
+    loaded = load_claims(data, source, settings)
+    claims = loaded.frame.reset_index(drop=True)
+    names = list(dict.fromkeys(f for m in models.values() for f in m.features))
+    for _, policy in policies:
+        names += [f for f in policy.reads if f not in names]
+    table = build_features(claims, names, {**champion.extras, **loaded.extras})
+    keep = _window(claims, since, until)
+    claims, table = claims[keep].reset_index(drop=True), table[keep].reset_index(drop=True)
+    if not len(claims):
+        raise BacktestError("no claims to replay in the table's window (check --since/--until)")
+    scores = {
+        name: {task: b.predict(b.encoder.transform(table)) for task, b in m.bundles.items()}
+        for name, m in models.items()
+    }
+    scenarios = [bt.Scenario(f"champion v{champion.versions.get('fraud', '?')}", champion.policy, "champion")]
+    if challenger:
+        c = models["challenger"]
+        scenarios.append(bt.Scenario(f"challenger v{c.versions.get('fraud', '?')}", c.policy, "challenger"))
+        scenarios.append(bt.Scenario("challenger model, champion policy", champion.policy, "challenger"))
+    for name, policy in policies:
+        policy.check(list(table.columns))
+        scenarios.append(bt.Scenario(name, policy, "champion"))
+    reference = next((b.reference for b in champion.bundles.values() if b.reference), None) or {}
+    extra = reference.get("extra", {})
+    book = bt.make_book(
+        claims, table, scores, [s.policy for s in scenarios], costs, float(extra.get("red_flag_score", 1.0))
+    )
+    if capacity_per_week is None and "siu_capacity" in extra:
+        capacity_per_week = float(extra["siu_capacity"]) * len(book) / book.weeks
+    constraints = bt.Constraints(
+        capacity_per_week, leakage_cap if leakage_cap is not None else extra.get("fast_track_leakage_cap"), cycle_days
+    )
+    table_out = bt.compare(book, scenarios, costs, capacity_per_week)
+    swept = best = best_row = None
+    if sweep:
+        grid = bt.grid(book, champion.policy, "champion", steps)
+        swept = bt.sweep(book, grid, "champion", costs, constraints)
+        found = bt.optimise(swept, grid)
+        if found is not None:
+            best, best_row = found
+            best = dataclasses.replace(best, expected_kpis={})
+    return BacktestResult(table_out, swept, best, best_row, constraints, book)
+
+
+def load_policy(path: Path) -> RoutingPolicy:
+    """A routing policy file (``routing_policy.json`` as training logs it, or ``policy.json`` as
+    ``--optimise`` writes it)."""
+    try:
+        return RoutingPolicy.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
+    except FileNotFoundError:
+        raise BacktestError(f"policy file {path} does not exist") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BacktestError(f"policy file {path} is not valid JSON: {exc}") from None
+    except TypeError as exc:
+        raise BacktestError(f"policy file {path} is not a routing policy: {exc}") from None
+
+
+SETTABLE = {
+    "siu_threshold": float,
+    "fast_track_threshold": float,
+    "fast_track_max_fraud": float,
+    "fast_track_amount_limit": float,
+    "large_loss_limit": float,
+}
+
+
+def policy_with(base: RoutingPolicy, text: str) -> tuple[str, RoutingPolicy]:
+    """``"key=value,key=value"`` (optionally ``name:`` first) applied to ``base``."""
+    name, _, assignments = text.rpartition(":") if ":" in text else ("", "", text)
+    changes = {}
+    for part in filter(None, (p.strip() for p in assignments.split(","))):
+        key, eq, value = part.partition("=")
+        if not eq or key.strip() not in SETTABLE:
+            raise BacktestError(f"--set '{part}': use key=value with a key of {', '.join(SETTABLE)}")
+        try:
+            changes[key.strip()] = SETTABLE[key.strip()](value)
+        except ValueError:
+            raise BacktestError(f"--set '{part}': '{value}' is not a number") from None
+    if not changes:
+        raise BacktestError(f"--set '{text}': no threshold given")
+    return name or ", ".join(f"{k}={v:g}" for k, v in changes.items()), dataclasses.replace(base, **changes)
+
+
+def write_outputs(result: BacktestResult, folder: Path) -> list[Path]:
+    from monitoring.backtest_report import write_report
+
+    folder.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "policies": _records(result.table),
+        "constraints": dataclasses.asdict(result.constraints),
+        "sweep": _records(result.swept) if result.swept is not None else None,
+        "optimised": _records(pd.DataFrame([result.best_row])) if result.best_row is not None else None,
+    }
+    written = [folder / "backtest.json"]
+    written[0].write_text(json.dumps(payload, indent=1, allow_nan=False), encoding="utf-8")
+    if result.best is not None:
+        written.append(folder / "policy.json")
+        written[-1].write_text(json.dumps(result.best.to_dict(), indent=2), encoding="utf-8")
+    written.append(write_report(result, folder))
+    return written
+
+
+def _records(frame: pd.DataFrame) -> list[dict]:
+    return [
+        {
+            k: (None if isinstance(v, float) and not np.isfinite(v) else (v.item() if hasattr(v, "item") else v))
+            for k, v in row.items()
+        }
+        for row in frame.to_dict("records")
+    ]
+
+
+def _window(claims: pd.DataFrame, since: datetime | None, until: datetime | None) -> np.ndarray:
+    reported = pd.to_datetime(claims["report_date"])
+    keep = np.ones(len(claims), dtype=bool)
+    if since is not None:
+        keep &= (reported >= pd.Timestamp(since).tz_convert(None)).to_numpy()
+    if until is not None:
+        keep &= (reported < pd.Timestamp(until).tz_convert(None)).to_numpy()
+    return keep
