@@ -161,7 +161,7 @@ def backtest(
         typer.Option(help="SIU referrals per week the unit can take (default: the training capacity's share)."),
     ] = None,
     leakage_cap: Annotated[
-        float | None, typer.Option(help="Largest confirmed-fraud rate among fast-tracked claims (default: training's cap).")
+        float | None, typer.Option(help="Largest confirmed-fraud rate among fast-tracked claims (default: training's).")
     ] = None,
     cycle_days: Annotated[
         float | None, typer.Option(help="Largest average working days from report to payment (--optimise).")
