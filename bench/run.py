@@ -186,6 +186,18 @@ def render_monitoring(r: dict) -> str:
     return md
 
 
+def render_backtest(r: dict) -> str:
+    return (
+        "| claims | policies | book | sweep | total | per policy | floor: routing alone | sweep / floor "
+        "| peak memory |\n"
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
+        f"| {r['claims']:,} | {r['policies']} | {r['book_s']:.1f} s | {r['sweep_s']:.1f} s | {r['total_s']:.1f} s | "
+        f"{r['per_policy_ms']:.0f} ms | {r['floor_s']:.1f} s | {r['sweep_s'] / r['floor_s']:.1f}x | "
+        f"{r['peak_rss_mb']:,.0f} MB |\n\n"
+        f"Set-up, not timed (generate, train, features, scores): {r['setup_s']:.0f} s.\n"
+    )
+
+
 def measure_workbench(claims: int = WORKBENCH_CLAIMS) -> dict:
     return run_isolated("bench.workbench", "--claims", str(claims))
 
@@ -270,6 +282,11 @@ BENCHMARKS: dict[str, Benchmark] = {
         "The investigators' workbench at scale",
         measure_workbench,
         render_workbench,
+    ),
+    "backtest": Benchmark(
+        "Routing backtest: a million claims, a hundred policies",
+        lambda: run_isolated("bench.backtest"),
+        render_backtest,
     ),
     "monitoring": Benchmark(
         "Monitoring a million decisions",
