@@ -8,11 +8,11 @@ a lower bound of fraud. Each figure about fraud comes three ways:
 - ``observed``: confirmed fraud only (a lower bound);
 - ``estimated``: each claim's probability of fraud. An investigated claim confirmed as fraud is
   fraud; otherwise the probability is the confirmed rate among investigated claims with a similar
-  fraud score (score deciles), divided by the cost model's ``detection_rate`` (investigations
-  confirm only part of the fraud they look at), and for an investigated claim found not fraudulent,
-  what that leaves (``r(1-d) / (1-rd)``). Claims nobody investigated are assumed as often
-  fraudulent as investigated claims with the same score; investigations also follow hunches the
-  score does not see, so this overstates their fraud: the estimate leans high;
+  fraud score (an isotonic fit of confirmed fraud on the score), over the cost model's
+  ``detection_rate`` (investigations confirm only part of the fraud they look at), and for an
+  investigated claim found not fraudulent, what that leaves (``r(1-d) / (1-rd)``). Claims nobody
+  investigated are assumed as often fraudulent as investigated claims with the same score;
+  investigations also follow hunches the score does not see, so this tends to overstate their fraud;
 - an interval from the observed figure to the estimate plus two standard deviations (the claims'
   probabilities as independent Bernoulli draws).
 
@@ -39,7 +39,6 @@ from serving.model.routing import ROUTES, RoutingPolicy, rule_mask
 
 Z = 2.0
 """Standard deviations above the estimate for the interval's upper end."""
-SCORE_BINS = 10
 
 
 @dataclass
@@ -130,17 +129,19 @@ def make_book(
 
 
 def estimate_fraud(confirmed: np.ndarray, score: np.ndarray, detection_rate: float) -> np.ndarray:
-    """Each claim's probability of fraud (the module docstring says how)."""
+    """Each claim's probability of fraud (the module docstring says how). The confirmed rate among
+    investigated claims is an isotonic (non-decreasing) function of the score, fitted on them: a
+    referred claim at the top of the scores gets the rate of claims like it, not of a wide bin."""
+    from sklearn.isotonic import IsotonicRegression
+
     score = np.asarray(score, dtype=np.float64)
-    known = ~np.isnan(confirmed)
-    edges = np.unique(np.quantile(score, np.linspace(0, 1, SCORE_BINS + 1)[1:-1])) if len(score) else np.array([])
-    bins = np.searchsorted(edges, score, side="right")
-    k = len(edges) + 1
-    looked = np.bincount(bins[known], minlength=k).astype(np.float64)
-    found = np.bincount(bins[known], weights=confirmed[known], minlength=k)
-    overall = found.sum() / looked.sum() if looked.sum() else 0.0
-    rate = np.where(looked > 0, found / np.maximum(looked, 1), overall)
-    r = np.minimum(rate / detection_rate, 1.0)[bins]  # P(fraud | investigated, score bin)
+    known = ~np.isnan(confirmed) & ~np.isnan(score)
+    if known.sum() >= 2 and len(np.unique(confirmed[known])) > 1:
+        fit = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(score[known], confirmed[known])
+        rate = fit.predict(np.nan_to_num(score, nan=float(np.nanmedian(score))))
+    else:
+        rate = np.full(len(score), float(confirmed[known].mean()) if known.any() else 0.0)
+    r = np.minimum(rate / detection_rate, 1.0)  # P(fraud | investigated, score)
     missed = r * (1 - detection_rate) / np.maximum(1 - r * detection_rate, 1e-12)
     return np.where(confirmed == 1, 1.0, np.where(confirmed == 0, missed, r))
 
@@ -232,7 +233,11 @@ def grid(book: Book, base: RoutingPolicy, model: str, steps: int = 5) -> list[Ro
     ``steps`` values each, every combination (``steps ** 3`` policies)."""
     s = book.scores[model]
     fraud = s.get("fraud")
-    siu = np.quantile(fraud, 1 - np.linspace(0.01, 0.10, steps)) if fraud is not None and base.siu_threshold else [None]
+    siu = (
+        np.quantile(fraud, 1 - np.linspace(0.01, 0.10, steps))
+        if fraud is not None and base.siu_threshold is not None
+        else [None]
+    )
     fast = np.linspace(0.3, 0.9, steps) if base.fast_track_threshold is not None else [None]
     limits = base.fast_track_amount_limit * np.geomspace(0.5, 2.0, steps)
     out = []

@@ -68,12 +68,19 @@ def write_report(result: BacktestResult, folder: Path) -> Path:
     if result.swept is not None:
         s = result.swept
         parts.append(f"<h2>Sweep: {len(s)} policies, {int(s['feasible'].sum())} within the constraints</h2>")
-        plots = [
-            _frontier(s, "siu_per_week", "fraud_caught_estimated", "fraud caught against SIU load"),
-            _frontier(s, "leakage_rate_observed", "share_fast_track", "fast-track share against leakage"),
-            _frontier(s, "cycle_days_mean", "cost_total", "cost against cycle time"),
-        ]
-        parts.append("<div class='plots'>" + "".join(plots) + "</div>")
+        plots = {
+            "frontier-fraud-caught": _frontier(
+                s, "siu_per_week", "fraud_caught_estimated", "fraud caught against SIU load"
+            ),
+            "frontier-leakage": _frontier(
+                s, "leakage_rate_observed", "share_fast_track", "fast-track share against leakage"
+            ),
+            "frontier-cost": _frontier(s, "cycle_days_mean", "cost_total", "cost against cycle time"),
+        }
+        for name, figure_html in plots.items():  # each also as a picture of its own (for documents)
+            start, end = figure_html.find("<svg"), figure_html.rfind("</svg>") + len("</svg>")
+            (Path(folder) / f"{name}.svg").write_text(figure_html[start:end], encoding="utf-8")
+        parts.append("<div class='plots'>" + "".join(plots.values()) + "</div>")
         if result.best_row is not None:
             parts.append("<h3>The cheapest policy within the constraints (policy.json)</h3>")
             parts.append(table(pd.DataFrame([result.best_row])))

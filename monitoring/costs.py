@@ -96,18 +96,28 @@ def load_cost_model(path: str | Path | None) -> CostModel:
         raise ConfigError(f"cost model {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"cost model {path}: the top level must be a mapping")
+    default = _validated(path, "default", _merge(LineCosts().model_dump(), data.get("default") or {}))
+    lines = {
+        str(line): _validated(path, f"lines.{line}", _merge(default.model_dump(), override or {}))
+        for line, override in (data.get("lines") or {}).items()
+    }
+    rest = {k: v for k, v in data.items() if k not in ("default", "lines")}
     try:
-        default = LineCosts.model_validate(_merge(LineCosts().model_dump(), data.get("default") or {}))
-        lines = {
-            str(line): LineCosts.model_validate(_merge(default.model_dump(), override or {}))
-            for line, override in (data.get("lines") or {}).items()
-        }
-        rest = {k: v for k, v in data.items() if k not in ("default", "lines")}
         return CostModel.model_validate({**rest, "default": default, "lines": lines})
     except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        raise ConfigError(f"cost model {path}: {where}: {err['msg']}") from None
+        raise ConfigError(f"cost model {path}: {_where(exc)}") from None
+
+
+def _validated(path: Path, prefix: str, values: dict) -> LineCosts:
+    try:
+        return LineCosts.model_validate(values)
+    except ValidationError as exc:
+        raise ConfigError(f"cost model {path}: {prefix}.{_where(exc)}") from None
+
+
+def _where(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    return f"{'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg']}"
 
 
 def _merge(base: Mapping, override: Mapping) -> dict:
