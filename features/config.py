@@ -57,6 +57,12 @@ class Settings:
     """Country calling code given to national phone numbers before hashing ("" : digits as written)."""
     phone_trunk_prefix: str = "0"
     """National trunk prefix replaced by the country code ("0412..." -> "61412...")."""
+    shadow: str = ""
+    """What the service decides in the shadow of the champion, for every claim, logged beside the
+    champion's decision and never answered: ``challenger`` (the registry's challenger models with
+    their policy) or the path of a routing policy file (the champion's models under that policy;
+    ``claimscore backtest --optimise`` writes one). Empty: nothing. ``claimscore backtest`` without
+    ``--data`` compares the two on the decision log."""
     demo: bool = False
     """A demo (``make demo``, ``claimscore serve --demo``): the service may run with the built-in secret."""
     shared_data: Path = Path("../shared/data")

@@ -50,6 +50,9 @@ class Window:
     (None: no case store, e.g. a table)."""
     kind: str = "table"
     """``decision_log`` or ``table``."""
+    shadow: dict | None = None
+    """What the service's shadow decided for each claim (decision log only, where it ran one):
+    ``routes`` (array; None where it did not run), ``scores`` (task -> array), ``version``."""
     description: dict[str, str] = field(default_factory=dict)
     """What the window is, for the report (source, period, model versions)."""
 
@@ -130,6 +133,7 @@ def from_decisions(
     frame = frame.astype({c: claims[c].dtype for c in claims.columns if c in frame.columns and c != "claim_id"})
     if cases is not None:
         cases = cases[cases["claim_id"].isin(set(ids))].reset_index(drop=True)
+    shadow = _shadow([decisions["shadow"][i] for i in latest]) if "shadow" in decisions else None
     return Window(
         claims=frame,
         features=features,
@@ -141,7 +145,21 @@ def from_decisions(
         as_of=pd.Timestamp(as_of),
         cases=cases,
         kind="decision_log",
+        shadow=shadow,
     )
+
+
+def _shadow(texts: Sequence[str]) -> dict | None:
+    """The shadow's decisions (None when no decision carries one)."""
+    parsed = [json.loads(t) if t and t != "{}" else {} for t in texts]
+    if not any(parsed):
+        return None
+    tasks = sorted({t for d in parsed for t in d.get("scores", {})})
+    return {
+        "routes": np.array([d.get("route") for d in parsed], dtype=object),
+        "scores": {t: np.array([d.get("scores", {}).get(t, np.nan) for d in parsed], dtype=np.float64) for t in tasks},
+        "version": next(d["version"] for d in parsed if d),
+    }
 
 
 def _json_rows(texts: Sequence[str | bytes], batch: int = 100_000) -> pd.DataFrame:

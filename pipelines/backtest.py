@@ -103,6 +103,53 @@ def run_backtest(
     return BacktestResult(table_out, swept, best, best_row, constraints, book)
 
 
+def run_log_backtest(
+    settings: Settings,
+    costs: CostModel,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    capacity_per_week: float | None = None,
+) -> BacktestResult:
+    """The champion's live decisions against what the service's shadow (``Settings.shadow``)
+    decided for the same claims, on a window of the decision log, with the outcomes known now."""
+    from pipelines.monitoring import log_window
+    from serving.model.scorer import Scorer
+
+    champion = Scorer.from_registry(settings)
+    win = log_window(champion, settings, since, until)
+    if not len(win):
+        raise BacktestError("no decisions to compare in the decision log's window (check --since/--until)")
+    shadowed = win.shadow["routes"] != None if win.shadow else np.zeros(len(win), bool)  # noqa: E711
+    if not shadowed.any():
+        raise BacktestError(
+            "no decision in the window carries a shadow's: run the service with a shadow "
+            "(CLAIMSCORE_SHADOW=challenger or a policy file) first"
+        )
+    keep = np.flatnonzero(shadowed)
+    claims, features = win.claims.iloc[keep].reset_index(drop=True), win.features.iloc[keep].reset_index(drop=True)
+    scores = {
+        "champion": {t: v[keep] for t, v in win.scores.items()},
+        "shadow": {t: v[keep] for t, v in win.shadow["scores"].items()},
+    }
+    reference = next((b.reference for b in champion.bundles.values() if b.reference), None) or {}
+    extra = reference.get("extra", {})
+    book = bt.make_book(claims, features, scores, [champion.policy], costs, float(extra.get("red_flag_score", 1.0)))
+    if capacity_per_week is None and "siu_capacity" in extra:
+        capacity_per_week = float(extra["siu_capacity"]) * len(book) / book.weeks
+    rows = [
+        {"policy": "champion (live)", "model": "champion",
+         **bt.figures(book, win.routes[keep].astype(str), book.flagged["champion"], costs, capacity_per_week)},
+        {"policy": f"shadow ({win.shadow['version']})", "model": "shadow",
+         **bt.figures(book, win.shadow["routes"][keep].astype(str), book.flagged["shadow"], costs, capacity_per_week)},
+    ]  # fmt: skip
+    table = pd.DataFrame(rows)
+    table["cost_change"] = table["cost_total"] - table["cost_total"].iloc[0]
+    base = table["cost_total"].iloc[0]
+    table["cost_change_share"] = table["cost_change"] / base if base else np.nan
+    return BacktestResult(table, None, None, None, bt.Constraints(capacity_per_week), book)
+
+
 def load_policy(path: Path) -> RoutingPolicy:
     """A routing policy file (``routing_policy.json`` as training logs it, or ``policy.json`` as
     ``--optimise`` writes it)."""

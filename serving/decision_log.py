@@ -41,6 +41,8 @@ class Decision:
     versions: dict[str, str] = field(default_factory=dict)
     key_id: str = ""
     decided_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="microseconds"))
+    shadow: dict[str, Any] = field(default_factory=dict)
+    """What the shadow (``Settings.shadow``) would have decided: ``route``, ``scores``, ``version``."""
 
 
 def input_hash(payload: bytes | str | dict) -> str:
@@ -76,11 +78,20 @@ class DecisionLog:
             sa.Column("features", sa.Text, nullable=False),
             sa.Column("versions", sa.Text, nullable=False),
             sa.Column("key_id", sa.String(32), nullable=False),
+            sa.Column("shadow", sa.Text, nullable=False, server_default="{}"),
         )
         try:
             meta.create_all(self.engine)
+            self._add_missing_columns()
         except sa.exc.SQLAlchemyError as exc:
             raise DecisionLogError(f"decision log {self.shown}: cannot create its table ({db_error(exc)})") from None
+
+    def _add_missing_columns(self) -> None:
+        """Columns added since a log was created (``shadow``), added to it in place."""
+        have = {c["name"] for c in sa.inspect(self.engine).get_columns(TABLE)}
+        if "shadow" not in have:
+            with self.engine.begin() as conn:
+                conn.exec_driver_sql(f"ALTER TABLE {TABLE} ADD COLUMN shadow TEXT NOT NULL DEFAULT '{{}}'")
 
     def write(self, decisions: Sequence[Decision]) -> list[int]:
         """Write decisions in one committed transaction; their ids, in order."""
@@ -117,19 +128,19 @@ class DecisionLog:
     def read_window(self, since: datetime | None = None, until: datetime | None = None) -> dict[str, list]:
         """Decisions made at or after ``since`` and before ``until`` (aware or UTC datetimes), in log
         order, as columns of what monitoring reads: ``claim_id``, ``decided_at``, ``route``, and
-        ``scores``, ``rules`` and ``features`` as their stored JSON text (``features`` as UTF-8 bytes
+        ``scores``, ``rules``, ``features`` and ``shadow`` as their stored JSON text (``features`` as UTF-8 bytes
         from SQLite, which saves decoding a gigabyte of text only to encode it again), decoded in
         bulk by the reader: a million rows' features decode many times faster in batches."""
         c = self.table.c
         features = sa.cast(c.features, sa.LargeBinary) if self.engine.dialect.name == "sqlite" else c.features
-        query = sa.select(c.claim_id, c.decided_at, c.route, c.scores, c.rules, features).order_by(c.id)
+        query = sa.select(c.claim_id, c.decided_at, c.route, c.scores, c.rules, features, c.shadow).order_by(c.id)
         query = self._within(query, since, until)
         try:
             with self.engine.connect() as conn:
                 rows = conn.execute(query).all()
         except sa.exc.SQLAlchemyError as exc:
             raise DecisionLogError(f"decision log {self.shown}: cannot read ({db_error(exc)})") from None
-        names = ("claim_id", "decided_at", "route", "scores", "rules", "features")
+        names = ("claim_id", "decided_at", "route", "scores", "rules", "features", "shadow")
         columns = list(zip(*rows)) if rows else [()] * len(names)
         return {name: list(values) for name, values in zip(names, columns)}
 
@@ -148,7 +159,7 @@ class DecisionLog:
         self.engine.dispose()
 
 
-_JSON = ("scores", "rules", "reasons", "features", "versions")
+_JSON = ("scores", "rules", "reasons", "features", "versions", "shadow")
 
 
 def _row(d: Decision) -> dict:

@@ -35,6 +35,7 @@ import numpy as np
 
 from features import catalog, columns
 from features.config import Settings, load_settings
+from features.errors import ClaimScoreError
 from features.identity import Identity, require_real_secret
 from features.sql import checkpoint_in_background
 from features.store.history import HistoryStore
@@ -57,6 +58,8 @@ class ServiceState:
     log: DecisionLog
     casework: Casework | None = None
     """Cases for referred claims, dispositions and outcomes (None: no cases are opened)."""
+    shadow: Scorer | None = None
+    """What decides in the champion's shadow (``Settings.shadow``): logged, never answered."""
 
     @classmethod
     def load(cls, settings: Settings | None = None) -> ServiceState:
@@ -66,7 +69,8 @@ class ServiceState:
         for engine in (store.engine, log.engine):  # every batch commits to both
             checkpoint_in_background(engine)
         casework = Casework.from_settings(settings, store, log)
-        state = cls(settings, Scorer.from_registry(settings), HistoryIndex(store), log, casework)
+        scorer = Scorer.from_registry(settings)
+        state = cls(settings, scorer, HistoryIndex(store), log, casework, shadow_scorer(settings, scorer))
         # the models and the history index are millions of long-lived objects: keep them out of
         # the garbage collector's full passes, which otherwise stall a batch now and then
         gc.collect()
@@ -86,6 +90,14 @@ class ServiceState:
 
     def close(self) -> None:
         self._batcher.close()
+
+    @property
+    def features(self) -> list[str]:
+        """The features built for a live claim: the champion's, and the shadow's."""
+        names = list(self.scorer.features)
+        if self.shadow is not None:
+            names += [f for f in self.shadow.features if f not in names]
+        return names
 
     @property
     def policy_version(self) -> str:
@@ -141,8 +153,9 @@ class ServiceState:
         with self._lock:
             claims = columns.from_records(records)
             self.history.refresh()
-            table = online_features(self.history, claims, self.scorer.features, self.scorer.extras)
+            table = online_features(self.history, claims, self.features, self.scorer.extras)
             result = self.scorer.score_features(table)
+            shadow = self.shadow.score_features(table, reasons=False) if self.shadow is not None else None
             scored_at = datetime.now(UTC).isoformat(timespec="milliseconds")
             versions = {**self.scorer.versions, "policy": self.policy_version}
             names = list(table)
@@ -177,6 +190,7 @@ class ServiceState:
                         versions,
                         keys[i],
                         scored_at,
+                        _shadow_of(self.shadow, shadow, i),
                     )
                 )
             self.log.write(decisions)
@@ -256,6 +270,41 @@ class ServiceState:
                 "features": list(b.features),
             }
         return {"models": models, "policy_version": self.policy_version, "policy": self.scorer.policy.to_dict()}
+
+
+def shadow_scorer(settings: Settings, champion: Scorer) -> Scorer | None:
+    """The scorer ``Settings.shadow`` names: the registry's challenger, or the champion's models
+    under a policy file; None when it names nothing. Refused (at start-up) when it cannot be had."""
+    import json
+    from pathlib import Path
+
+    from serving.model.routing import RoutingPolicy
+
+    if not settings.shadow:
+        return None
+    if settings.shadow == "challenger":
+        return Scorer.from_registry(settings, alias="challenger")
+    path = Path(settings.shadow)
+    try:
+        policy = RoutingPolicy.from_dict(json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError, TypeError) as exc:
+        raise ClaimScoreError(
+            f"shadow: '{settings.shadow}' is neither 'challenger' nor a readable routing policy file ({exc})"
+        ) from None
+    policy.check(champion.features)
+    return Scorer(champion.bundles, policy, {**champion.versions, "policy": path.name})
+
+
+def _shadow_of(scorer: Scorer | None, result: Any, i: int) -> dict[str, Any]:
+    """The shadow's decision for claim ``i`` (empty without a shadow)."""
+    if scorer is None:
+        return {}
+    return {
+        "route": str(result.routes[i]),
+        "scores": {task: float(result.scores[task][i]) for task in result.scores},
+        "rules": list(result.rules[i]),
+        "version": ", ".join(f"{k} {v}" for k, v in scorer.versions.items()),
+    }
 
 
 def _missing(key: str, features: list[str]) -> str:

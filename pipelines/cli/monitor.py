@@ -117,6 +117,10 @@ def monitor(
         raise typer.Exit(summary.exit_code)
 
 
+def _figure(v: float) -> str:
+    return f"{v:,.3f}" if abs(v) < 10 else f"{v:,.0f}"
+
+
 def _moment(text: str, option: str) -> datetime:
     import pandas as pd
 
@@ -132,7 +136,12 @@ def _moment(text: str, option: str) -> datetime:
 
 @app.command()
 def backtest(
-    data: DataOpt = None,
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            "--data", "-d", help="Labelled claims to replay (without it: the decision log against the shadow)."
+        ),
+    ] = None,
     source: SourceOpt = "synthetic",
     policy: Annotated[
         list[Path] | None,
@@ -178,10 +187,11 @@ def backtest(
     config: ConfigOpt = None,
 ) -> None:
     """Replay labelled claims under routing policies side by side: routes, SIU load, fraud caught,
-    leakage, cycle time and claim cost; --sweep and --optimise search thresholds."""
+    leakage, cycle time and claim cost; --sweep and --optimise search thresholds. Without --data:
+    the champion's live decisions against the service's shadow's, on the decision log."""
     from monitoring.backtest_report import side_by_side
     from monitoring.costs import load_cost_model
-    from pipelines.backtest import load_policy, policy_with, run_backtest, write_outputs
+    from pipelines.backtest import load_policy, policy_with, run_backtest, run_log_backtest, write_outputs
     from serving.model.scorer import Scorer
 
     state = settings(config).ensure_dirs()
@@ -190,9 +200,27 @@ def backtest(
     if set_:
         base = Scorer.from_registry(state).policy
         policies += [policy_with(base, text) for text in set_]
+    if data is None:  # the decision log: the champion's live decisions against the shadow's
+        if policy or set_ or challenger or sweep or optimise:
+            raise typer.BadParameter(
+                "on the decision log the champion is compared with the service's shadow: --policy, --set, "
+                "--challenger, --sweep and --optimise need --data",
+                param_hint="--data",
+            )
+        result = run_log_backtest(
+            state,
+            costs,
+            since=_moment(since, "--since") if since else None,
+            until=_moment(until, "--until") if until else None,
+            capacity_per_week=capacity_per_week,
+        )
+        typer.echo(side_by_side(result.table).to_string(float_format=_figure))
+        if out is not None:
+            typer.echo("wrote " + ", ".join(str(p) for p in write_outputs(result, out)))
+        return
     result = run_backtest(
         state,
-        str(data) if data else None,
+        str(data),
         source,
         costs,
         policies=policies,
@@ -205,7 +233,7 @@ def backtest(
         sweep=sweep or optimise,
     )
     shown = side_by_side(result.table)
-    typer.echo(shown.to_string(float_format=lambda v: f"{v:,.3f}" if abs(v) < 10 else f"{v:,.0f}"))
+    typer.echo(shown.to_string(float_format=_figure))
     if result.swept is not None:
         feasible = int(result.swept["feasible"].sum())
         typer.echo(f"sweep: {len(result.swept)} policies, {feasible} within the constraints")

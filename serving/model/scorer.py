@@ -168,14 +168,15 @@ class Scorer:
         out["rules"] = [encode(f) if f else "[]" for f in result.rules]
         return out
 
-    def score_features(self, table: pd.DataFrame | Columns) -> Scored:
+    def score_features(self, table: pd.DataFrame | Columns, reasons: bool = True) -> Scored:
         """Scores, reasons and routes for a feature table: a DataFrame (batch) or the dict of
-        arrays that :func:`features.build.build_features` answers for live claims."""
-        scores, reasons = {}, {}
+        arrays that :func:`features.build.build_features` answers for live claims. Without
+        ``reasons`` (a shadow policy's what-if), no SHAP values are computed."""
+        scores, explained = {}, {}
         for task, bundle in self.bundles.items():
             matrix = bundle.encoder.transform(table)
             scores[task] = bundle.predict(matrix)
-            reasons[task] = top_reasons(bundle, table, matrix)
+            explained[task] = top_reasons(bundle, table, matrix) if reasons else []
         fraud, fast = scores.get("fraud"), scores.get("fast_track")
         if isinstance(table, pd.DataFrame):
             routes, fired = self.policy.route_table(table, fraud, fast)
@@ -187,7 +188,7 @@ class Scorer:
             ]
             routes = np.array([r for r, _ in routed], dtype=object)
             fired = [f for _, f in routed]
-        return Scored(scores, reasons, routes, fired)
+        return Scored(scores, explained, routes, fired)
 
 
 @dataclass
