@@ -63,8 +63,8 @@ def start_run(settings: Settings, **kwargs):
     return mlflow.start_run(experiment_id=experiment, **kwargs)
 
 
-def log_bundle(task: str, bundle_dir: Path, input_example) -> RegisteredModel:
-    """Log a bundle folder as a pyfunc model in the active run, register it, alias it challenger."""
+def log_bundle(task: str, bundle_dir: Path, input_example, alias: str | None = CHALLENGER) -> RegisteredModel:
+    """Log a bundle folder as a pyfunc model in the active run, register it, give it ``alias``."""
     import mlflow.pyfunc
     from mlflow.tracking import MlflowClient
 
@@ -82,7 +82,8 @@ def log_bundle(task: str, bundle_dir: Path, input_example) -> RegisteredModel:
         )
     version = str(info.registered_model_version)
     client = MlflowClient()
-    client.set_registered_model_alias(name, CHALLENGER, version)
+    if alias:
+        client.set_registered_model_alias(name, alias, version)
     run_id = mlflow.active_run().info.run_id
     return RegisteredModel(task, name, version, run_id, {})
 
@@ -169,6 +170,52 @@ def promote(
             ("promoted_on", f"{row['metric']} on {row['compared_on']}"),
         ):
             client.set_model_version_tag(name, version, key, value)
+    return rows
+
+
+def promote_policy(settings: Settings, policy, source: str, who: str, why: str) -> list[dict]:
+    """Make ``policy`` (a :class:`~serving.model.routing.RoutingPolicy`, e.g. the file
+    ``claimscore backtest --optimise`` wrote) the champion's routing policy: the champion's models
+    are registered again as new versions carrying it (same boosters, calibration and reference), in
+    a run of their own that records the policy and where it came from, and ``champion`` moves to
+    them. The models and their figures do not change, so no metric is compared: the backtest that
+    chose the policy is the evidence, and ``source``, ``who`` and ``why`` are recorded with it."""
+    import tempfile
+
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    from serving.model.registry import load_bundle
+
+    tasks = [t for t in MODEL_NAMES if version_for(t, CHAMPION) is not None]
+    if not tasks:
+        raise RegistryError("no champion to give a policy to: train and promote a model first")
+    bundles = {t: load_bundle(t, CHAMPION) for t in tasks}
+    policy.check([f for b in bundles.values() for f in b.features])
+    old = {t: version_for(t, CHAMPION).version for t in tasks}
+    stamp = datetime.now(UTC).isoformat(timespec="seconds")
+    rows = []
+    with start_run(settings, run_name="policy change") as run, tempfile.TemporaryDirectory() as tmp:
+        mlflow.set_tags({"kind": "policy change", "policy_source": source})
+        mlflow.log_params(
+            {"policy_source": source, "by": who, "reason": why, **{f"{t}.from_version": v for t, v in old.items()}}
+        )
+        mlflow.log_dict(policy.to_dict(), "routing_policy.json")
+        for task, bundle in bundles.items():
+            bundle.metadata.update({"policy": policy.to_dict(), "run_id": run.info.run_id, "policy_source": source})
+            folder = bundle.save(Path(tmp) / f"bundle-{task}")
+            model = log_bundle(task, folder, None, alias=None)
+            client = MlflowClient()
+            client.set_registered_model_alias(model.name, CHAMPION, model.version)
+            for key, value in (
+                ("promoted_by", who),
+                ("promoted_reason", why),
+                ("promoted_at", stamp),
+                ("replaced_version", old[task]),
+                ("promoted_on", f"routing policy from {source} (same models as v{old[task]})"),
+            ):
+                client.set_model_version_tag(model.name, model.version, key, value)
+            rows.append({"model": model.name, "champion": model.version, "replaced": old[task], "policy": source})
     return rows
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -98,12 +99,30 @@ def promote(
     ),
     config: ConfigOpt = None,
     training_config: TrainingConfigOpt = None,
+    policy: Annotated[
+        Path | None,
+        typer.Option(
+            "--policy",
+            help="Instead: make this routing policy file (e.g. from claimscore backtest --optimise) the "
+            "champion's, with the same models.",
+        ),
+    ] = None,
 ) -> None:
-    """Make the challengers champions if they beat the champions on the latest test period."""
+    """Make the challengers champions if they beat the champions on the latest test period (or, with
+    --policy, give the champion models a new routing policy)."""
     from training import registry
     from training.config import load_training_config
 
     state = settings(config)
+    if policy is not None:
+        from pipelines.backtest import load_policy
+
+        registry.configure(state)
+        for row in registry.promote_policy(state, load_policy(policy), policy.name, by, reason):
+            typer.echo(
+                f"{row['model']} v{row['champion']} is champion: the models of v{row['replaced']} under {row['policy']}"
+            )
+        return
     cfg = load_training_config(training_config)
     registry.configure(state)
     rows = registry.promote(

@@ -70,6 +70,24 @@ def test_policies_side_by_side_bracket_the_truth_and_the_optimised_policy_replay
     assert replayed["cost_total"] == pytest.approx(best["cost_total"])
     assert replayed["siu_referrals"] == best["siu_referrals"]
 
+    # the optimised policy becomes the champion's: same models, new versions, recorded
+    from features.config import load_settings
+    from serving.model.scorer import Scorer
+
+    before = Scorer.from_registry(load_settings())
+    capsys.readouterr()
+    code = main(["promote", "--policy", str(tmp_path / "bt" / "policy.json"), "--by", "tests", "--reason", "optimised"])
+    assert code == 0, capsys.readouterr()
+    after = Scorer.from_registry(load_settings())
+    assert after.versions != before.versions
+    assert after.policy.siu_threshold == pytest.approx(best["siu_threshold"])
+    assert after.policy.fast_track_amount_limit == pytest.approx(best["fast_track_amount_limit"])
+    assert after.bundles["fraud"].booster.model_to_string() == before.bundles["fraud"].booster.model_to_string()
+    assert after.bundles["fraud"].reference == before.bundles["fraud"].reference
+    code, out, err = _run(capsys, "--data", data, "--since", since, "--out", tmp_path / "now")
+    now = json.loads((tmp_path / "now" / "backtest.json").read_text())["policies"][0]
+    assert now["cost_total"] == pytest.approx(best["cost_total"])
+
 
 def test_bad_options_are_one_readable_line(state, tmp_path, capsys):
     data = state / "claims.parquet"
