@@ -107,12 +107,14 @@ def run_log_backtest(
     settings: Settings,
     costs: CostModel,
     *,
+    policies: list[tuple[str, RoutingPolicy]] = (),
     since: datetime | None = None,
     until: datetime | None = None,
     capacity_per_week: float | None = None,
 ) -> BacktestResult:
-    """The champion's live decisions against what the service's shadow (``Settings.shadow``)
-    decided for the same claims, on a window of the decision log, with the outcomes known now."""
+    """A window of the decision log with the outcomes known now: the champion's live decisions,
+    what the service's shadow (``Settings.shadow``) decided for the same claims where it ran one,
+    and ``policies`` applied to the features and scores the decisions were made with."""
     from pipelines.monitoring import log_window
     from serving.model.scorer import Scorer
 
@@ -120,29 +122,46 @@ def run_log_backtest(
     win = log_window(champion, settings, since, until)
     if not len(win):
         raise BacktestError("no decisions to compare in the decision log's window (check --since/--until)")
-    shadowed = win.shadow["routes"] != None if win.shadow else np.zeros(len(win), bool)  # noqa: E711
-    if not shadowed.any():
+    shadowed = np.array([r is not None for r in win.shadow["routes"]]) if win.shadow else np.zeros(len(win), bool)
+    if not shadowed.any() and not policies:
         raise BacktestError(
-            "no decision in the window carries a shadow's: run the service with a shadow "
-            "(CLAIMSCORE_SHADOW=challenger or a policy file) first"
+            "no decision in the window carries a shadow's and no policy was given: run the service with a "
+            "shadow (CLAIMSCORE_SHADOW=challenger or a policy file), or give --policy / --set"
         )
-    keep = np.flatnonzero(shadowed)
+    keep = np.flatnonzero(shadowed) if shadowed.any() else np.arange(len(win))
     claims, features = win.claims.iloc[keep].reset_index(drop=True), win.features.iloc[keep].reset_index(drop=True)
-    scores = {
-        "champion": {t: v[keep] for t, v in win.scores.items()},
-        "shadow": {t: v[keep] for t, v in win.shadow["scores"].items()},
-    }
+    scores = {"champion": {t: v[keep] for t, v in win.scores.items()}}
+    if shadowed.any():
+        scores["shadow"] = {t: v[keep] for t, v in win.shadow["scores"].items()}
+    for _, policy in policies:
+        policy.check(list(features.columns))
     reference = next((b.reference for b in champion.bundles.values() if b.reference), None) or {}
     extra = reference.get("extra", {})
-    book = bt.make_book(claims, features, scores, [champion.policy], costs, float(extra.get("red_flag_score", 1.0)))
+    book = bt.make_book(
+        claims, features, scores, [champion.policy, *(p for _, p in policies)], costs,
+        float(extra.get("red_flag_score", 1.0)),
+    )  # fmt: skip
     if capacity_per_week is None and "siu_capacity" in extra:
         capacity_per_week = float(extra["siu_capacity"]) * len(book) / book.weeks
+    flagged = book.flagged["champion"]
     rows = [
         {"policy": "champion (live)", "model": "champion",
-         **bt.figures(book, win.routes[keep].astype(str), book.flagged["champion"], costs, capacity_per_week)},
-        {"policy": f"shadow ({win.shadow['version']})", "model": "shadow",
-         **bt.figures(book, win.shadow["routes"][keep].astype(str), book.flagged["shadow"], costs, capacity_per_week)},
+         **bt.figures(book, win.routes[keep].astype(str), flagged, costs, capacity_per_week)},
     ]  # fmt: skip
+    if shadowed.any():
+        routes = win.shadow["routes"][keep].astype(str)
+        rows.append(
+            {"policy": f"shadow ({win.shadow['version']})", "model": "shadow",
+             **bt.figures(book, routes, book.flagged["shadow"], costs, capacity_per_week)}
+        )  # fmt: skip
+    for name, policy in policies:
+        rows.append(
+            {
+                "policy": name,
+                "model": "champion",
+                **bt.evaluate(book, bt.Scenario(name, policy, "champion"), costs, capacity_per_week),
+            }
+        )
     table = pd.DataFrame(rows)
     table["cost_change"] = table["cost_total"] - table["cost_total"].iloc[0]
     base = table["cost_total"].iloc[0]

@@ -200,16 +200,17 @@ def backtest(
     if set_:
         base = Scorer.from_registry(state).policy
         policies += [policy_with(base, text) for text in set_]
-    if data is None:  # the decision log: the champion's live decisions against the shadow's
-        if policy or set_ or challenger or sweep or optimise:
+    if data is None:  # the decision log: the champion's live decisions, the shadow's, the policies given
+        if challenger or sweep or optimise:
             raise typer.BadParameter(
-                "on the decision log the champion is compared with the service's shadow: --policy, --set, "
-                "--challenger, --sweep and --optimise need --data",
+                "on the decision log the champion is compared with the service's shadow and the policies "
+                "given: --challenger, --sweep and --optimise need --data",
                 param_hint="--data",
             )
         result = run_log_backtest(
             state,
             costs,
+            policies=policies,
             since=_moment(since, "--since") if since else None,
             until=_moment(until, "--until") if until else None,
             capacity_per_week=capacity_per_week,

@@ -78,6 +78,17 @@ def test_the_shadow_is_logged_beside_the_champion_and_backtested_on_the_log(home
     referrals = next(line for line in out.out.splitlines() if line.startswith("SIU referrals per week"))
     assert len(referrals.split()) >= 6
 
+    # the champion's own policy replayed on the logged features and scores gives the logged routes
+    own = home / "own.json"
+    own.write_text(json.dumps(base.to_dict()))
+    code = main(["backtest", "--since", "2000-01-01", "--policy", str(own), "--out", str(home / "log-bt")])
+    assert code == 0, capsys.readouterr()
+    live_row, shadow_row, replayed = json.loads((home / "log-bt" / "backtest.json").read_text())["policies"]
+    assert replayed["policy"] == "own.json" and shadow_row["policy"].startswith("shadow (")
+    for figure in ("share_fast_track", "share_siu_referral", "siu_referrals", "cost_total"):
+        assert replayed[figure] == pytest.approx(live_row[figure]), figure
+    assert shadow_row["siu_referrals"] > live_row["siu_referrals"]
+
 
 def test_a_shadow_that_cannot_be_had_is_refused_at_start(home, monkeypatch, tmp_path):
     from features.config import load_settings
