@@ -62,6 +62,8 @@ class Book:
     """Each claim's estimated probability of fraud (see the module docstring)."""
     weeks: float
     """Span of the claims' report dates in weeks (for referrals per week)."""
+    reported: np.ndarray | None = None
+    """Report dates (``datetime64[D]``), for calendar days to payment."""
     truth: np.ndarray | None = None
     """Synthetic data only: the claim really was fraudulent."""
     red_flag_score: float = 1.0
@@ -121,6 +123,7 @@ def make_book(
         confirmed=confirmed,
         fraud_probability=probability,
         weeks=max(float(span), 1.0),
+        reported=reported.to_numpy().astype("datetime64[D]"),
         truth=truth,
         red_flag_score=red_flag_score,
         fired=fired,
@@ -193,6 +196,7 @@ def figures(
     out["leakage_rate_observed"] = _rate((c & fast).sum(), fast.sum())
     out["cycle_days_mean"] = float(days.mean()) if n else float("nan")
     out["cycle_days_p90"] = _p90(tables["days"], np.bincount(cell, minlength=len(tables["days"])))
+    out["calendar_days_mean"] = _calendar_days(book, days, costs)
     fraud_lost = float((p * book.paid)[~referred].sum())
     saved = float((p * book.paid * saved_share)[referred].sum())
     out["cost_payments"] = float(book.paid.sum()) - saved
@@ -314,6 +318,19 @@ def _cost_tables(book: Book, costs: CostModel) -> dict[str, np.ndarray]:
         "saved": np.array([c.fraud_saved_share for c in per_line], dtype=np.float64),
         "slipped": np.array([c.slipped_fraud_cost for c in per_line], dtype=np.float64),
     }
+
+
+def _calendar_days(book: Book, days: np.ndarray, costs: CostModel) -> float:
+    """Mean calendar days from report to payment: each claim's working days counted on the insurer's
+    calendar from its report date (a report on a non-working day counts from the next working day)."""
+    if book.reported is None or not len(days):
+        return float("nan")
+    ok = ~np.isnat(book.reported)
+    paid = np.busday_offset(
+        book.reported[ok], np.rint(days[ok]).astype(np.int64), roll="forward",
+        weekmask=costs.weekmask, holidays=list(costs.holidays),
+    )  # fmt: skip
+    return float((paid - book.reported[ok]).astype(np.int64).mean()) if ok.any() else float("nan")
 
 
 def _p90(values: np.ndarray, counts: np.ndarray) -> float:

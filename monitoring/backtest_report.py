@@ -36,6 +36,7 @@ SHOWN = {
     "leakage_rate_observed": "fast-track leakage rate (confirmed)",
     "cycle_days_mean": "cycle time, mean working days",
     "cycle_days_p90": "cycle time, 90th percentile",
+    "calendar_days_mean": "calendar days to payment, mean (the insurer's calendar)",
     "cost_payments": "payments (after fraud saved)",
     "cost_handling": "handling",
     "cost_investigations": "investigations",

@@ -19,7 +19,10 @@ a backtest's money as money. What each figure means:
 - ``slipped_fraud_cost``: cost of a fraud that is paid out, beyond its amount (rings encouraged,
   later claims), per claim;
 - ``detection_rate``: share of fraudulent claims an investigation confirms (how the backtest turns
-  confirmed fraud into an estimate of fraud; see :mod:`monitoring.backtest`).
+  confirmed fraud into an estimate of fraud; see :mod:`monitoring.backtest`);
+- ``weekmask`` and ``holidays``: the insurer's calendar, which turns a route's working days into the
+  calendar days a claimant waits (a claim reported on a Friday and paid in 2 working days is paid
+  on Tuesday).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -77,6 +81,16 @@ class CostModel(_Strict):
     """Per line of business (``motor``, ``home``...): its own costs (see :func:`load_cost_model`
     for how a file's partial overrides are filled from ``default``)."""
     detection_rate: float = Field(0.8, gt=0, le=1)
+    weekmask: str = "Mon Tue Wed Thu Fri"
+    """The insurer's working days of the week (numpy's ``busday`` week mask)."""
+    holidays: tuple[str, ...] = ()
+    """The insurer's non-working days (YYYY-MM-DD) besides the week mask's."""
+
+    def model_post_init(self, _context: Any) -> None:
+        try:
+            np.busday_offset("2024-01-01", 0, roll="forward", weekmask=self.weekmask, holidays=list(self.holidays))
+        except ValueError as exc:
+            raise ValueError(f"weekmask / holidays: {exc}") from None
 
     def for_line(self, line: str) -> LineCosts:
         return self.lines.get(line, self.default)

@@ -117,3 +117,34 @@ def test_missing_file_and_bad_yaml_are_config_errors(tmp_path):
         load_cost_model(_write(tmp_path, "default: [unclosed\n"))
     with pytest.raises(ConfigError, match="top level must be a mapping"):
         load_cost_model(_write(tmp_path, "- 1\n- 2\n"))
+
+
+def test_the_calendar_turns_working_days_into_the_days_a_claimant_waits():
+    import numpy as np
+    import pandas as pd
+
+    from monitoring import backtest as bt
+    from monitoring.costs import CostModel
+    from serving.model.routing import RoutingPolicy
+
+    # two claims, both fast-tracked (2 working days): reported Friday 2026-01-02 -> paid Tuesday 01-06
+    # (4 days); reported Monday 01-05 -> paid Wednesday 01-07 (2 days); mean 3. With Monday 01-05 a
+    # holiday: Friday -> Wednesday 01-07 (5 days), Monday (a holiday) -> from Tuesday: Thursday (3 days)
+    claims = pd.DataFrame(
+        {
+            "claim_id": ["A", "B"],
+            "report_date": pd.to_datetime(["2026-01-02 10:00", "2026-01-05 09:00"]),
+            "line_of_business": ["motor", "motor"],
+            "claimed_amount": [100.0, 100.0],
+            "settled_amount": [np.nan, np.nan],
+            "investigated": [False, False],
+            "fraud_confirmed": [np.nan, np.nan],
+        }
+    )
+    features = pd.DataFrame({"claimed_amount": [100.0, 100.0], "incident_severity": ["minor", "minor"]})
+    policy = RoutingPolicy(0.9, 0.5, 0.5, 5_000, 50_000, ("high",))
+    scores = {"champion": {"fraud": np.array([0.1, 0.1]), "fast_track": np.array([0.9, 0.9])}}
+    for costs, expected in ((CostModel(), 3.0), (CostModel(holidays=("2026-01-05",)), 4.0)):
+        book = bt.make_book(claims, features, scores, [policy], costs)
+        row = bt.evaluate(book, bt.Scenario("p", policy, "champion"), costs)
+        assert row["share_fast_track"] == 1.0 and row["calendar_days_mean"] == expected
