@@ -162,3 +162,26 @@ def load_settings(config_file: str | os.PathLike | None = None, env: dict[str, s
         # writes this variable into the process environment, so it may be stale.)
         values["mlflow_tracking_uri"] = env["MLFLOW_TRACKING_URI"]
     return Settings(**values).resolved()  # type: ignore[arg-type]
+
+
+def read_yaml(path: str | os.PathLike, what: str) -> dict:
+    """A YAML file's top-level mapping (empty for an empty file), or a :class:`ConfigError` naming
+    ``what`` (e.g. "training config") and the file: missing, not YAML, or not a mapping."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{what} {path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{what} {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{what} {path}: the top level must be a mapping of keys to values")
+    return data
+
+
+def invalid(exc: Exception) -> str:
+    """A pydantic ``ValidationError``'s first error as ``key.path: message``."""
+    err = exc.errors()[0]  # type: ignore[attr-defined]
+    return f"{'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg']}"

@@ -20,9 +20,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from features.config import invalid, read_yaml
 from features.errors import ConfigError
 
 
@@ -128,16 +128,8 @@ def load_monitor_config(path: str | Path | None) -> MonitorConfig:
     """Defaults, overridden by a YAML file; errors name the key."""
     if path is None:
         return MonitorConfig()
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"monitoring config {path} does not exist")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"monitoring config {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    data = read_yaml(path, "monitoring config")
     try:
         return MonitorConfig.model_validate(data)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        raise ConfigError(f"monitoring config {path}: {where}: {err['msg']}") from None
+        raise ConfigError(f"monitoring config {path}: {invalid(exc)}") from None

@@ -32,9 +32,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from features.config import invalid, read_yaml
 from features.errors import ConfigError
 from serving.model.routing import ROUTES
 
@@ -102,14 +102,7 @@ def load_cost_model(path: str | Path | None) -> CostModel:
     if path is None:
         return CostModel()
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"cost model {path} does not exist")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cost model {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"cost model {path}: the top level must be a mapping")
+    data = read_yaml(path, "cost model")
     default = _validated(path, "default", _merge(LineCosts().model_dump(), data.get("default") or {}))
     lines = {
         str(line): _validated(path, f"lines.{line}", _merge(default.model_dump(), override or {}))
@@ -119,19 +112,14 @@ def load_cost_model(path: str | Path | None) -> CostModel:
     try:
         return CostModel.model_validate({**rest, "default": default, "lines": lines})
     except ValidationError as exc:
-        raise ConfigError(f"cost model {path}: {_where(exc)}") from None
+        raise ConfigError(f"cost model {path}: {invalid(exc)}") from None
 
 
 def _validated(path: Path, prefix: str, values: dict) -> LineCosts:
     try:
         return LineCosts.model_validate(values)
     except ValidationError as exc:
-        raise ConfigError(f"cost model {path}: {prefix}.{_where(exc)}") from None
-
-
-def _where(exc: ValidationError) -> str:
-    err = exc.errors()[0]
-    return f"{'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg']}"
+        raise ConfigError(f"cost model {path}: {prefix}.{invalid(exc)}") from None
 
 
 def _merge(base: Mapping, override: Mapping) -> dict:

@@ -12,9 +12,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from features.config import invalid, read_yaml
 from features.errors import ConfigError
 from monitoring.config import FairnessConfig
 
@@ -155,16 +155,8 @@ def load_training_config(path: str | Path | None) -> TrainingConfig:
     """Defaults, overridden by a YAML file; errors name the key."""
     if path is None:
         return TrainingConfig()
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"training config {path} does not exist")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"training config {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    data = read_yaml(path, "training config")
     try:
         return TrainingConfig.model_validate(data)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        raise ConfigError(f"training config {path}: {where}: {err['msg']}") from None
+        raise ConfigError(f"training config {path}: {invalid(exc)}") from None
