@@ -46,6 +46,10 @@ class Settings:
     """Calendar days from opening (or reopening) an SIU referral's case to its due date."""
     specialist_sla_days: float = 7.0
     """Calendar days from opening (or reopening) a specialist case to its due date."""
+    rate_limit_per_second: float = 1000.0
+    """Requests a second each API key may make to each worker (token bucket, bursts of a second's
+    worth); over it, 429 with ``Retry-After``. Set it to what each claim system needs: it bounds how
+    fast one key can probe claimant histories through /score. 0: no limit."""
     session_hours: float = 8.0
     """How long an investigator's sign-in to the pages lasts."""
     identity_secret: str = field(default="", repr=False)
@@ -102,7 +106,8 @@ class Settings:
 
 _PATH_KEYS = {"home", "shared_data"}
 _BOOL_KEYS = {"demo"}
-_NUMBER_KEYS = {"siu_sla_days", "specialist_sla_days", "session_hours"}
+_NUMBER_KEYS = {"siu_sla_days", "specialist_sla_days", "session_hours", "rate_limit_per_second"}
+_ZERO_OK = {"rate_limit_per_second"}
 _RENAMED = {"hash_salt": "identity_secret (an HMAC key; identifiers hashed with the old salt must be reloaded)"}
 
 
@@ -118,7 +123,8 @@ def _coerce(key: str, value: object, origin: str) -> object:
             number = float(value) if isinstance(value, (int, float, str)) and not isinstance(value, bool) else None
         except ValueError:
             number = None
-        if number is None or not 0 < number < float("inf"):
+        lowest_ok = number >= 0 if key in _ZERO_OK and number is not None else number is not None and number > 0
+        if number is None or not lowest_ok or not number < float("inf"):
             raise ConfigError(f"{origin}: '{key}' must be a positive number, got {value!r}")
         return number
     if not isinstance(value, str):

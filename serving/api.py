@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
 import time
 from pathlib import Path
@@ -57,8 +58,26 @@ UI_OPEN = ("/ui/login", "/ui/static/")
 """The pages anyone may load: the sign-in page and the vendored scripts and style sheets."""
 
 
+def _docs_assets() -> frozenset[str]:
+    """The files BentoML's API description page loads (``/static_content/...``): the only paths
+    under it anyone may fetch without a key."""
+    from bentoml._internal import server
+
+    folder = Path(server.__file__).parent / "static_content"
+    return (
+        frozenset(f"/static_content/{p.name}" for p in folder.iterdir() if p.is_file())
+        if folder.is_dir()
+        else frozenset()
+    )
+
+
+DOC_ASSETS = _docs_assets()
+RATE_WINDOW_S = 1.0
+
+
 def roles_for(path: str) -> set[str] | None:
-    """The roles that may use ``path``, None for a path no route serves (answered 404 after the key check)."""
+    """The roles that may use ``path``, None for a path no route serves: refused to every role
+    (403) after the key check, so a route added without a line in :data:`ROLES` is closed, not open."""
     if path in ROLES:
         return ROLES[path]
     head = "/" + path.split("/", 2)[1] if path.count("/") >= 2 else path
@@ -228,9 +247,10 @@ class AuthMiddleware:
     (mount, router, dependency solving, query parsing) is CPU per claim that adds nothing to the
     answer, and the claims per second a 2-core service answers depend on its CPU per claim."""
 
-    def __init__(self, app, keys_path: str):
+    def __init__(self, app, keys_path: str, rate_per_second: float = 0.0):
         self.app = app
         self.store = KeyStore(keys_path)
+        self.limiter = RateLimiter(rate_per_second)
         self._stamp: float | None = None
         self._looked = -float("inf")
         self._lookup: dict = {}
@@ -250,7 +270,7 @@ class AuthMiddleware:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         path = scope.get("path", "")
-        if path in OPEN_PATHS or path in DOC_PATHS or path.startswith("/static"):
+        if path in OPEN_PATHS or path in DOC_PATHS or path in DOC_ASSETS:
             return await self.app(scope, receive, send)
         if path == UI or path.startswith(UI + "/"):
             return await self._page(scope, receive, send, path)
@@ -265,9 +285,20 @@ class AuthMiddleware:
             )
             return await response(scope, receive, send)
         allowed = roles_for(path)
-        if allowed is not None and record.role not in allowed:
+        if allowed is None:
+            return await error(403, "Authorization", f"no role may use {path}")(scope, receive, send)
+        if record.role not in allowed:
             response = error(
                 403, "Authorization", f"role '{record.role}' may not use {path} (allowed: {', '.join(sorted(allowed))})"
+            )
+            return await response(scope, receive, send)
+        wait = self.limiter.wait(record.key_id)
+        if wait:
+            response = error(
+                429,
+                "Authorization",
+                f"key {record.key_id} is over its rate limit of {self.limiter.rate:g} requests a second: retry later",
+                {"Retry-After": str(max(1, math.ceil(wait)))},
             )
             return await response(scope, receive, send)
         _identify(scope, record)
@@ -297,6 +328,36 @@ class AuthMiddleware:
         _identify(scope, record)
         scope["claimscore_session"] = session
         return await self.app(scope, receive, send)
+
+
+class RateLimiter:
+    """A token bucket per key: ``rate`` requests a second on average, bursts of up to a second's
+    worth (each worker process keeps its own buckets, so a service of N workers allows up to N
+    times the rate). ``rate`` 0: no limit."""
+
+    def __init__(self, rate: float):
+        self.rate = float(rate)
+        self._buckets: dict[str, tuple[float, float]] = {}
+
+    def wait(self, key_id: str, now: float | None = None) -> float:
+        """0 when the request may go (and counts it), else the seconds until one may."""
+        if self.rate <= 0:
+            return 0.0
+        now = time.monotonic() if now is None else now
+        tokens, last = self._buckets.get(key_id, (self.rate, now))
+        tokens = min(self.rate, tokens + (now - last) * self.rate)
+        if tokens >= 1:
+            self._buckets[key_id] = (tokens - 1, now)
+            return 0.0
+        self._buckets[key_id] = (tokens, now)
+        return (1 - tokens) / self.rate
+
+
+def rate_limit() -> float:
+    """Requests a second each key may make (``rate_limit_per_second`` in the settings)."""
+    from features.config import load_settings
+
+    return load_settings().rate_limit_per_second
 
 
 def _identify(scope, record) -> None:

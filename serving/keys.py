@@ -6,11 +6,15 @@ stolen key file reveals no key. Roles: ``scorer`` (claim systems), ``investigato
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
+import hmac
 import json
 import os
 import secrets
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -41,10 +45,22 @@ def _hash(key: str) -> str:
 
 
 class KeyStore:
-    """Keys in a JSON file under the state directory (written atomically, readable by its owner only)."""
+    """Keys in a JSON file under the state directory (written atomically, readable by its owner only).
+    Every change reads, changes and writes the file under an exclusive lock (``keys.json.lock``), so
+    two commands at once never undo each other (a ``create`` racing a ``revoke`` keeps both)."""
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path.with_name(self.path.name + ".lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
 
     def _read(self) -> list[KeyRecord]:
         if not self.path.exists():
@@ -69,19 +85,21 @@ class KeyStore:
         key = PREFIX + secrets.token_urlsafe(32)
         digest = _hash(key)
         record = KeyRecord(digest[:12], role, name, datetime.now(UTC).isoformat(timespec="seconds"), digest)
-        self._write(self._read() + [record])
+        with self._locked():
+            self._write(self._read() + [record])
         return key, record
 
     def list(self) -> list[KeyRecord]:
         return self._read()
 
     def revoke(self, key_id: str) -> KeyRecord:
-        records = self._read()
-        for i, r in enumerate(records):
-            if r.key_id == key_id:
-                records[i] = KeyRecord(**{**asdict(r), "revoked": True})
-                self._write(records)
-                return records[i]
+        with self._locked():
+            records = self._read()
+            for i, r in enumerate(records):
+                if r.key_id == key_id:
+                    records[i] = KeyRecord(**{**asdict(r), "revoked": True})
+                    self._write(records)
+                    return records[i]
         raise ApiKeyError(f"no key with id '{key_id}' (see claimscore keys list)")
 
     def lookup(self) -> dict[str, KeyRecord]:
@@ -90,10 +108,17 @@ class KeyStore:
 
 
 def verify(lookup: dict[str, KeyRecord], authorization: str | None) -> KeyRecord | None:
-    """The record for an ``Authorization: Bearer KEY`` header value, or None."""
+    """The record for an ``Authorization: Bearer KEY`` header value, or None. The key's hash is
+    compared with every key in force in constant time (``hmac.compare_digest``), whichever matches:
+    how long an answer takes says nothing about how close a guess came."""
     if not authorization:
         return None
     scheme, _, key = authorization.partition(" ")
     if scheme.lower() != "bearer" or not key.strip().startswith(PREFIX):
         return None
-    return lookup.get(_hash(key.strip()))
+    digest = _hash(key.strip()).encode()
+    found = None
+    for known, record in lookup.items():
+        if hmac.compare_digest(digest, known.encode()):
+            found = record
+    return found

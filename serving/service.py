@@ -105,4 +105,4 @@ SWITCH_INTERVAL_S = 0.0005
 default, 5 ms, leaves requests parsed and answered in 5 ms steps while a batch is scored)."""
 
 
-ClaimScore.add_asgi_middleware(api.AuthMiddleware, keys_path=api.keys_path())
+ClaimScore.add_asgi_middleware(api.AuthMiddleware, keys_path=api.keys_path(), rate_per_second=api.rate_limit())
