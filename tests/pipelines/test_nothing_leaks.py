@@ -33,7 +33,7 @@ def _text(path: Path) -> str:
     """What a file holds, as one text: Parquet cells, SQLite rows, else its bytes (as Latin-1)."""
     if path.suffix == ".parquet":
         frame = pd.read_parquet(path)
-        return "\n".join(" ".join(frame[c].astype(str).tolist()) for c in frame.columns)
+        return "\n".join(" ".join(map(str, frame[c].tolist())) for c in frame.columns)
     with open(path, "rb") as f:
         head = f.read(16)
     if head.startswith(b"SQLite format 3"):
