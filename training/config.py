@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from features.config import invalid, read_yaml
 from features.errors import ConfigError
 from monitoring.config import FairnessConfig
+from monitoring.poisoning import PoisoningConfig
 
 
 class _Strict(BaseModel):
@@ -117,6 +118,9 @@ class TrainingConfig(_Strict):
     calibration: Literal["isotonic", "platt"] = "isotonic"
     min_positives: int = Field(30, ge=1)
     """A model is trained only when each period has at least this many positive labels."""
+    poisoning: PoisoningConfig = PoisoningConfig()
+    """How far a challenger's training data and behaviour may move from the champion's before
+    ``claimscore promote`` refuses it (``--override`` promotes it anyway, recorded)."""
     fairness: FairnessConfig = FairnessConfig()
     """Groups the routes' fairness is measured by on the test period, and how far a challenger's
     ratio may fall below the champion's before ``claimscore promote`` refuses it."""

@@ -34,10 +34,11 @@ from features.schema import LABELS
 from monitoring.fairness import fairness, group_columns
 from monitoring.metrics import binary_metrics, lift_table, routing_kpis, slice_metrics
 from monitoring.performance import estimated_metrics
-from monitoring.reference import build_reference
+from monitoring.poisoning import data_profile, findings
+from monitoring.reference import Reference, build_reference
 from serving.model.bundle import ModelBundle
 from serving.model.registry import load_bundle
-from serving.model.routing import RoutingPolicy
+from serving.model.routing import ROUTES, RoutingPolicy
 from training import registry
 from training.config import TrainingConfig
 from training.fit import fit_model
@@ -67,6 +68,9 @@ class TrainResult:
     unlabelled: dict[str, int] = field(default_factory=dict)
     """Task -> claims without its label (outcome not recorded yet): left out of that model's
     training, validation and test rows, still history for other claims' features."""
+    poisoning: list[str] = field(default_factory=list)
+    """What moved beyond its limit against the champion (:mod:`monitoring.poisoning`): promotion
+    refuses the challenger while there is anything here, unless overridden."""
 
 
 def fingerprint(frame: pd.DataFrame) -> str:
@@ -225,7 +229,19 @@ def train(
     )
     on_stage(STAGES[5])
     return TrainResult(
-        run_id, models, skipped, metrics, policy, periods, bundles, selected, split, config_origin, notes, unlabelled
+        run_id,
+        models,
+        skipped,
+        metrics,
+        policy,
+        periods,
+        bundles,
+        selected,
+        split,
+        config_origin,
+        notes,
+        unlabelled,
+        poisoning=fairness_rows["poisoning"],
     )
 
 
@@ -275,6 +291,7 @@ def _reference(table, frame, split, bundles, selected, scores, y_fraud, policy, 
     fraud, fast = _part(scores.get("fraud"), test), _part(scores.get("fast_track"), test)
     routes, _ = policy.route_table(table[test], fraud, fast)
     extra = {
+        "profile": data_profile(frame),
         "period": split.periods().get("test", ""),
         "source": source,
         "siu_capacity": cfg.routing.siu_capacity,
@@ -296,13 +313,25 @@ def _reference(table, frame, split, bundles, selected, scores, y_fraud, policy, 
     y = y_fraud[test] if y_fraud is not None else np.full(int(test.sum()), np.nan)
     groups = group_columns(frame[test].reset_index(drop=True), cfg.fairness)
     challenger = fairness(groups, routes, y, cfg.fairness).to_dict()
-    champion = _champion_fairness(table[test], groups, y, cfg)
-    return reference, {"challenger": challenger, "champion": champion, "period": extra["period"]}
+    champion = _champion_on_test(table[test])
+    champion_fair = fairness(groups, champion[0], y, cfg.fairness).to_dict() if champion else None
+    old_reference = Reference.from_dict(champion[1]) if champion and champion[1] else None
+    shares = {r: (float(np.mean(routes == r)), float(np.mean(champion[0] == r))) for r in ROUTES} if champion else None
+    poisoning = findings(
+        extra["profile"],
+        old_reference.extra.get("profile") if old_reference else None,
+        reference,
+        old_reference,
+        shares,
+        cfg.poisoning,
+    )
+    checks = {"challenger": challenger, "champion": champion_fair, "period": extra["period"], "poisoning": poisoning}
+    return reference, checks
 
 
-def _champion_fairness(table: pd.DataFrame, groups, y: np.ndarray, cfg: TrainingConfig) -> dict | None:
-    """The champion's routes' fairness on the same test claims (None: no champion, or it uses
-    features this data lacks)."""
+def _champion_on_test(table: pd.DataFrame) -> tuple[np.ndarray, dict] | None:
+    """The champion's routes of the test claims and its bundle's reference (None: no champion, or
+    it uses features this data lacks)."""
     champions = {}
     for task in LABELS:
         if registry.version_for(task, registry.CHAMPION) is not None:
@@ -315,7 +344,8 @@ def _champion_fairness(table: pd.DataFrame, groups, y: np.ndarray, cfg: Training
         return None
     p = {task: b.predict(b.encoder.transform(table)) for task, b in champions.items()}
     routes, _ = policy.route_table(table, p.get("fraud"), p.get("fast_track"))
-    return fairness(groups, routes, y, cfg.fairness).to_dict()
+    reference = next((b.reference for b in champions.values() if b.reference), None) or {}
+    return routes, reference
 
 
 def _part(values: np.ndarray | None, mask: np.ndarray) -> np.ndarray | None:
@@ -465,7 +495,8 @@ def _log_run(
             }
         )
         mlflow.log_dict(cfg.model_dump(mode="json"), "training_config.json")
-        mlflow.log_dict(fairness_rows, registry.FAIRNESS_ARTIFACT)
+        mlflow.log_dict({k: v for k, v in fairness_rows.items() if k != "poisoning"}, registry.FAIRNESS_ARTIFACT)
+        mlflow.log_dict({"findings": fairness_rows["poisoning"]}, registry.POISONING_ARTIFACT)
         mlflow.log_dict(next(iter(bundles.values())).reference or {}, "monitoring/reference.json")
         mlflow.log_metrics({k: float(v) for k, v in metrics.items() if v is not None and np.isfinite(v)})
         for name, tbl in tables.items():

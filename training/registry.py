@@ -45,6 +45,8 @@ PIP_REQUIREMENTS = ["lightgbm==4.7.0", "scikit-learn==1.9.1", "pandas==3.1.1", "
 
 
 FAIRNESS_ARTIFACT = "monitoring/fairness.json"
+POISONING_ARTIFACT = "monitoring/poisoning.json"
+"""A training run's poisoning findings against the champion (:mod:`monitoring.poisoning`)."""
 """Where a training run records its routes' fairness and the champion's (training/pipeline.py)."""
 
 
@@ -95,6 +97,7 @@ def promote(
     why: str,
     fairness_margin: float | None = None,
     fairness_min_ratio: float = 0.8,
+    override: str | None = None,
 ) -> list[dict]:
     """Move ``champion`` to the challengers if each beats its champion on the same claims.
 
@@ -148,7 +151,16 @@ def promote(
                 "note": note,
             }
         )
-    objections = _fairness_objections(version_for(tasks[0], CHALLENGER).run_id, fairness_margin, fairness_min_ratio)
+    run_id = version_for(tasks[0], CHALLENGER).run_id
+    objections = _fairness_objections(run_id, fairness_margin, fairness_min_ratio)
+    poisoned = _recorded(run_id, POISONING_ARTIFACT).get("findings", [])
+    if poisoned and not override and any(r["verdict"] not in ("already champion",) for r in rows):
+        ok = False
+        for r in rows:
+            r["verdict"] = "refuse (data moved)" if r["verdict"].startswith("promote") else r["verdict"]
+        rows[0]["note"] = "; ".join(
+            filter(None, [rows[0]["note"], "data or behaviour moved: " + "; ".join(poisoned) + " (--override WHY)"])
+        )
     if objections and any(r["verdict"] not in ("already champion", "promote (no champion)") for r in rows):
         ok = False
         for r in rows:
@@ -168,6 +180,7 @@ def promote(
             ("promoted_at", stamp),
             ("replaced_version", row["champion"]),
             ("promoted_on", f"{row['metric']} on {row['compared_on']}"),
+            *((("override", f"{override} (over: {'; '.join(poisoned)})"),) if override and poisoned else ()),
         ):
             client.set_model_version_tag(name, version, key, value)
     return rows
@@ -219,20 +232,25 @@ def promote_policy(settings: Settings, policy, source: str, who: str, why: str) 
     return rows
 
 
+def _recorded(run_id: str, artifact: str) -> dict:
+    """A JSON artefact of a run ({} when the run has none: older runs)."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return mlflow.artifacts.load_dict(f"runs:/{run_id}/{artifact}")
+    except (MlflowException, OSError):
+        return {}
+
+
 def _fairness_objections(run_id: str, margin: float | None, min_ratio: float) -> list[str]:
     """The training run's fairness comparison (its routes and the champion's on its test claims)
     as refusal lines; none without a margin, a champion, or the comparison (older runs)."""
     if margin is None:
         return []
-    import mlflow
-    from mlflow.exceptions import MlflowException
-
     from monitoring.fairness import FairnessResult, promotion_check
 
-    try:
-        recorded = mlflow.artifacts.load_dict(f"runs:/{run_id}/{FAIRNESS_ARTIFACT}")
-    except (MlflowException, OSError):
-        return []
+    recorded = _recorded(run_id, FAIRNESS_ARTIFACT)
     if not recorded.get("champion"):
         return []
     challenger = FairnessResult.from_dict(recorded["challenger"]).rows

@@ -65,6 +65,8 @@ def train(
                 f"{task}: {n:,} claims without a {LABELS[task]} outcome left out of training and evaluation "
                 "(still history for other claims' features)"
             )
+    for line in result.poisoning:
+        typer.echo(f"warning: against the champion: {line} (claimscore promote will refuse it without --override)")
     for rule, why in result.policy.skipped_rules.items():
         typer.echo(f"routing rule '{rule}' not applied: {why}")
     for task, model in result.models.items():
@@ -99,6 +101,15 @@ def promote(
     ),
     config: ConfigOpt = None,
     training_config: TrainingConfigOpt = None,
+    override: Annotated[
+        str | None,
+        typer.Option(
+            "--override",
+            metavar="WHY",
+            help="Promote although the challenger's data or behaviour moved beyond the poisoning limits "
+            "(a real change); WHY is recorded on the model versions.",
+        ),
+    ] = None,
     policy: Annotated[
         Path | None,
         typer.Option(
@@ -132,5 +143,6 @@ def promote(
         reason,
         fairness_margin=cfg.fairness.promotion_margin,
         fairness_min_ratio=cfg.fairness.min_ratio,
+        override=override,
     )
     typer.echo(registry.format_table(rows))
