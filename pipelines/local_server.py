@@ -64,7 +64,15 @@ class Server:
             time.sleep(0.25)
         raise RuntimeError(f"server not ready in {START_TIMEOUT_S} s")
 
-    def call(self, method: str, path: str, body: bytes | str | dict | None = None, key: str | None = None):
+    def call(
+        self,
+        method: str,
+        path: str,
+        body: bytes | str | dict | None = None,
+        key: str | None = None,
+        headers: bool = False,
+    ):
+        """``(status, decoded body)``, with ``headers`` ``(status, body, headers)`` (names lower-case)."""
         if isinstance(body, dict | list):
             body = json.dumps(body)
         if isinstance(body, str):
@@ -77,9 +85,10 @@ class Server:
         )
         try:
             with urllib.request.urlopen(req, timeout=60) as r:
-                return r.status, _decode(r.read())
+                answer = r.status, _decode(r.read()), {k.lower(): v for k, v in r.headers.items()}
         except urllib.error.HTTPError as e:
-            return e.code, _decode(e.read())
+            answer = e.code, _decode(e.read()), {k.lower(): v for k, v in e.headers.items()}
+        return answer if headers else answer[:2]
 
     def kill(self) -> None:
         if self.proc.poll() is None:

@@ -173,10 +173,18 @@ def error_answer(exc: ClaimScoreError) -> tuple[dict, int]:
     return {"errors": [{"field": "service", "problem": str(exc)}]}, 503
 
 
+RETRY_AFTER_S = 5
+"""What a 503 tells the client to wait before trying again (a store the service needs is down)."""
+
+
+def _retry(status: int) -> dict[str, str]:
+    return {"Retry-After": str(RETRY_AFTER_S)} if status == 503 else {}
+
+
 @app.exception_handler(ClaimScoreError)
 async def _claimscore_error(_: Request, exc: ClaimScoreError) -> JSONResponse:
     answer, status = error_answer(exc)
-    return JSONResponse(answer, status_code=status)
+    return JSONResponse(answer, status_code=status, headers=_retry(status))
 
 
 def _key_id(request: Request) -> str:
@@ -411,6 +419,7 @@ async def _answer_scoring(path: str, headers: dict[str, str], receive, send, key
         answer, status = error_answer(exc)
     body = json.dumps(answer).encode()
     response_headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    response_headers += [(k.lower().encode(), v.encode()) for k, v in _retry(status).items()]
     if close:
         response_headers.append((b"connection", b"close"))
     await send({"type": "http.response.start", "status": status, "headers": response_headers})

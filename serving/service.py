@@ -9,9 +9,11 @@ but health, readiness and the API description needs a key.
 from __future__ import annotations
 
 import ctypes
+import logging
 import os
 import signal
 import sys
+import time
 
 import bentoml
 
@@ -83,6 +85,23 @@ class ClaimScore:
         state.observers.append(_observe)
         api.STATE = state
         gauges.start(state.settings)
+        self._checked, self._ready = 0.0, True
+
+    def __is_ready__(self) -> bool:
+        """``/readyz``: 503 while a store the service writes to does not answer (checked at most
+        every ``READY_RECHECK_S``; the reason is logged once per change)."""
+        now = time.monotonic()
+        if now - self._checked >= READY_RECHECK_S:
+            self._checked = now
+            down = api.STATE.ready()
+            if bool(down) == self._ready:  # a change
+                log = logging.getLogger("claimscore")
+                if down:
+                    log.warning("not ready: %s do(es) not answer", ", ".join(down))
+                else:
+                    log.warning("ready again")
+            self._ready = not down
+        return self._ready
 
 
 def _die_with_parent() -> None:
@@ -99,6 +118,7 @@ def _die_with_parent() -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
+READY_RECHECK_S = 1.0
 PR_SET_PDEATHSIG = 1
 SWITCH_INTERVAL_S = 0.0005
 """How long the scoring thread may hold the GIL while the HTTP thread waits for it (Python's

@@ -91,6 +91,26 @@ class ServiceState:
     def close(self) -> None:
         self._batcher.close()
 
+    def ready(self) -> list[str]:
+        """The stores the service needs that do not answer now (empty: ready). Each is asked for
+        one row of its main table: the decision log, the history store, the case store."""
+        import sqlalchemy as sa
+
+        down = []
+        checks = [
+            ("decision log", self.log.engine, self.log.table),
+            ("history store", self.history.store.engine, self.history.store.table),
+        ]
+        if self.casework is not None:
+            checks.append(("case store", self.casework.cases.engine, self.casework.cases.cases))
+        for name, engine, table in checks:
+            try:
+                with engine.connect() as conn:
+                    conn.execute(sa.select(sa.literal(1)).select_from(table).limit(1)).all()
+            except sa.exc.SQLAlchemyError:
+                down.append(name)
+        return down
+
     @property
     def features(self) -> list[str]:
         """The features built for a live claim: the champion's, and the shadow's."""
