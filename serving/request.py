@@ -18,7 +18,17 @@ from datetime import datetime
 from typing import Annotated, Any, Optional
 
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, create_model, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    create_model,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from features import schema
 from features.errors import ClaimScoreError
@@ -40,17 +50,36 @@ class RequestError(ClaimScoreError):
         super().__init__("; ".join(f"{p['field']}: {p['problem']}" for p in problems))
 
 
+def _number(value: Any) -> Any:
+    """A JSON number only: true/false and text are refused, as the OpenAPI document's ``number``
+    and ``integer`` say (pydantic would read ``false`` as 0 and ``"12"`` as 12)."""
+    if isinstance(value, (bool, str)):
+        raise PydanticCustomError("number_type", "must be a number, not {kind}", {"kind": _kind(value)})
+    return value
+
+
+def _boolean(value: Any) -> Any:
+    """``true`` or ``false`` only (not 0/1 or text), as the document's ``boolean`` says."""
+    if not isinstance(value, bool):
+        raise PydanticCustomError("bool_type", "must be a boolean: true or false, not {kind}", {"kind": _kind(value)})
+    return value
+
+
+def _kind(value: Any) -> str:
+    return "true/false" if isinstance(value, bool) else "text" if isinstance(value, str) else type(value).__name__
+
+
 def _annotation(f: schema.Field) -> Any:
     if f.dtype == "id":
         return Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=ID_MAX)]
     if f.dtype == "category":
         return Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=TEXT_MAX)]
     if f.dtype == "float":
-        return Annotated[float, Field(ge=f.min, le=f.max, allow_inf_nan=False)]
+        return Annotated[float, BeforeValidator(_number), Field(ge=f.min, le=f.max, allow_inf_nan=False)]
     if f.dtype == "int":
-        return Annotated[int, Field(ge=f.min, le=f.max)]
+        return Annotated[int, BeforeValidator(_number), Field(ge=f.min, le=f.max)]
     if f.dtype == "bool":
-        return bool
+        return Annotated[bool, BeforeValidator(_boolean)]
     if f.dtype == "datetime":
         return datetime  # also reads "YYYY-MM-DD"
     raise AssertionError(f.dtype)
@@ -68,7 +97,18 @@ def request_field(f: schema.Field) -> tuple[Any, Any]:
 
 
 class _Base(BaseModel):
-    model_config = ConfigDict(extra="allow", str_strip_whitespace=True)
+    model_config = ConfigDict(
+        extra="allow",
+        str_strip_whitespace=True,
+        # what the validator below does, said in the document: no other properties than the
+        # claim's fields, the option and the source's x_ extras (numbers or text)
+        json_schema_extra={
+            "additionalProperties": False,
+            "patternProperties": {
+                "^x_": {"anyOf": [{"type": "number"}, {"type": "string", "maxLength": TEXT_MAX}, {"type": "null"}]}
+            },
+        },
+    )
 
     @model_validator(mode="after")
     def _extras_and_order(self) -> _Base:

@@ -54,3 +54,13 @@ def test_all_problems_of_a_claim_are_listed_at_once(good_claim):
     with pytest.raises(RequestError) as exc:
         parse_claim({**good_claim, "claimed_amount": -1, "claimant_age": 2})
     assert {p["field"] for p in exc.value.problems} >= {"claim_id", "claimed_amount", "claimant_age"}
+
+
+def test_the_document_says_what_the_server_refuses_and_accepts():
+    """The OpenAPI document's claim schema allows no property the server refuses: only the claim's
+    fields, the option and x_ extras (numbers or text)."""
+    from serving.request import ClaimRequest
+
+    doc = ClaimRequest.model_json_schema()
+    assert doc["additionalProperties"] is False and set(doc["patternProperties"]) == {"^x_"}
+    assert doc["properties"]["claimant_tenure_years"]["anyOf"][0]["type"] == "number"
