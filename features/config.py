@@ -28,6 +28,9 @@ from pathlib import Path
 from features.errors import ConfigError
 
 ENV_PREFIX = "CLAIMSCORE_"
+MONITORING_SUMMARY_FILE = "summary.json"
+MONITORING_REPORT_FILE = "report.html"
+"""What each monitoring run writes (in its folder and in :attr:`Settings.monitoring_latest_dir`)."""
 
 
 @dataclass(frozen=True)
@@ -185,6 +188,20 @@ def read_yaml(path: str | os.PathLike, what: str) -> dict:
     if not isinstance(data, dict):
         raise ConfigError(f"{what} {path}: the top level must be a mapping of keys to values")
     return data
+
+
+def load_yaml_model(path: str | os.PathLike | None, model: type, what: str):
+    """``model()`` (a pydantic model's defaults), overridden by a YAML file's keys; a
+    :class:`ConfigError` naming ``what``, the file and the key otherwise."""
+    from pydantic import ValidationError
+
+    if path is None:
+        return model()
+    data = read_yaml(path, what)
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"{what} {path}: {invalid(exc)}") from None
 
 
 def invalid(exc: Exception) -> str:

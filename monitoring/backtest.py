@@ -282,6 +282,18 @@ class Constraints:
         return out
 
 
+@dataclass
+class BacktestResult:
+    """A backtest's outcome: the policies side by side, the sweep, the cheapest feasible policy."""
+
+    table: pd.DataFrame
+    swept: pd.DataFrame | None
+    best: RoutingPolicy | None
+    best_row: pd.Series | None
+    constraints: Constraints
+    book: Book
+
+
 def sweep(
     book: Book, policies: Sequence[RoutingPolicy], model: str, costs: CostModel, constraints: Constraints
 ) -> pd.DataFrame:

@@ -5,14 +5,11 @@ from __future__ import annotations
 
 import html
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from monitoring.backtest import BacktestResult
 from monitoring.report import PAGE, figure, svg, table
-
-if TYPE_CHECKING:
-    from pipelines.backtest import BacktestResult
 
 SHOWN = {
     "share_fast_track": "fast-track share",

@@ -20,10 +20,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from features.config import invalid, read_yaml
-from features.errors import ConfigError
+from features.config import load_yaml_model
 
 
 class _Strict(BaseModel):
@@ -126,10 +125,4 @@ class MonitorConfig(_Strict):
 
 def load_monitor_config(path: str | Path | None) -> MonitorConfig:
     """Defaults, overridden by a YAML file; errors name the key."""
-    if path is None:
-        return MonitorConfig()
-    data = read_yaml(path, "monitoring config")
-    try:
-        return MonitorConfig.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(f"monitoring config {path}: {invalid(exc)}") from None
+    return load_yaml_model(path, MonitorConfig, "monitoring config")

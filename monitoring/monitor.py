@@ -20,14 +20,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from features.config import MONITORING_REPORT_FILE, MONITORING_SUMMARY_FILE
 from monitoring import drift, fairness, kpis, performance, quality
 from monitoring.alerts import Alert
 from monitoring.config import MonitorConfig
 from monitoring.reference import Reference
 from monitoring.window import Window
 
-SUMMARY_FILE = "summary.json"
-REPORT_FILE = "report.html"
+SUMMARY_FILE, REPORT_FILE = MONITORING_SUMMARY_FILE, MONITORING_REPORT_FILE
 RED_FLAG_QUANTILE = 0.9
 DEFAULT_CAPACITY = 0.03
 DEFAULT_LEAKAGE_CAP = 0.004

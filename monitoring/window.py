@@ -90,8 +90,8 @@ def from_table(
     table = build_features(claims, scorer.features, {**scorer.extras, **(extras or {})})
     table = table[keep].reset_index(drop=True)
     claims = claims[keep].reset_index(drop=True)
-    scores = {task: b.predict(b.encoder.transform(table)) for task, b in scorer.bundles.items()}
-    routes, rules = scorer.policy.route_table(table, scores.get("fraud"), scores.get("fast_track"))
+    scored = scorer.score_features(table, reasons=False)
+    scores, routes, rules = scored.scores, scored.routes, scored.rules
     decided = pd.to_datetime(claims["report_date"])
     return Window(
         claims=claims,

@@ -25,16 +25,6 @@ class BacktestError(ClaimScoreError):
     """A policy or option the backtest cannot use as given."""
 
 
-@dataclasses.dataclass
-class BacktestResult:
-    table: pd.DataFrame
-    swept: pd.DataFrame | None
-    best: RoutingPolicy | None
-    best_row: pd.Series | None
-    constraints: bt.Constraints
-    book: bt.Book
-
-
 def run_backtest(
     settings: Settings,
     data: str,
@@ -50,7 +40,7 @@ def run_backtest(
     cycle_days: float | None = None,
     sweep: bool = False,
     steps: int = 5,
-) -> BacktestResult:
+) -> bt.BacktestResult:
     from features.build import build_features
     from features.data.sources import load_claims
     from serving.model.scorer import Scorer
@@ -69,10 +59,7 @@ def run_backtest(
     claims, table = claims[keep].reset_index(drop=True), table[keep].reset_index(drop=True)
     if not len(claims):
         raise BacktestError("no claims to replay in the table's window (check --since/--until)")
-    scores = {
-        name: {task: b.predict(b.encoder.transform(table)) for task, b in m.bundles.items()}
-        for name, m in models.items()
-    }
+    scores = {name: m.score_features(table, reasons=False).scores for name, m in models.items()}
     scenarios = [bt.Scenario(f"champion v{champion.versions.get('fraud', '?')}", champion.policy, "champion")]
     if challenger:
         c = models["challenger"]
@@ -100,7 +87,7 @@ def run_backtest(
         if found is not None:
             best, best_row = found
             best = dataclasses.replace(best, expected_kpis={})
-    return BacktestResult(table_out, swept, best, best_row, constraints, book)
+    return bt.BacktestResult(table_out, swept, best, best_row, constraints, book)
 
 
 def run_log_backtest(
@@ -111,7 +98,7 @@ def run_log_backtest(
     since: datetime | None = None,
     until: datetime | None = None,
     capacity_per_week: float | None = None,
-) -> BacktestResult:
+) -> bt.BacktestResult:
     """A window of the decision log with the outcomes known now: the champion's live decisions,
     what the service's shadow (``Settings.shadow``) decided for the same claims where it ran one,
     and ``policies`` applied to the features and scores the decisions were made with."""
@@ -166,20 +153,7 @@ def run_log_backtest(
     table["cost_change"] = table["cost_total"] - table["cost_total"].iloc[0]
     base = table["cost_total"].iloc[0]
     table["cost_change_share"] = table["cost_change"] / base if base else np.nan
-    return BacktestResult(table, None, None, None, bt.Constraints(capacity_per_week), book)
-
-
-def load_policy(path: Path) -> RoutingPolicy:
-    """A routing policy file (``routing_policy.json`` as training logs it, or ``policy.json`` as
-    ``--optimise`` writes it)."""
-    try:
-        return RoutingPolicy.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
-    except FileNotFoundError:
-        raise BacktestError(f"policy file {path} does not exist") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BacktestError(f"policy file {path} is not valid JSON: {exc}") from None
-    except TypeError as exc:
-        raise BacktestError(f"policy file {path} is not a routing policy: {exc}") from None
+    return bt.BacktestResult(table, None, None, None, bt.Constraints(capacity_per_week), book)
 
 
 SETTABLE = {
@@ -208,7 +182,7 @@ def policy_with(base: RoutingPolicy, text: str) -> tuple[str, RoutingPolicy]:
     return name or ", ".join(f"{k}={v:g}" for k, v in changes.items()), dataclasses.replace(base, **changes)
 
 
-def write_outputs(result: BacktestResult, folder: Path) -> list[Path]:
+def write_outputs(result: bt.BacktestResult, folder: Path) -> list[Path]:
     from monitoring.backtest_report import write_report
 
     folder.mkdir(parents=True, exist_ok=True)

@@ -64,12 +64,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from features.config import Settings
+from features.config import MONITORING_REPORT_FILE, MONITORING_SUMMARY_FILE, Settings
 
 log = logging.getLogger(__name__)
 
-SUMMARY_FILE = "summary.json"
-REPORT_FILE = "report.html"
+SUMMARY_FILE, REPORT_FILE = MONITORING_SUMMARY_FILE, MONITORING_REPORT_FILE
 """The latest run's files, as ``claimscore monitor`` names them (``monitoring.monitor``; a test
 checks the two agree: the service does not import the monitoring stage)."""
 RECHECK_S = 5.0

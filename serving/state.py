@@ -22,6 +22,7 @@ the field; the fields a claim is scored without are then in its answer (``scored
 
 from __future__ import annotations
 
+import functools
 import gc
 import threading
 import time
@@ -111,9 +112,10 @@ class ServiceState:
                 down.append(name)
         return down
 
-    @property
+    @functools.cached_property
     def features(self) -> list[str]:
-        """The features built for a live claim: the champion's, and the shadow's."""
+        """The features built for a live claim: the champion's, and the shadow's (worked out once:
+        neither changes while the service runs)."""
         names = list(self.scorer.features)
         if self.shadow is not None:
             names += [f for f in self.shadow.features if f not in names]
@@ -295,24 +297,22 @@ class ServiceState:
 def shadow_scorer(settings: Settings, champion: Scorer) -> Scorer | None:
     """The scorer ``Settings.shadow`` names: the registry's challenger, or the champion's models
     under a policy file; None when it names nothing. Refused (at start-up) when it cannot be had."""
-    import json
     from pathlib import Path
 
-    from serving.model.routing import RoutingPolicy
+    from serving.model.routing import PolicyError, load_policy
 
     if not settings.shadow:
         return None
     if settings.shadow == "challenger":
         return Scorer.from_registry(settings, alias="challenger")
-    path = Path(settings.shadow)
     try:
-        policy = RoutingPolicy.from_dict(json.loads(path.read_text(encoding="utf-8")))
-    except (OSError, ValueError, TypeError) as exc:
+        policy = load_policy(settings.shadow)
+    except PolicyError as exc:
         raise ClaimScoreError(
-            f"shadow: '{settings.shadow}' is neither 'challenger' nor a readable routing policy file ({exc})"
+            f"shadow: '{settings.shadow}' is neither 'challenger' nor a routing policy ({exc})"
         ) from None
     policy.check(champion.features)
-    return Scorer(champion.bundles, policy, {**champion.versions, "policy": path.name})
+    return Scorer(champion.bundles, policy, {**champion.versions, "policy": Path(settings.shadow).name})
 
 
 def _shadow_of(scorer: Scorer | None, result: Any, i: int) -> dict[str, Any]:

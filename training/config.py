@@ -12,12 +12,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from features.config import invalid, read_yaml
-from features.errors import ConfigError
+from features.config import load_yaml_model
 from monitoring.config import FairnessConfig
-from monitoring.poisoning import PoisoningConfig
+from training.poisoning import PoisoningConfig
 
 
 class _Strict(BaseModel):
@@ -157,10 +156,4 @@ def resolve_training_config(source: str, path: str | Path | None) -> tuple[Train
 
 def load_training_config(path: str | Path | None) -> TrainingConfig:
     """Defaults, overridden by a YAML file; errors name the key."""
-    if path is None:
-        return TrainingConfig()
-    data = read_yaml(path, "training config")
-    try:
-        return TrainingConfig.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(f"training config {path}: {invalid(exc)}") from None
+    return load_yaml_model(path, TrainingConfig, "training config")

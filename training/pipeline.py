@@ -34,7 +34,6 @@ from features.schema import LABELS
 from monitoring.fairness import fairness, group_columns
 from monitoring.metrics import binary_metrics, lift_table, routing_kpis, slice_metrics
 from monitoring.performance import estimated_metrics
-from monitoring.poisoning import data_profile, findings
 from monitoring.reference import Reference, build_reference
 from serving.model.bundle import ModelBundle
 from serving.model.registry import load_bundle
@@ -42,6 +41,7 @@ from serving.model.routing import ROUTES, RoutingPolicy
 from training import registry
 from training.config import TrainingConfig
 from training.fit import fit_model
+from training.poisoning import data_profile, findings
 from training.refit import refit_model
 from training.routing import choose_policy, usable_rules
 from training.split import TimeSplit, time_split
@@ -69,7 +69,7 @@ class TrainResult:
     """Task -> claims without its label (outcome not recorded yet): left out of that model's
     training, validation and test rows, still history for other claims' features."""
     poisoning: list[str] = field(default_factory=list)
-    """What moved beyond its limit against the champion (:mod:`monitoring.poisoning`): promotion
+    """What moved beyond its limit against the champion (:mod:`training.poisoning`): promotion
     refuses the challenger while there is anything here, unless overridden."""
 
 

@@ -46,7 +46,7 @@ PIP_REQUIREMENTS = ["lightgbm==4.7.0", "scikit-learn==1.9.1", "pandas==3.1.1", "
 
 FAIRNESS_ARTIFACT = "monitoring/fairness.json"
 POISONING_ARTIFACT = "monitoring/poisoning.json"
-"""A training run's poisoning findings against the champion (:mod:`monitoring.poisoning`)."""
+"""A training run's poisoning findings against the champion (:mod:`training.poisoning`)."""
 """Where a training run records its routes' fairness and the champion's (training/pipeline.py)."""
 
 

@@ -191,7 +191,8 @@ def backtest(
     the champion's live decisions against the service's shadow's, on the decision log."""
     from monitoring.backtest_report import side_by_side
     from monitoring.costs import load_cost_model
-    from pipelines.backtest import load_policy, policy_with, run_backtest, run_log_backtest, write_outputs
+    from pipelines.backtest import policy_with, run_backtest, run_log_backtest, write_outputs
+    from serving.model.routing import load_policy
     from serving.model.scorer import Scorer
 
     state = settings(config).ensure_dirs()

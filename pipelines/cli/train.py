@@ -126,7 +126,7 @@ def promote(
 
     state = settings(config)
     if policy is not None:
-        from pipelines.backtest import load_policy
+        from serving.model.routing import load_policy
 
         registry.configure(state)
         for row in registry.promote_policy(state, load_policy(policy), policy.name, by, reason):

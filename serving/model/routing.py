@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import ast
 import functools
+import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -193,6 +195,19 @@ class RoutingPolicy:
         if d.get("inputs") is not None:
             d["inputs"] = tuple(d["inputs"])
         return cls(**d)
+
+
+def load_policy(path: str | Path) -> RoutingPolicy:
+    """A routing policy file (``routing_policy.json`` as training logs it, ``policy.json`` as
+    ``claimscore backtest --optimise`` writes it); :class:`PolicyError` naming the file otherwise."""
+    try:
+        return RoutingPolicy.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
+    except FileNotFoundError:
+        raise PolicyError(f"policy file {path} does not exist") from None
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise PolicyError(f"policy file {path} is not valid JSON: {exc}") from None
+    except (TypeError, AttributeError) as exc:
+        raise PolicyError(f"policy file {path} is not a routing policy: {exc}") from None
 
 
 def rule_mask(rule: Rule, table: pd.DataFrame) -> np.ndarray:

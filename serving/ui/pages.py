@@ -472,10 +472,14 @@ async def assign_me(claim_id: str, request: Request) -> Response:
 # --- monitoring ---------------------------------------------------------------------------------
 
 
+ALERTS_SHOWN = 10
+"""Alert lines the monitoring page lists before folding the rest away (a run can have dozens)."""
+
+
 @router.get("/ui/monitoring")
 async def monitoring(request: Request) -> Response:
     view = await run_in_threadpool(_monitoring_view, gauges.latest_dir(api.STATE.settings))
-    return _render(request, "monitoring.html", title="Monitoring", **view)
+    return _render(request, "monitoring.html", title="Monitoring", shown=ALERTS_SHOWN, **view)
 
 
 def _monitoring_view(latest: Path) -> dict[str, Any]:

@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 
 from pipelines.cli import main
+from tests.live import score_in_process
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("demo_mode")]
 
@@ -101,19 +102,10 @@ def test_late_labels_turn_estimated_into_measured_performance(state, champion, t
     arrive afterwards in the history store, as investigations close."""
     from features.config import load_settings
     from features.store.history import HistoryStore
-    from pipelines.demo import claim_json
-    from serving.request import parse_records
-    from serving.state import ServiceState
 
     live = champion[1].iloc[:600]
     settings = load_settings()
-    service = ServiceState.load(settings)
-    try:
-        payloads = [claim_json(row) for _, row in live.iterrows()]
-        for i in range(0, len(payloads), 100):
-            service.score(parse_records(payloads[i : i + 100]), payloads[i : i + 100], "tests")
-    finally:
-        service.close()
+    score_in_process(settings, live)
 
     code, out, err = _monitor(capsys, "--since", "2000-01-01", "--out", tmp_path / "before")
     before = json.loads((tmp_path / "before" / "summary.json").read_text())["performance"]["fraud"]

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from pipelines.cli import main
+from tests.live import score_in_process
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("demo_mode")]
 
@@ -22,19 +23,7 @@ def home(served_home) -> Path:
 
 
 def _score(live, settings):
-    from pipelines.demo import claim_json
-    from serving.request import parse_records
-    from serving.state import ServiceState
-
-    service = ServiceState.load(settings)
-    try:
-        payloads = [claim_json(row) for _, row in live.iterrows()]
-        answers = []
-        for i in range(0, len(payloads), 100):
-            answers += service.score(parse_records(payloads[i : i + 100]), payloads[i : i + 100], "tests")
-        return answers
-    finally:
-        service.close()
+    return score_in_process(settings, live)[0]
 
 
 def test_the_shadow_is_logged_beside_the_champion_and_backtested_on_the_log(home, champion, monkeypatch, capsys):
@@ -93,10 +82,11 @@ def test_the_shadow_is_logged_beside_the_champion_and_backtested_on_the_log(home
 def test_a_shadow_that_cannot_be_had_is_refused_at_start(home, monkeypatch, tmp_path):
     from features.config import load_settings
     from features.errors import ClaimScoreError
-    from serving.state import ServiceState
 
     monkeypatch.setenv("CLAIMSCORE_HOME", str(home))
     monkeypatch.setenv("CLAIMSCORE_SHADOW", str(tmp_path / "missing.json"))
+    from serving.state import ServiceState
+
     with pytest.raises(ClaimScoreError, match="shadow: .*missing.json"):
         ServiceState.load(load_settings())
 

@@ -13,6 +13,7 @@ import pytest
 
 from features.identity import normalise_account, normalise_phone
 from pipelines.cli import main
+from tests.live import score_in_process
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("demo_mode")]
 
@@ -68,10 +69,7 @@ def _matcher(needles: set[str]) -> re.Pattern:
 
 def test_no_raw_identifier_or_key_is_written_anywhere(served_home, champion, tmp_path, monkeypatch, capsys):
     from features.config import load_settings
-    from pipelines.demo import claim_json
     from serving.keys import KeyStore
-    from serving.request import parse_records
-    from serving.state import ServiceState
 
     home = served_home("leaks")
     monkeypatch.setenv("CLAIMSCORE_HOME", str(home))
@@ -83,14 +81,7 @@ def test_no_raw_identifier_or_key_is_written_anywhere(served_home, champion, tmp
     keys = [KeyStore(home / "keys.json").create(role, role)[0] for role in ("scorer", "investigator", "admin")]
 
     settings = load_settings()
-    service = ServiceState.load(settings)
-    try:
-        payloads = [claim_json(row) for _, row in live.iterrows()]
-        for i in range(0, len(payloads), 100):
-            service.score(parse_records(payloads[i : i + 100]), payloads[i : i + 100], "leak-test")
-        referred = [c.claim_id for c in service.casework.cases.list_cases(limit=5).cases]
-    finally:
-        service.close()
+    _, referred = score_in_process(settings, live, "leak-test")
 
     # the state directory already holds a training run's MLflow artefacts (model card, plots, tables,
     # validation report, bundles): the session champion was trained into it from the raw table

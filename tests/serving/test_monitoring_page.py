@@ -168,17 +168,25 @@ def test_a_garbage_summary_leaves_metrics_and_the_service_working(server, keys, 
 # --- the page ------------------------------------------------------------------------------------
 
 
-def test_an_investigator_sees_the_alerts_and_the_report_with_its_plots(visit, keys, run):
+def test_an_investigator_sees_the_alerts_and_the_report_with_its_plots(visit, keys, run, tmp_path):
     page = visit.sign_in(keys["investigator"])
     with page.expect_navigation():
         page.click("nav >> text=Monitoring")
     lines = page.locator("[data-testid=alerts] li").all_text_contents()
     assert lines == [a["message"] for a in run["alerts"]]
+    shown = page.locator("[data-testid=alerts] li:visible").count()  # the rest folded away
+    assert shown == min(10, len(run["alerts"]))
     assert page.text_content("[data-testid=run-when]").startswith(run["generated_at"][:10])
     assert f"{run['window']['claims']}" in page.text_content("[data-testid=run]")
     frame = page.frame_locator("iframe#report")
     frame.locator("body").wait_for()
     assert frame.locator("svg").count() > 0
+    frame.locator("h1").wait_for()
+    page.screenshot(path=str(tmp_path / "monitoring.png"), full_page=True)  # to look at, as an investigator
+    assert frame.locator("h1").is_visible()
+    # a full-page picture leaves the framed report blank (Chromium paints it in a process of its
+    # own); the frame's own picture shows what the investigator sees in it
+    page.locator("iframe#report").screenshot(path=str(tmp_path / "report.png"))
     assert page.get_attribute("iframe#report", "sandbox") == ""  # no scripts, an origin of its own
     assert visit.elsewhere == []
 

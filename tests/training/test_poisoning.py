@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from monitoring.poisoning import PoisoningConfig, data_profile, duplicate_share, findings, reference_shift
 from monitoring.reference import Reference, build_reference
+from training.poisoning import PoisoningConfig, data_profile, duplicate_share, findings, reference_shift
 
 CFG = PoisoningConfig()
 
