@@ -70,8 +70,8 @@ def _typed(values: list, dtype: str) -> np.ndarray:
         if any(isinstance(v, datetime) and v.tzinfo is not None for v in values):
             values = [_naive_utc(v) for v in values]
         return np.array(values, dtype=_DATETIME)
-    if dtype == "float64":
-        return np.array([np.nan if v is None else float(v) for v in values], dtype=np.float64)
+    if dtype == "float64":  # numpy reads None as NaN, and bools, ints and decimals as numbers
+        return np.array(values, dtype=np.float64)
     out = np.empty(len(values), dtype=object)
     out[:] = values
     return out
