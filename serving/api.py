@@ -31,7 +31,7 @@ from starlette.responses import RedirectResponse
 from features.errors import ClaimScoreError
 from serving.cases import CaseError, CaseNotFound, InvalidTransition, StaleVersion
 from serving.keys import KeyStore, verify
-from serving.request import ClaimRequest, RequestError, parse_records
+from serving.request import MAX_BATCH, ClaimRequest, RequestError, inputs_schema, parse_records
 from serving.sessions import COOKIE
 
 MAX_BODY = 64 * 1024
@@ -89,6 +89,15 @@ STATE: Any = None
 """The :class:`serving.state.ServiceState`, set when the service starts."""
 
 _CLAIM_SCHEMA = ClaimRequest.model_json_schema()
+
+
+def describe_inputs(inputs) -> None:
+    """Say in the document what the served champion needs of a claim (called once its models are
+    loaded): every input it uses is sent or named in ``allow_missing`` (see
+    :func:`serving.request.inputs_schema`). The routes' documents read this schema when asked."""
+    _CLAIM_SCHEMA.update(inputs_schema(inputs))
+
+
 _BODY = {"requestBody": {"required": True, "content": {"application/json": {"schema": _CLAIM_SCHEMA}}}}
 _BATCH_BODY = {
     "requestBody": {
@@ -98,7 +107,16 @@ _BATCH_BODY = {
                 "schema": {
                     "type": "object",
                     "required": ["claims"],
-                    "properties": {"claims": {"type": "array", "items": _CLAIM_SCHEMA, "minItems": 1}},
+                    "properties": {
+                        "claims": {
+                            "type": "array",
+                            "items": _CLAIM_SCHEMA,
+                            "minItems": 1,
+                            "maxItems": MAX_BATCH,
+                            # JSON Schema's uniqueItems compares whole items: this says it of one field
+                            "x-unique-by": "claim_id",
+                        }
+                    },
                 }
             }
         },

@@ -26,6 +26,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from features.errors import ClaimScoreError
 from features.sql import checkpoint_in_background, db_error, describe, with_installed_driver
+from serving.request import SPACE
 
 QUEUES = ("siu_referral", "specialist")
 """The routes that open a case; the queue is named after its route."""
@@ -456,7 +457,7 @@ class CaseStore:
         """Close a case with what the investigation found (``reason`` required for not_fraud)."""
         _check_user(user)
         _check_disposition(disposition)
-        reason = (reason or "").strip() or None
+        reason = (reason or "").strip(SPACE) or None
         if disposition in NEEDS_REASON and reason is None:
             raise InvalidDisposition(
                 f"disposition {disposition} needs a reason: why the referral was a false positive", "reason"

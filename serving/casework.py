@@ -18,7 +18,7 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_model
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, create_model
 
 from features import schema
 from features.config import Settings
@@ -26,6 +26,7 @@ from features.store.history import HistoryStore, UnknownClaimError
 from serving.cases import (
     DISPOSITIONS,
     MAX_PAGE,
+    NEEDS_REASON,
     QUEUES,
     SORTS,
     STATUSES,
@@ -38,23 +39,39 @@ from serving.cases import (
     outcome_for,
 )
 from serving.decision_log import Decision, DecisionLog
-from serving.request import ID_MAX, RequestError, parse_body, request_field
+from serving.request import ID_MAX, SPACE, Identifier, RequestError, parse_body, request_field
 
 DECISION_FIELDS = ("decided_at", "route", "scores", "rules", "reasons", "versions")
 """What a claim's score history shows of each decision."""
 NOTE_MAX = 4_000
 REASON_MAX = 1_000
 
-_Text = Annotated[str, StringConstraints(strip_whitespace=True, max_length=NOTE_MAX)]
+
+def _trim(value: str) -> str:
+    """Free text is kept without the spaces at its ends; its length limit applies to what was sent
+    (as the document says: JSON Schema cannot limit a trimmed length)."""
+    return value.strip(SPACE)
+
+
+_Text = Annotated[str, StringConstraints(max_length=NOTE_MAX), AfterValidator(_trim)]
+_HAS_TEXT = "[^ \t\n\r\f\v]"
 
 
 class DispositionBody(BaseModel):
     """What an investigation found: closes the case; ``confirmed_fraud``, ``not_proven`` and
     ``not_fraud`` become the claim's fraud label (``duplicate`` and ``withdrawn`` are no label)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "anyOf": [
+                {"properties": {"disposition": {"enum": [d for d in DISPOSITIONS if d not in NEEDS_REASON]}}},
+                {"required": ["reason"], "properties": {"reason": {"type": "string", "pattern": _HAS_TEXT}}},
+            ]
+        },
+    )
     disposition: Literal[DISPOSITIONS]  # type: ignore[valid-type]
-    reason: Annotated[str, StringConstraints(strip_whitespace=True, max_length=REASON_MAX)] | None = Field(
+    reason: Annotated[str, StringConstraints(max_length=REASON_MAX), AfterValidator(_trim)] | None = Field(
         None, description="Why: required for not_fraud (why the referral was a false positive)."
     )
     note: _Text | None = Field(None, description="A note for the case's timeline.")
@@ -66,17 +83,43 @@ class DispositionBody(BaseModel):
     )
 
 
-class _Forbid(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
 BY_INVESTIGATION = ("investigated", "fraud_confirmed")
 """Outcome fields a claim system does not send as such: ``investigation_result`` sets them."""
+_OUTCOMES = [f.name for f in schema.FIELDS if f.stage == "outcome" and f.name not in BY_INVESTIGATION]
+_RESULT, _CLOSED = "investigation_result", "investigation_closed_date"
+_NOT_NULL = {"not": {"type": "null"}}
+
+
+class _Forbid(BaseModel):
+    # what :meth:`Casework.record_outcome` refuses, said in the document: a body naming no outcome,
+    # and a closing date without the investigation's result
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "allOf": [
+                {
+                    "anyOf": [
+                        *({"required": [f]} for f in _OUTCOMES if f != _CLOSED),
+                        {"required": [_RESULT], "properties": {_RESULT: _NOT_NULL}},
+                    ]
+                },
+                {
+                    "anyOf": [
+                        {"not": {"required": [_CLOSED]}},
+                        {"properties": {_CLOSED: {"type": "null"}}},
+                        {"required": [_RESULT], "properties": {_RESULT: _NOT_NULL}},
+                    ]
+                },
+            ]
+        },
+    )
+
+
 OutcomeBody: type[BaseModel] = create_model(  # type: ignore[call-overload]
     "OutcomeBody",
     __base__=_Forbid,
-    claim_id=(Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=ID_MAX)], ...),
-    **{f.name: request_field(f) for f in schema.FIELDS if f.stage == "outcome" and f.name not in BY_INVESTIGATION},
+    claim_id=(Identifier, ...),
+    **{name: request_field(schema.BY_NAME[name]) for name in _OUTCOMES},
     investigation_result=(
         Literal[DISPOSITIONS] | None,  # type: ignore[valid-type]
         Field(None, description="What an investigation outside the workbench found (as a disposition)."),
@@ -100,11 +143,11 @@ class ListQuery(BaseModel):
     min_score: Annotated[float, Field(ge=0, le=1)] | None = None
     min_amount: Annotated[float, Field(ge=0)] | None = None
     max_amount: Annotated[float, Field(ge=0)] | None = None
-    older_than_days: Annotated[float, Field(ge=0)] | None = None
+    older_than_days: Annotated[float, Field(ge=0, le=36_500)] | None = None
     overdue: bool | None = None
     sort: Literal[tuple(k for key in SORTS for k in (key, f"-{key}"))] = "-score"  # type: ignore[valid-type]
     limit: Annotated[int, Field(ge=1, le=MAX_PAGE)] = 50
-    offset: Annotated[int, Field(ge=0)] = 0
+    offset: Annotated[int, Field(ge=0, le=1_000_000_000)] = 0
 
 
 def parse_list_query(params: Mapping[str, Any]) -> dict[str, Any]:

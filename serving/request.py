@@ -14,7 +14,9 @@ it, the service refuses a claim that does not send a field the champion uses (se
 
 from __future__ import annotations
 
-from datetime import datetime
+import re
+from collections.abc import Iterable
+from datetime import UTC, datetime
 from typing import Annotated, Any, Optional
 
 import pandas as pd
@@ -25,6 +27,7 @@ from pydantic import (
     Field,
     StringConstraints,
     ValidationError,
+    WithJsonSchema,
     create_model,
     model_validator,
 )
@@ -65,23 +68,81 @@ def _boolean(value: Any) -> Any:
     return value
 
 
+SPACE = " \t\n\r\f\v"
+"""What "starts or ends with a space" means, here and in the document's patterns alike (ASCII
+white space: the server's and the document's regular expression engines agree on it)."""
+_SPACE = r"[ \t\n\r\f\v]"
+TRIMMED = r"^[^ \t\n\r\f\v](?:[\s\S]*[^ \t\n\r\f\v])?$"
+"""An identifier or a category: not empty, no space at either end (refused rather than trimmed,
+so that the document can say exactly what is accepted: a length limit on a trimmed value cannot be
+written in JSON Schema)."""
+YEARS = (1900, 2199)
+_DAY = (
+    r"(?:(?:19|2[01])[0-9]{2}-(?:(?:0[13578]|1[02])-(?:0[1-9]|[12][0-9]|3[01])|(?:0[469]|11)-(?:0[1-9]|[12][0-9]|30)"
+    r"|02-(?:0[1-9]|1[0-9]|2[0-8]))"
+    r"|(?:19(?:0[48]|[2468][048]|[13579][26])|20(?:[02468][048]|[13579][26])|21(?:0[48]|[2468][048]|[13579][26]))-02-29)"
+)
+_TIME = (
+    r"(?:[T ](?:[01][0-9]|2[0-3]):[0-5][0-9](?::[0-5][0-9](?:\.[0-9]{1,6})?)?"
+    r"(?:Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])?)?"
+)
+DATETIME_PATTERN = f"^{_DAY}{_TIME}$"
+"""A date (``YYYY-MM-DD``) or an ISO 8601 date-time (``T`` or a space; seconds, fractions and the
+offset optional; a date-time with an offset is kept as the same moment in UTC, one without as
+given), a real calendar day of the
+years :data:`YEARS`. A pattern rather than JSON Schema's ``format``: a format cannot bound the
+years, and this says exactly what the server reads."""
+_DATETIME = re.compile(DATETIME_PATTERN)
+
+
+def _date_text(value: Any) -> Any:
+    """Dates come as text matching :data:`DATETIME_PATTERN` (pydantic would also read a number as
+    seconds since 1970, and years the scoring cannot hold)."""
+    if not isinstance(value, str):
+        raise PydanticCustomError(
+            "datetime_type",
+            "must be a date (YYYY-MM-DD) or an ISO 8601 date-time as text, not {kind}",
+            {"kind": _kind(value)},
+        )
+    if not _DATETIME.match(value):
+        raise PydanticCustomError(
+            "datetime_from_date_parsing",
+            "must be a real date, YYYY-MM-DD or an ISO 8601 date-time, in the years {low} to {high}",
+            {"low": YEARS[0], "high": YEARS[1]},
+        )
+    moment = datetime.fromisoformat(value)
+    if moment.tzinfo is not None:  # an offset given: the same moment in UTC, as every other date is kept
+        moment = moment.astimezone(UTC).replace(tzinfo=None)
+    return moment
+
+
 def _kind(value: Any) -> str:
     return "true/false" if isinstance(value, bool) else "text" if isinstance(value, str) else type(value).__name__
 
 
+Identifier = Annotated[str, StringConstraints(max_length=ID_MAX, pattern=TRIMMED)]
+"""An identifier in a request body (claim, policy, claimant...)."""
+Category = Annotated[str, StringConstraints(max_length=TEXT_MAX, pattern=TRIMMED)]
+DateTime = Annotated[
+    datetime, BeforeValidator(_date_text), WithJsonSchema({"type": "string", "pattern": DATETIME_PATTERN})
+]
+"""A date or date-time in a request body: text only, in :data:`YEARS`."""
+
+
 def _annotation(f: schema.Field) -> Any:
     if f.dtype == "id":
-        return Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=ID_MAX)]
+        return Identifier
     if f.dtype == "category":
-        return Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=TEXT_MAX)]
+        return Category
     if f.dtype == "float":
-        return Annotated[float, BeforeValidator(_number), Field(ge=f.min, le=f.max, allow_inf_nan=False)]
+        # the bounds before the validator: after it, pydantic writes them as "ge"/"le", not JSON Schema
+        return Annotated[float, Field(ge=f.min, le=f.max, allow_inf_nan=False), BeforeValidator(_number)]
     if f.dtype == "int":
-        return Annotated[int, BeforeValidator(_number), Field(ge=f.min, le=f.max)]
+        return Annotated[int, Field(ge=f.min, le=f.max), BeforeValidator(_number)]
     if f.dtype == "bool":
         return Annotated[bool, BeforeValidator(_boolean)]
     if f.dtype == "datetime":
-        return datetime  # also reads "YYYY-MM-DD"
+        return DateTime
     raise AssertionError(f.dtype)
 
 
@@ -96,14 +157,18 @@ def request_field(f: schema.Field) -> tuple[Any, Any]:
     return Optional[ann], Field(None, description=desc)  # noqa: UP045 - ann is a runtime type object
 
 
+_NOTICE_NAMES = frozenset(f.name for f in schema.FIELDS if f.stage == "notice")
+
+
 class _Base(BaseModel):
     model_config = ConfigDict(
         extra="allow",
-        str_strip_whitespace=True,
         # what the validator below does, said in the document: no other properties than the
         # claim's fields, the option and the source's x_ extras (numbers or text)
         json_schema_extra={
             "additionalProperties": False,
+            # JSON Schema cannot compare two fields: the order of the dates is said here (and in words)
+            "x-date-order": [list(pair) for pair in schema.DATE_ORDER if {*pair} <= _NOTICE_NAMES],
             "patternProperties": {
                 "^x_": {"anyOf": [{"type": "number"}, {"type": "string", "maxLength": TEXT_MAX}, {"type": "null"}]}
             },
@@ -140,15 +205,20 @@ _PROBLEMS = "problems:"
 
 ALLOW_MISSING = "allow_missing"
 """The per-request option naming fields to score without (see the module docstring)."""
-_NOTICE = frozenset(f.name for f in schema.FIELDS if f.stage == "notice")
+_NOTICE = _NOTICE_NAMES
 
 
 def _is_field(name: str) -> bool:
     return name in _NOTICE or name.startswith(schema.EXTRA_PREFIX)
 
 
+_ALLOW_MISSING_ITEM = {
+    "type": "string",
+    "maxLength": ID_MAX,
+    "anyOf": [{"enum": sorted(_NOTICE)}, {"pattern": "^" + schema.EXTRA_PREFIX}],
+}
 _ALLOW_MISSING_FIELD = (
-    Optional[list[Annotated[str, StringConstraints(strip_whitespace=False, max_length=ID_MAX)]]],  # noqa: UP045
+    Optional[list[Annotated[str, StringConstraints(max_length=ID_MAX), WithJsonSchema(_ALLOW_MISSING_ITEM)]]],  # noqa: UP045
     Field(
         None,
         max_length=EXTRA_MAX,
@@ -169,7 +239,34 @@ ClaimRequest: type[BaseModel] = create_model(  # type: ignore[call-overload]
     **{ALLOW_MISSING: _ALLOW_MISSING_FIELD},
 )
 _OPTIONS = {ALLOW_MISSING}
-ClaimRequest.__doc__ = "A claim as known at first notice of loss (the canonical schema's notice fields)."
+ClaimRequest.__doc__ = (
+    "A claim as known at first notice of loss (the canonical schema's notice fields). Dates are in order "
+    "(x-date-order: each pair's first is on or before its second, where both are sent)."
+)
+
+
+def inputs_schema(inputs: Iterable[str]) -> dict[str, Any]:
+    """What a served champion needs of a claim, for the document (JSON Schema as OpenAPI 3.0 reads it).
+
+    A claim sends every input the champion uses (``a|b``: one of them), ``null`` meaning unknown; or
+    it carries ``allow_missing`` naming those it lacks. The first is written as ``required``; the
+    second's per-field rule ("each input sent or named in the list") cannot be: one disjunction per
+    input is beyond what schema tools canonicalise (jsonschema-rs gives up at about 20 of them), so
+    the document gives it in words and lists the inputs in ``x-inputs``.
+    :meth:`serving.state.ServiceState.check_inputs` holds requests to this."""
+    inputs = list(inputs)
+    sends_all: dict[str, Any] = {"required": sorted(k for k in inputs if "|" not in k)}
+    groups = [{"anyOf": [{"required": [n]} for n in k.split("|")]} for k in inputs if "|" in k]
+    if groups:
+        sends_all["allOf"] = groups
+    return {
+        "anyOf": [sends_all, {"required": [ALLOW_MISSING], "properties": {ALLOW_MISSING: {"type": "array"}}}],
+        "x-inputs": inputs,
+        "description": (
+            "Every input the served champion uses (x-inputs; 'a|b': either) is sent, null meaning "
+            "unknown, or named in allow_missing: a claim lacking one otherwise is refused (422)."
+        ),
+    }
 
 
 def parse_claim(payload: Any) -> pd.DataFrame:
@@ -190,7 +287,8 @@ def parse_records(payloads: Any, prefix: str = "claims") -> list[dict[str, Any]]
     if not payloads:
         raise RequestError([{"field": prefix or "body", "problem": "must hold at least one claim"}])
     if len(payloads) > MAX_BATCH:
-        raise RequestError([{"field": prefix, "problem": f"at most {MAX_BATCH} claims per request"}], status=413)
+        # 422 like any other broken rule of the document (maxItems); 413 is for a body over its byte limit
+        raise RequestError([{"field": prefix, "problem": f"at most {MAX_BATCH} claims per request"}])
     rows, problems = [], []
     for i, payload in enumerate(payloads):
         where = f"{prefix}[{i}]." if prefix else ""
@@ -234,6 +332,8 @@ def _problems(exc: ValidationError) -> list[dict[str, str]]:
 def _plain(kind: str, msg: str) -> str:
     if kind == "missing":
         return "is required"
+    if kind == "string_pattern_mismatch":
+        return "must not be empty or start or end with a space"
     return msg[0].lower() + msg[1:] if msg else kind
 
 

@@ -84,6 +84,7 @@ class ClaimScore:
         state = ServiceState.load()
         state.observers.append(_observe)
         api.STATE = state
+        api.describe_inputs(state.scorer.inputs)
         gauges.start(state.settings)
         self._checked, self._ready = 0.0, True
 
