@@ -94,3 +94,35 @@ def db_error(exc: BaseException) -> str:
 def first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+CREATE_LOCK = 7_352_001
+"""The PostgreSQL advisory lock that table creation holds (any number: the same for every store)."""
+
+
+def create_tables(metadata: sa.MetaData, engine: sa.Engine, then: list[str] | tuple[str, ...] = ()) -> None:
+    """``metadata.create_all``, safe when several processes start at once on a new database.
+
+    Each worker of the service creates the tables it needs at start. On PostgreSQL two
+    simultaneous ``CREATE TABLE`` of the same name fail one of them (a duplicate in ``pg_type``),
+    which stopped a worker's start on a fresh database: there, creation runs under a transaction's
+    advisory lock. Elsewhere (SQLite: the file's lock serialises writers, but the check for a
+    table and its creation are two steps) a creation that fails because the table appeared in the
+    meantime is tried once more, which then finds every table. ``then``: statements run after
+    the tables are made (triggers), under the same lock."""
+    if engine.dialect.name == "postgresql":
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({CREATE_LOCK})")
+            metadata.create_all(conn)
+            for statement in then:
+                conn.exec_driver_sql(statement)
+        return
+    try:
+        metadata.create_all(engine)
+    except sa.exc.OperationalError:
+        time.sleep(0.1)
+        metadata.create_all(engine)
+    if then:
+        with engine.begin() as conn:
+            for statement in then:
+                conn.exec_driver_sql(statement)

@@ -47,7 +47,7 @@ class Server:
                 str(self.port),
             ],
             env=env,
-            stdout=subprocess.DEVNULL,
+            stdout=self._log,  # the workers' log lines go to stdout: kept beside the errors
             stderr=self._log,
             start_new_session=True,
         )

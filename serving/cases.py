@@ -25,7 +25,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from features.errors import ClaimScoreError
-from features.sql import checkpoint_in_background, db_error, describe, with_installed_driver
+from features.sql import checkpoint_in_background, create_tables, db_error, describe, with_installed_driver
 from serving.request import SPACE
 
 QUEUES = ("siu_referral", "specialist")
@@ -217,10 +217,9 @@ class CaseStore:
             sa.event.listen(self._writer, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
         self.cases, self.events = _tables(prefix, sa.MetaData())
         try:
-            self.cases.metadata.create_all(self._writer)
-            with self._writer.begin() as conn:
-                for statement in _append_only_ddl(self.events.name, self.engine.dialect.name):
-                    conn.exec_driver_sql(statement)
+            create_tables(
+                self.cases.metadata, self._writer, _append_only_ddl(self.events.name, self.engine.dialect.name)
+            )
         except sa.exc.SQLAlchemyError as exc:
             raise CaseError(f"case store {self.shown}: cannot create its tables ({db_error(exc)})") from None
         if checkpoint:

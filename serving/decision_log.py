@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -20,7 +21,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from features.errors import ClaimScoreError
-from features.sql import db_error, describe, with_installed_driver
+from features.sql import create_tables, db_error, describe, with_installed_driver
 
 TABLE = "decisions"
 
@@ -57,6 +58,9 @@ def input_hash(payload: bytes | str | dict) -> str:
 class DecisionLog:
     def __init__(self, url: str):
         self.shown = describe(url)
+        self.failed_at: float | None = None
+        """When a write last failed (``time.monotonic()``), until one succeeds: a log that answers
+        reads but refuses writes (a full disk) is not ready either."""
         try:
             self.engine = sa.create_engine(with_installed_driver(sa.engine.make_url(url)))
         except Exception as exc:
@@ -81,7 +85,7 @@ class DecisionLog:
             sa.Column("shadow", sa.Text, nullable=False, server_default="{}"),
         )
         try:
-            meta.create_all(self.engine)
+            create_tables(meta, self.engine)
             self._add_missing_columns()
         except sa.exc.SQLAlchemyError as exc:
             raise DecisionLogError(f"decision log {self.shown}: cannot create its table ({db_error(exc)})") from None
@@ -103,9 +107,12 @@ class DecisionLog:
                 result = conn.execute(
                     self.table.insert().returning(self.table.c.id, sort_by_parameter_order=True), rows
                 )
-                return [r[0] for r in result]
+                ids = [r[0] for r in result]
         except sa.exc.SQLAlchemyError as exc:
+            self.failed_at = time.monotonic()
             raise DecisionLogError(f"decision log {self.shown}: cannot write ({db_error(exc)})") from None
+        self.failed_at = None
+        return ids
 
     def read(self, claim_id: str | None = None, limit: int | None = None) -> list[dict]:
         query = sa.select(self.table).order_by(self.table.c.id)

@@ -24,7 +24,7 @@ from datetime import UTC, datetime, timedelta
 import sqlalchemy as sa
 
 from features.errors import ClaimScoreError
-from features.sql import db_error
+from features.sql import create_tables, db_error
 
 COOKIE = "claimscore_session"
 CSRF_FIELD = "csrf_token"
@@ -70,7 +70,7 @@ class Sessions:
             sa.Index(f"ix_{table}_expires_at", "expires_at"),
         )
         try:
-            meta.create_all(engine)
+            create_tables(meta, engine)
         except sa.exc.SQLAlchemyError as exc:
             raise SessionError(f"cannot create the session table ({db_error(exc)})") from None
 

@@ -50,6 +50,9 @@ from serving.network import claim_network
 from serving.request import ALLOW_MISSING, RequestError
 from serving.sessions import Sessions
 
+WRITE_FAILURE_S = 10.0
+"""How long a failed decision-log write keeps ``/readyz`` at 503 (each failed write restarts it)."""
+
 
 @dataclass
 class ServiceState:
@@ -94,7 +97,9 @@ class ServiceState:
 
     def ready(self) -> list[str]:
         """The stores the service needs that do not answer now (empty: ready). Each is asked for
-        one row of its main table: the decision log, the history store, the case store."""
+        one row of its main table: the decision log, the history store, the case store. A decision
+        log whose last write failed less than :data:`WRITE_FAILURE_S` ago is not ready either (it
+        may answer reads with its disk full); after that the next claim's write tells again."""
         import sqlalchemy as sa
 
         down = []
@@ -110,6 +115,9 @@ class ServiceState:
                     conn.execute(sa.select(sa.literal(1)).select_from(table).limit(1)).all()
             except sa.exc.SQLAlchemyError:
                 down.append(name)
+        failed = self.log.failed_at
+        if "decision log" not in down and failed is not None and time.monotonic() - failed < WRITE_FAILURE_S:
+            down.append("decision log (writes fail)")
         return down
 
     @functools.cached_property

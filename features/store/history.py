@@ -27,7 +27,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from features import catalog, columns, links, schema
 from features.columns import Columns
 from features.errors import HistoryError, UnknownClaimError
-from features.sql import db_error, describe, with_installed_driver
+from features.sql import create_tables, db_error, describe, with_installed_driver
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +128,7 @@ class HistoryStore:
         self.last_write: tuple[int, int] | None = None
         """Sequence numbers ``(first, last)`` of the change rows of this object's latest write."""
         try:
-            self.table.metadata.create_all(self.engine)
+            create_tables(self.table.metadata, self.engine)
             present = {c["name"] for c in sa.inspect(self.engine).get_columns(table)}
         except sa.exc.SQLAlchemyError as exc:
             raise HistoryError(

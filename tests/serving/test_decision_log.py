@@ -162,3 +162,43 @@ def test_decisions_round_trip_on_postgresql():
     finally:
         with engine.begin() as conn:
             conn.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
+
+
+def _open_every_store(url: str) -> str:
+    from features.store.history import HistoryStore
+    from serving.cases import CaseStore
+    from serving.sessions import Sessions
+
+    try:
+        log = DecisionLog(url)
+        CaseStore(url)
+        Sessions(log.engine)
+        HistoryStore(url).close()
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return ""
+
+
+@pytest.mark.postgres
+def test_workers_starting_at_once_on_a_new_postgresql_database_all_start(postgres_url):
+    """Each worker creates the tables at start; two at once on a fresh PostgreSQL database failed
+    one of them (a duplicate in pg_type), which the fault tests saw as a worker restarting."""
+    import multiprocessing
+
+    import sqlalchemy as sa
+
+    from features.sql import with_installed_driver
+
+    admin = sa.create_engine(with_installed_driver(sa.engine.make_url(postgres_url)), isolation_level="AUTOCOMMIT")
+    name = f"cs_race_{uuid.uuid4().hex[:8]}"
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f"CREATE DATABASE {name}")
+    url = sa.engine.make_url(postgres_url).set(database=name).render_as_string(hide_password=False)
+    try:
+        with multiprocessing.get_context("spawn").Pool(6) as pool:
+            errors = pool.map(_open_every_store, [url] * 6)
+        assert errors == [""] * 6, errors
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f"DROP DATABASE {name} WITH (FORCE)")
+        admin.dispose()
