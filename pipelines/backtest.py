@@ -27,7 +27,7 @@ class BacktestError(ClaimScoreError):
 
 def run_backtest(
     settings: Settings,
-    data: str,
+    data: str | None,
     source: str,
     costs: CostModel,
     *,

@@ -18,6 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from features.config import Settings
+from features.data.sources import HISTORY_SOURCE
 from features.errors import ClaimScoreError
 from monitoring.config import MonitorConfig
 from monitoring.monitor import REPORT_FILE, SUMMARY_FILE, Summary, monitor
@@ -53,7 +54,7 @@ def run_monitoring(
     reference = champion_reference(scorer)
     on_stage("champion")
     since, until = window or (None, None)
-    if data is not None:
+    if data is not None or source == HISTORY_SOURCE:  # a table: a file, or the history store itself
         win = table_window(scorer, data, source, settings, since, until)
     else:
         win = log_window(scorer, settings, since, until)
@@ -95,7 +96,7 @@ def table_window(
 
     loaded = load_claims(data, source, settings)
     win = from_table(loaded.frame, scorer, loaded.extras, _naive(since), _naive(until))
-    win.description["source"] = f"{source} table {Path(data).name}"
+    win.description["source"] = f"{source} table {Path(data).name}" if data else "the claim history store"
     win.description["period"] = f"reported {_day(since) or 'from the start'} to {_day(until) or 'the end'}"
     return win
 

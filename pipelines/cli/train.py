@@ -146,3 +146,75 @@ def promote(
         override=override,
     )
     typer.echo(registry.format_table(rows))
+
+
+@app.command()
+def retrain(
+    data: DataOpt = None,
+    source: Annotated[
+        str,
+        typer.Option(
+            "--source",
+            help="Where the matured labels come from: 'history' (the claim history store, the default) or "
+            "a source mapping for --data.",
+        ),
+    ] = "history",
+    out: Annotated[
+        Path, typer.Option("--out", help="Folder for retrain.json, the backtest and the monitoring report.")
+    ] = Path(".claimscore/reports/retrain"),
+    by: Annotated[str, typer.Option("--by", help="Who (recorded on promoted versions).")] = "scheduled",
+    reason: Annotated[
+        str, typer.Option("--reason", help="Why (recorded on promoted versions).")
+    ] = "claimscore retrain",
+    override: Annotated[
+        str | None,
+        typer.Option(
+            "--override",
+            metavar="WHY",
+            help="Promote although the data or behaviour moved beyond the poisoning limits (a real change); recorded.",
+        ),
+    ] = None,
+    config: ConfigOpt = None,
+    training_config: TrainingConfigOpt = None,
+) -> None:
+    """The scheduled loop in one run: matured labels, validation, a challenger, a backtest against
+    the champion, the promotion gate (metric, fairness, poisoning), the monitoring report.
+
+    Exits 0 when the challenger was promoted, 4 when it was refused (the reasons are printed and kept
+    in --out/retrain.json), 1 or 2 on an error."""
+    from pipelines.retrain import REFUSED
+    from pipelines.retrain import retrain as run_retrain
+    from training.config import load_training_config, resolve_training_config
+
+    state = settings(config)
+    cfg = load_training_config(training_config) if training_config else resolve_training_config(source, None)[0]
+    summary = run_retrain(
+        state,
+        data,
+        source,
+        out,
+        training_config=cfg,
+        by=by,
+        reason=reason,
+        override=override,
+        on_step=lambda s: typer.echo(f"- {s}"),
+    )
+    for line in summary.poisoning:
+        typer.echo(f"data moved against the champion: {line}")
+    for row in summary.backtest:
+        typer.echo(
+            f"backtest {row['policy']}: SIU {row.get('siu_per_week', 0):.1f}/week, fraud caught (est.) "
+            f"{row.get('fraud_caught_estimated', 0):,.0f}, fast-track {row.get('share_fast_track', 0):.1%}, "
+            f"cost change {row.get('cost_change', 0):+,.0f}"
+        )
+    for alert in summary.monitoring["alerts"]:
+        typer.echo(f"monitoring: {alert}")
+    versions = ", ".join(f"{name} v{v}" for name, v in summary.challenger.items())
+    if summary.promoted:
+        typer.echo(f"promoted: {versions} are champions (summary: {out / 'retrain.json'})")
+        return
+    typer.echo(f"refused: {versions} stay challengers:")
+    for line in summary.reasons:
+        typer.echo(f"  {line}")
+    typer.echo(f"(summary: {out / 'retrain.json'})")
+    raise typer.Exit(REFUSED)
