@@ -14,7 +14,7 @@ export BENTOML_DO_NOT_TRACK := true
 export GX_ANALYTICS_ENABLED := false
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install browser demo test lint format bench clean stop screenshots
+.PHONY: install browser demo test test-long lint format bench fuzz soak clean stop screenshots
 
 install: $(STAMP)
 
@@ -85,8 +85,20 @@ browser:
 test: lint browser
 	$(PY) -m pytest -q -p no:cacheprovider
 
+# the tests too long for make test (every MLproject entry point through mlflow run, offline)
+test-long: $(STAMP)
+	$(PY) -m pytest -q -p no:cacheprovider -m long
+
 bench: $(STAMP)
 	$(PY) -m bench.run
+
+# the reliability runs (not in `make bench`): ten thousand requests generated from the OpenAPI
+# document, none answered 5xx (~10 min); ten minutes at 16 clients on every endpoint (~15 min)
+fuzz: $(STAMP)
+	$(PY) -m bench.run fuzz
+
+soak: $(STAMP)
+	$(PY) -m bench.run soak
 
 clean:
 	rm -rf .claimscore .pytest_cache

@@ -1,9 +1,10 @@
 """Run ClaimScore's benchmarks and write their figures into bench/RESULTS.md.
 
-    python -m bench.run                  # every benchmark (what `make bench` runs)
+    python -m bench.run                  # every benchmark but fuzz and soak (what `make bench` runs)
     python -m bench.run generator        # one of them; the other sections stay as they are
     python -m bench.run --render         # rewrite RESULTS.md from bench/results/*.json, measuring nothing
     python -m bench.run workbench --claims 100000   # the workbench at a smaller history (a quick check)
+    python -m bench.run fuzz soak        # the reliability runs (`make fuzz`, `make soak`): not in "all"
 
 Each benchmark runs in a fresh process and its raw result goes to ``bench/results/NAME.json``,
 together with the date, the machine and the command that produced it. Its section of RESULTS.md,
@@ -249,6 +250,127 @@ def render_workbench(r: dict) -> str:
     return md
 
 
+def render_fuzz(r: dict) -> str:
+    from collections import Counter
+
+    statuses = ", ".join(f"{status} {n:,}" for status, n in r["statuses"].items())
+    by_path: dict[str, Counter] = {}
+    for op, n in r["operations"].items():
+        method, path = op.split(" ", 1)
+        by_path.setdefault(path, Counter())[method] += n
+    # the documented method of a path is the one sent most; the others come from the unsupported_method check
+    main = {path: methods.most_common(1)[0] for path, methods in by_path.items()}
+    operations = ", ".join(f"`{method} {path}` {n:,}" for path, (method, n) in main.items())
+    others = sum(r["operations"].values()) - sum(n for _, n in main.values())
+    failures = r.get("failure_list") or [
+        {"seed": run["seed"], **f} for run in r["runs"] for f in run.get("failure_details", [])
+    ]
+    seeds = ", ".join(str(s) for s in r["seeds"])
+    md = (
+        "| requests sent | 5xx answers | no answer | schemathesis failures | test cases | server: answered, 5xx | "
+        "tracebacks in the server's log | seeds | time |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
+        f"| {r['requests']:,} | {r['server_errors']} | {r['no_answer']} | {r['failures']} | {r['test_cases']:,} | "
+        f"{r['server_answered']:,}, {r['server_5xx']} | {r['log_problem_lines']} | {seeds} | "
+        f"{r['seconds']:.0f} s |\n\n"
+    )
+    for f in failures:
+        md += f"- failure (seed {f['seed']}): {f['code']} {f['title']}, on {', '.join(f['operations'])}\n"
+    md += (
+        ("\n" if failures else "")
+        + f"Schemathesis {r['schemathesis']}, `--checks all`, the hooks of `bench/contract_hooks.py`, an admin key, "
+        f"`--max-examples {r['max_examples']:,}`: every phase with the first seed, fuzzing alone with the next "
+        "ones, until ten thousand requests were sent. Requests are counted from its HAR report (each request "
+        "sent, the checks' own included); the server's count is BentoML's request counter (readiness polls "
+        f"and schema fetches included). Answers: {statuses}. By operation: {operations}; {others} more with "
+        "methods the document does not list (the `unsupported_method` check). "
+    )
+    if "log_warning_lines" in r:
+        md += f"Warnings in the server's log: {r['log_warning_lines']}. "
+    md += (
+        f"A real server ({r['workers']} workers, {r['history_claims']:,} claims in the history) on the same "
+        f"{r['cores']} cores; the time is mostly schemathesis generating the cases. Set-up (generate, train, load "
+        f"the history) {r['setup_s']:.0f} s, not timed.\n"
+    )
+    return md
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f} ms"
+
+
+def render_soak(r: dict) -> str:
+    mem, p99, overall = r["memory"], r["p99"], r["overall"]
+    first, last = mem["first"], mem["last"]
+    md = (
+        "| duration | clients | requests | errors | requests/s | p50 | p99 | p99, first and last minute after "
+        "warm-up | p99 max / min | memory, first and last minute after warm-up | change |\n"
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
+        f"| {r['elapsed_s']:.0f} s | {r['clients']} | {r['requests']:,} | {r['errors']} | "
+        f"{r['requests'] / r['elapsed_s']:,.0f} | {overall['p50_ms']:.1f} ms | {overall['p99_ms']:.1f} ms | "
+        + (
+            f"{p99['first_p99_ms']:.1f} ms (min {p99['first_minute']}), {p99['last_p99_ms']:.1f} ms "
+            f"(min {p99['last_minute']}) | {p99['max_over_min']:.2f} | "
+            if p99
+            else "- | - | "
+        )
+        + f"{first['rss_mb']:,.0f} MB, "
+        f"{last['rss_mb']:,.0f} MB | {mem['change_pct']:+.1f}% |\n\n"
+    )
+    md += (
+        "| minute | requests | errors | p50 | p99 | `/score` p99 | memory | history claims | WAL files, largest "
+        "| `/metrics` answer |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
+    )
+    for m in r["minutes"]:
+        rss = "-" if m["rss_mb"] is None else f"{m['rss_mb']:,.0f} MB"
+        claims = "-" if m["history_claims"] is None else f"{m['history_claims']:,}"
+        wal = "-" if m["wal_mb"] is None else f"{m['wal_mb']:,.0f} MB"
+        metrics = "-" if m["metrics_kb"] is None else f"{m['metrics_kb']:,.0f} KB"
+        md += (
+            f"| {m['minute']} | {m['requests']:,} | {m['errors']} | {_ms(m['p50_ms'])} | {_ms(m['p99_ms'])} | "
+            f"{_ms(m['score_p99_ms'])} | {rss} | {claims} | {wal} | {metrics} |\n"
+        )
+    md += "\n| request | requests | errors | p50 | p99 | max |\n|---|---:|---:|---:|---:|---:|\n"
+    for what, b in r["by_request"].items():
+        md += (
+            f"| {what} | {b['requests']:,} | {b['errors']} | {b['p50_ms']:.1f} ms | {b['p99_ms']:.1f} ms | "
+            f"{b['max_ms']:.0f} ms |\n"
+        )
+    for e in r["error_list"][:10]:
+        answer = f"answered {e['status']}" if e["status"] else "no answer"
+        md += f"\n- error at {e['at_s']:.0f} s: {e['request']} `{e['path']}`, {answer}: `{e['body'][:300]}`"
+    md += "\n" if r["error_list"] else ""
+    for w in r.get("workers_replaced", []):
+        lo, hi = w["between_s"]
+        gone, new = ", ".join(w["gone"]), ", ".join(w["new"])
+        md += f"\n- worker replaced between {lo:.0f} s and {hi:.0f} s: pid {gone} gone, {new} new"
+    for line in r.get("kernel_messages", []):
+        md += f"\n- kernel: `{line.strip()[:300]}`"
+    md += "\n" if r.get("workers_replaced") or r.get("kernel_messages") else ""
+    wal = ", ".join(f"{name} {mb:.1f} MB" for name, mb in r["wal_mb"].items()) or "none"
+    dbs = ", ".join(f"{name} {mb:,.0f} MB" for name, mb in r["databases_mb"].items())
+    kb = mem["kb_per_claim_added"]
+    md += (
+        f"\nMemory: the resident memory of the arbiter and its {r['workers']} workers summed every 5 s; the "
+        f"windows are {first['from_s']:.0f}-{first['to_s']:.0f} s and {last['from_s']:.0f}-{last['to_s']:.0f} s, "
+        f"during which the history grew by {mem['claims_added']:,.0f} claims"
+        + (f" ({kb:.2f} KB of memory per claim added, for all processes)" if kb is not None else "")
+        + (" (a worker was replaced: the comparison does not hold)" if r.get("workers_replaced") else "")
+        + f". History: {r['history_before']:,} claims before, {r['history_after']:,} after ({r['claims_scored']:,} "
+        f"scored); {r['cases_opened']:,} cases opened, {r['cases_closed']:,} closed; decision log "
+        f"{r['decisions']:,} decisions. Databases at the end: {dbs}; their WAL files while the server still ran: "
+        f"{wal}. The `/metrics` answer grew from {r['metrics_kb']['before']:,.0f} KB to "
+        f"{r['metrics_kb']['after']:,.0f} KB; tracebacks in the server's log: {r['log_problem_lines']}. "
+        f"Rate limit per key off (`rate_limit_per_second = {r['rate_limit_per_second']:g}`). Client: {r['client']}; "
+        f"it shares the {r['cores']} cores with the server: the server used {r['cpu']['server_cpu_s']:.0f} s of "
+        f"CPU, the load generator {r['cpu']['load_generator_cpu_s']:.0f} s. Other BentoML servers running: "
+        f"{r['other_servers']}; load average {r['load_average']['before']:.1f} before, "
+        f"{r['load_average']['after']:.1f} after. Set-up, not timed: train and load the history "
+        f"{r['setup']['train_and_history_s']:.0f} s, the new claims' JSON {r['setup']['payloads_s']:.0f} s, "
+        f"server start {r['setup']['server_start_s']:.0f} s.\n"
+    )
+    return md
+
+
 @dataclass(frozen=True)
 class Benchmark:
     title: str
@@ -256,6 +378,9 @@ class Benchmark:
     """Runs the benchmark (in a fresh process); None when it cannot run here."""
     render: Callable[[dict], str]
     """The markdown table of a result, and nothing else (the stamp is added around it)."""
+    in_all: bool = True
+    """Run by ``python -m bench.run`` without names (``make bench``); the reliability runs are not
+    (a quarter of an hour each with their set-up): ``make fuzz``, ``make soak``."""
 
 
 BENCHMARKS: dict[str, Benchmark] = {
@@ -292,6 +417,18 @@ BENCHMARKS: dict[str, Benchmark] = {
         "Monitoring a million decisions",
         lambda: run_isolated("bench.monitoring"),
         render_monitoring,
+    ),
+    "fuzz": Benchmark(
+        "Fuzz: ten thousand generated requests",
+        lambda: run_isolated("bench.fuzz"),
+        render_fuzz,
+        in_all=False,
+    ),
+    "soak": Benchmark(
+        "Soak: ten minutes at 16 clients, every endpoint",
+        lambda: run_isolated("bench.soak"),
+        render_soak,
+        in_all=False,
     ),
 }
 
@@ -349,7 +486,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m bench.run", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("names", nargs="*", help=f"benchmarks: {', '.join(BENCHMARKS)} (default: all)")
+    apart = ", ".join(name for name, b in BENCHMARKS.items() if not b.in_all)
+    parser.add_argument("names", nargs="*", help=f"benchmarks: {', '.join(BENCHMARKS)} (default: all but {apart})")
     parser.add_argument(
         "--render",
         action="store_true",
@@ -370,11 +508,12 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [n for n in args.names if n not in BENCHMARKS]
     if unknown:
         parser.error(f"unknown benchmark(s) {', '.join(unknown)}; known: {', '.join(BENCHMARKS)}")
-    names = args.names or list(BENCHMARKS)
     if args.render:
+        names = args.names or list(BENCHMARKS)
         update_results({name: load_run(name) for name in names if json_path(name).exists()})
         print(f"rewrote {os.path.relpath(RESULTS_MD, ROOT)} from {os.path.relpath(RESULTS, ROOT)}/")
         return 0
+    names = args.names or [name for name, b in BENCHMARKS.items() if b.in_all]
     for name in names:
         t0 = time.perf_counter()
         print(f"bench {name} ...", flush=True)

@@ -245,10 +245,17 @@ def backtest(
         else:
             r = result.best_row
             typer.echo(
-                f"optimised: siu_threshold {r['siu_threshold']:.4f}, fast_track_threshold "
-                f"{r['fast_track_threshold']:.3f}, fast_track_amount_limit {r['fast_track_amount_limit']:,.0f}: "
-                f"total cost {r['cost_total']:,.0f} ({r['cost_total'] - result.table['cost_total'].iloc[0]:+,.0f})"
+                f"optimised: siu_threshold {_or_none(r['siu_threshold'], '.4f')}, fast_track_threshold "
+                f"{_or_none(r['fast_track_threshold'], '.3f')}, fast_track_amount_limit "
+                f"{_or_none(r['fast_track_amount_limit'], ',.0f')}: total cost {r['cost_total']:,.0f} "
+                f"({r['cost_total'] - result.table['cost_total'].iloc[0]:+,.0f})"
             )
     if out is not None:
         written = write_outputs(result, out)
         typer.echo("wrote " + ", ".join(str(p) for p in written))
+
+
+def _or_none(value, spec: str) -> str:
+    """A threshold as text; "none" where the policy has none (a route its model cannot reach, e.g.
+    no fast-track model on a small book)."""
+    return "none" if value is None or value != value else format(value, spec)

@@ -67,7 +67,13 @@ def test_a_better_challenger_is_promoted(run, home):
     # the weak champion routes nothing to fast track, so the better model's routes move beyond the
     # poisoning gate's 10 points: a real change, said so with --override (and recorded)
     done = run(
-        "retrain", "--training-config", home / "against_weak.yaml", "--out", out, "--override", "replaces a weak champion"
+        "retrain",
+        "--training-config",
+        home / "against_weak.yaml",
+        "--out",
+        out,
+        "--override",
+        "replaces a weak champion",
     )
     assert done.code == 0, done.out + done.err
     assert "promoted:" in done.out and "fast_track share" in done.out
