@@ -112,15 +112,7 @@ def retrain(
     on_step("promote or refuse")
     reasons: list[str] = []
     try:
-        rows = registry.promote(
-            cfg.promotion.metric,
-            cfg.promotion.margin,
-            by,
-            reason,
-            fairness_margin=cfg.fairness.promotion_margin,
-            fairness_min_ratio=cfg.fairness.min_ratio,
-            override=override,
-        )
+        rows = registry.promote_as_configured(cfg, by, reason, override)
         promoted = True
     except registry.PromotionRefused as refused:
         promoted, rows = False, []

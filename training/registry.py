@@ -275,6 +275,20 @@ def _compared(task: str, metric: str, metrics: dict, params: dict) -> tuple:
     )
 
 
+def promote_as_configured(cfg, who: str, why: str, override: str | None = None) -> list[dict]:
+    """:func:`promote` with a training config's limits (its promotion metric and margin, its
+    fairness margin and floor): what ``claimscore promote`` and ``claimscore retrain`` apply."""
+    return promote(
+        cfg.promotion.metric,
+        cfg.promotion.margin,
+        who,
+        why,
+        fairness_margin=cfg.fairness.promotion_margin,
+        fairness_min_ratio=cfg.fairness.min_ratio,
+        override=override,
+    )
+
+
 def format_table(rows: list[dict]) -> str:
     """The comparison as an aligned table, then one note line per model that has one."""
     cols = ["model", "challenger", "champion", "metric", "challenger_value", "champion_value", "compared_on", "verdict"]

@@ -136,15 +136,7 @@ def promote(
         return
     cfg = load_training_config(training_config)
     registry.configure(state)
-    rows = registry.promote(
-        cfg.promotion.metric,
-        cfg.promotion.margin,
-        by,
-        reason,
-        fairness_margin=cfg.fairness.promotion_margin,
-        fairness_min_ratio=cfg.fairness.min_ratio,
-        override=override,
-    )
+    rows = registry.promote_as_configured(cfg, by, reason, override)
     typer.echo(registry.format_table(rows))
 
 
