@@ -20,28 +20,54 @@ Which family a feature belongs to and which columns it reads come from the catal
 
 :func:`local_cluster` starts a LocalCluster and a client, all listening on 127.0.0.1 only, for the
 CLI and tests.
+
+Scoring on Dask is ``claimscore score``'s three steps, each run per partition:
+:func:`read_claims_dask` maps every partition of a Parquet file or folder to the canonical schema by
+the source's mapping, as :func:`~features.data.sources.load_claims` maps a whole table (identifiers
+hashed by the settings' :class:`~features.identity.Identity`, inside the task that read them); the
+champion's features come from :func:`build_features_dask`; :func:`score_dask` scores each partition
+of features with :meth:`~serving.model.scorer.Scorer.score_features` (scores, routes, rules, exact
+reasons: every value of a row depends on that row alone, so the partitioning changes nothing).
+The scorer the caller loaded travels as one task of the graph: it is deserialised once per worker
+(3 MB, 25 ms; 3 times for 10 partitions on 2 workers), and every partition is scored with the very
+models the caller checked. :func:`write_scored` writes a Parquet folder.
+
+Memory: a worker holds a partition of ``PARTITION_ROWS`` claims, its share of each shuffle, and,
+for the one task that builds the linked-group features, the identifiers and times of every claim.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+import re
+import shutil
+import socket
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import pandas as pd
 
 from features import schema
 from features.build import build_features, resolve
 from features.catalog import Feature
-from features.errors import DataFileError, SchemaError
+from features.errors import ClaimScoreError, DataFileError, MappingError, SchemaError
 from features.identity import Identity
+from features.sql import first_line
 
 if TYPE_CHECKING:  # dask is imported by the caller who hands us a dask frame
     import dask.dataframe as dd
     from distributed import Client
 
+    from features.config import Settings
+    from features.data.sources import ExtraSpec
+    from features.data.sources.mapping import Mapping as SourceMapping
+    from serving.model.scorer import Scorer
+
+T = TypeVar("T")
 KEY = "claim_id"
 ROW = "row"
 GRAPH = "graph"
@@ -209,3 +235,252 @@ def features_to_parquet(data: str, out: str | Path, n_workers: int, identity: Id
         table = build_features_dask(claims, available_features(sample))
         table.to_parquet(str(out), write_index=True, overwrite=True)
         return int(table.shape[0].compute())
+
+
+# --- scoring ---------------------------------------------------------------------------------------
+
+DASK_SOURCES = ("synthetic",)
+"""Sources read on Dask: canonical claims (``claimscore generate``'s files, or a folder of them)."""
+PARTITION_ROWS = 100_000
+"""Claims per partition (a file's last one may have fewer): with the shuffles' shares, what bounds
+a worker's memory (about 0.5 KB per claim read, plus its features, contributions and reasons)."""
+READ_BATCH_ROWS = 16_384
+"""Rows decoded at a time while a partition's rows are read from their row groups."""
+PARQUET_SUFFIXES = (".parquet", ".pq", ".parq")
+SCHEDULER_TIMEOUT_S = 10
+_DATASET_FILE = re.compile(r"(part\.\d+\.parquet|_metadata|_common_metadata)")
+"""What a Parquet folder written by Dask holds; a folder holding anything else is not overwritten."""
+
+
+@dataclass(frozen=True)
+class DaskClaims:
+    frame: dd.DataFrame
+    """Canonical claims (schema columns and dtypes, then ``x_`` extras), one mapped partition per read one."""
+    extras: dict[str, ExtraSpec]
+    """``x_`` column -> type and description, as :func:`~features.data.sources.load_claims` says."""
+
+
+def read_claims_dask(data: str | Path, settings: Settings, source: str = "synthetic") -> DaskClaims:
+    """New claims of a Parquet file or folder as :func:`~features.data.sources.load_claims` reads
+    them to score (``purpose="score"``), one partition per :func:`parquet_pieces` piece (in the
+    files' order).
+
+    Each task reads its piece and maps it by :func:`~features.data.sources.apply.apply_mapping` with
+    the source's mapping, so personal identifiers are normalised and hashed by the settings' identity
+    on the same path as in one process, and a claim's raw identifiers never leave the task that read
+    them (never a result a worker keeps, sends or spills)."""
+    import dask
+    import dask.dataframe as dd
+    import pyarrow.parquet as pq
+
+    # the two steps load_claims takes around apply_mapping, shared rather than copied
+    from features.data.sources import load_mapping, mapping_extras, without_absent
+
+    if source not in DASK_SOURCES:
+        raise MappingError(f"source '{source}' is not read on Dask: use {', '.join(DASK_SOURCES)} (canonical Parquet)")
+    pieces = parquet_pieces(data)
+    available = pq.read_schema(pieces[0][0]).names
+    declared = load_mapping(source)
+    mapping, _ = without_absent(declared, set(available))
+    missing = [c for c in mapping.source_columns() if c not in available]
+    if missing:
+        raise MappingError(f"{data}: lacks column(s) that mapping '{mapping.name}' needs: {', '.join(missing)}")
+    identity = Identity.from_settings(settings)
+    meta = _read_mapped((pieces[0][0], 0, 0), available, mapping, identity, str(data))
+    with dask.config.set({"dataframe.convert-string": False}):  # canonical text stays pandas' str (NaN)
+        frame = dd.from_map(
+            _read_mapped,
+            pieces,
+            args=[available, mapping, identity, str(data)],
+            meta=meta,
+            label="read-claims",
+            enforce_metadata=False,
+        )
+    return DaskClaims(frame, mapping_extras(mapping, meta))
+
+
+def parquet_pieces(data: str | Path) -> list[tuple[str, int, int]]:
+    """``(file, first row, end row)`` of a Parquet file or of the Parquet files of a folder (by name),
+    ``PARTITION_ROWS`` rows each (fewer at a file's end): what one task reads and scores."""
+    import pyarrow.parquet as pq
+
+    path = Path(data)
+    if not path.exists():
+        raise DataFileError(f"{data}: no such file or folder")
+    files = [path] if path.is_file() else sorted(p for p in path.iterdir() if p.suffix.lower() in PARQUET_SUFFIXES)
+    if not files:
+        raise DataFileError(f"{data}: holds no Parquet files ({', '.join(PARQUET_SUFFIXES)})")
+    pieces = []
+    for file in files:
+        try:
+            rows = pq.ParquetFile(file).metadata.num_rows
+        except Exception as exc:  # pyarrow raises ArrowInvalid, OSError, ... for a damaged file
+            raise DataFileError(f"{file}: not a readable Parquet file ({first_line(exc)})") from None
+        pieces += [(str(file), a, min(a + PARTITION_ROWS, rows)) for a in range(0, rows, PARTITION_ROWS)]
+    if not pieces:
+        raise DataFileError(f"{data}: has no claims")
+    return pieces
+
+
+def _read_mapped(
+    piece: tuple[str, int, int], names: list[str], mapping: SourceMapping, identity: Identity, origin: str
+) -> pd.DataFrame:
+    """Rows ``[first, end)`` of a file read (as ``pandas.read_parquet`` reads a file) and mapped to the
+    canonical schema, as ``load_claims`` maps a whole table. (Not ``columns``: ``dd.from_map`` would
+    pass its own, the mapped frame's.)"""
+    from features.data.sources.apply import apply_mapping
+
+    file, first, end = piece
+    try:
+        return apply_mapping(_read_rows(file, first, end, names), mapping, identity, origin=origin).frame
+    except MappingError as exc:
+        raise MappingError(f"mapping '{mapping.name}' on {origin}: {exc}") from None
+
+
+def _read_rows(file: str, first: int, end: int, names: list[str]) -> pd.DataFrame:
+    """Rows ``[first, end)`` of the columns ``names`` of a Parquet file, streamed from the row groups
+    they lie in by batches of ``READ_BATCH_ROWS``: a row group larger than a partition (``claimscore
+    generate`` writes about a million rows per group) is never held whole. ``first == end``: no rows."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    reader = pq.ParquetFile(file)
+    groups, start_of = [], None  # the row groups overlapping [first, end), and the row the first begins at
+    offset = 0
+    for i in range(reader.metadata.num_row_groups):
+        n = reader.metadata.row_group(i).num_rows
+        if offset < end and offset + n > first:
+            groups.append(i)
+            start_of = offset if start_of is None else start_of
+        offset += n
+    if not groups:
+        return reader.schema_arrow.empty_table().select(names).to_pandas()
+    kept, offset = [], start_of
+    batches = reader.iter_batches(READ_BATCH_ROWS, row_groups=groups, columns=names, use_pandas_metadata=True)
+    for batch in batches:
+        lo, hi = max(first - offset, 0), min(end - offset, batch.num_rows)
+        if hi > lo:
+            kept.append(batch.slice(lo, hi - lo))
+        offset += batch.num_rows
+        if offset >= end:
+            break
+    return pa.Table.from_batches(kept).to_pandas()
+
+
+def columns_with_values(data: str | Path, names: Sequence[str]) -> tuple[set[str], int]:
+    """Which of the columns ``names`` hold a value in some row of a Parquet file or folder, as they
+    are read (before the mapping), and the number of rows: a quick look at only those columns, on the
+    cluster, to refuse a table lacking an input before scoring it. (That a column still has values
+    once mapped is known only at the end: :func:`write_scored` says.)"""
+    import dask
+
+    pieces = parquet_pieces(data)
+    found = dask.compute(*[dask.delayed(_with_values)(piece, list(names)) for piece in pieces])
+    return set().union(*found), sum(end - first for _, first, end in pieces)
+
+
+def _with_values(piece: tuple[str, int, int], names: list[str]) -> set[str]:
+    import pyarrow.parquet as pq
+
+    file, first, end = piece
+    present = set(pq.read_schema(file).names)
+    raw = _read_rows(file, first, end, [n for n in names if n in present])
+    return {c for c in raw.columns if raw[c].notna().any()}
+
+
+def score_dask(claims: dd.DataFrame, scorer: Scorer, extras: Mapping[str, object] | None = None) -> dd.DataFrame:
+    """The columns of :meth:`~serving.model.scorer.Scorer.score_table` for every claim of a
+    canonical dask frame, partition by partition (hash-partitioned by ``claim_id``, so not in the
+    order read). ``claim_id`` must be unique."""
+    import dask
+
+    features = build_features_dask(claims, scorer.features, {**scorer.extras, **(extras or {})})
+    # one task holds the scorer: each worker fetches and deserialises it once, whatever the partitions
+    shipped = dask.delayed(scorer, name=f"claimscore-scorer-{uuid.uuid4().hex}", traverse=False)
+    return features.map_partitions(_scored, shipped, meta=_scored(features._meta, scorer))
+
+
+def _scored(features: pd.DataFrame, scorer: Scorer) -> pd.DataFrame:
+    """One partition of features (indexed by ``claim_id``) scored: the columns ``Scorer.score_table``
+    answers for these claims, made as it makes them (an empty partition answers no rows, typed)."""
+    if features.index.has_duplicates:  # rows of one claim_id meet in one partition (hash-partitioned)
+        twice = features.index[features.index.duplicated()].unique()[:3]
+        raise SchemaError(f"claim_id is not unique (e.g. {', '.join(map(str, twice))}): each claim is scored once")
+    out = scorer.answer_table(features.index.to_numpy(), scorer.score_features(features) if len(features) else None)
+    text = [KEY, *(f"{task}_reasons" for task in scorer.bundles), "route", "rules"]
+    return out.astype(dict.fromkeys(text, "str"))  # typed alike in every partition, the empty ones too
+
+
+def check_dataset_out(out: Path) -> None:
+    """Refuse an output path that is a file, or a folder holding anything but a Parquet dataset's parts
+    (the folder is replaced by the new parts)."""
+    if out.is_file():
+        raise DataFileError(f"{out}: is a file; scoring on Dask writes a folder of Parquet parts: give another path")
+    if out.is_dir():
+        other = sorted(p.name for p in out.iterdir() if not _DATASET_FILE.fullmatch(p.name))
+        if other:
+            raise DataFileError(
+                f"{out}: is a folder holding other files ({', '.join(other[:3])}); "
+                "give a new path or a folder of an earlier run's part files"
+            )
+
+
+def write_scored(
+    scored: dd.DataFrame, out: Path, claims: dd.DataFrame, check: Callable[[set[str]], T]
+) -> tuple[pd.Series, T]:
+    """Write ``scored`` as a Parquet folder ``out`` (replacing an earlier run's parts); the number of
+    claims per route and what ``check`` answers for the columns of ``claims`` (the canonical claims
+    scored) that hold a value (:func:`~features.build.provided_columns` of the whole table). All of it
+    is computed in one pass; when it fails, or ``check`` raises, no folder is left."""
+    import dask
+
+    check_dataset_out(out)
+    try:
+        write = scored.to_parquet(str(out), write_index=False, overwrite=out.is_dir(), compute=False)
+        _, routes, present = dask.compute(write, scored["route"].value_counts(split_out=1), claims.notnull().any())
+        return routes, check({c for c, v in present.items() if v})
+    except BaseException as exc:
+        if out.is_dir():  # nothing half-written: the parts of a run that failed are removed
+            shutil.rmtree(out, ignore_errors=True)
+        if isinstance(exc, OSError):
+            raise DataFileError(f"cannot write {out}: {exc.strerror or exc}") from None
+        raise
+
+
+@contextmanager
+def dask_client(n_workers: int | None = None, scheduler: str | None = None) -> Iterator[Client]:
+    """A client to the running cluster at ``scheduler`` (its workers must read and write the same
+    paths), or to a :func:`local_cluster` of ``n_workers`` processes; closed on exit."""
+    if scheduler is None:
+        with local_cluster(n_workers=n_workers or 1) as client:
+            yield client
+        return
+    from distributed import Client
+
+    check_scheduler(scheduler)
+    try:
+        client = Client(scheduler, timeout=SCHEDULER_TIMEOUT_S)
+    except (OSError, TimeoutError) as exc:
+        raise ClaimScoreError(f"no Dask scheduler answers at {scheduler} ({first_line(exc)})") from None
+    except Exception as exc:  # something else listens there, and may answer anything
+        raise ClaimScoreError(f"what answers at {scheduler} is not a Dask scheduler ({first_line(exc)})") from None
+    with client:
+        yield client
+
+
+def check_scheduler(scheduler: str) -> None:
+    """Fail at once, in one line, when ``scheduler`` is not an address or nothing listens there (a
+    client would retry for ``SCHEDULER_TIMEOUT_S``)."""
+    from distributed.comm.addressing import parse_address, parse_host_port
+
+    try:
+        scheme, location = parse_address(scheduler)
+        host, port = parse_host_port(location)
+    except ValueError:
+        raise ClaimScoreError(f"'{scheduler}' is not a Dask scheduler address: give tcp://HOST:PORT") from None
+    if scheme not in ("tcp", "tls") or not port:
+        return
+    try:
+        socket.create_connection((host, port), timeout=SCHEDULER_TIMEOUT_S).close()
+    except OSError as exc:
+        raise ClaimScoreError(f"no Dask scheduler answers at {scheduler} ({exc.strerror or exc})") from None

@@ -1,0 +1,181 @@
+"""Batch scoring in one process against scoring on a local Dask cluster: ``claimscore score`` and
+``claimscore score --dask-workers 2`` on the same N new synthetic claims (the file ``claimscore
+generate`` writes), each in a fresh process, with the champions trained as ``make demo`` trains them
+(200,000 claims).
+
+    python -m bench.dask_scale --claims 200000
+    python -m bench.dask_scale --claims 1000000 --home /tmp/bench-home   # train once, reuse after
+
+Each run is timed end to end (start-up, loading the models, reading, features, scores, reasons,
+writing). Memory is the peak resident set (the kernel's ``VmHWM``) of every process of the run,
+read every 0.2 s while it runs: the command itself (in one process; or the Dask client and
+scheduler) and each Dask worker. The two outputs are compared claim by claim (sorted by
+``claim_id``; every column, exactly) up to ``--compare-max`` claims.
+
+The machine may be shared: the load average before and after each run is reported beside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+CLAIMS = 200_000
+WORKERS = 2
+COMPARE_MAX = 1_000_000
+SAMPLE_S = 0.2
+
+
+def main(
+    claims: int = CLAIMS,
+    workers: int = WORKERS,
+    compare_max: int = COMPARE_MAX,
+    home: Path | None = None,
+) -> dict:
+    """Figures of one run. ``home``: a state folder to keep the champions in (trained there on the
+    first run, used as they are by the next: runs at several sizes share one training)."""
+    from bench.serving import prepare_models
+    from pipelines.distributed import PARTITION_ROWS
+
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        models = home or work
+        t0 = time.perf_counter()
+        if not (models / "mlflow.db").exists():
+            models.mkdir(parents=True, exist_ok=True)
+            prepare_models(models)
+        home = models
+        new = work / "new.parquet"
+        _cli(home, "generate", "--claims", claims, "--seed", 9, "--start", "2025-01-01", "--years", 1, "--out", new)
+        setup_s = time.perf_counter() - t0
+        in_process = _timed(home, "score", "--data", new, "--out", work / "in_process.parquet")
+        on_dask = _timed(home, "score", "--data", new, "--out", work / "on_dask.parquet", "--dask-workers", workers)
+        identical = _identical(work / "in_process.parquet", work / "on_dask.parquet") if claims <= compare_max else None
+        for run in (in_process, on_dask):
+            run["claims_per_s"] = claims / run["seconds"]
+        return {
+            "claims": claims,
+            "partition_rows": PARTITION_ROWS,
+            "workers": workers,
+            "cores": len(os.sched_getaffinity(0)),
+            "setup_s": setup_s,
+            "in_process": in_process,
+            "dask": on_dask,
+            "dask_parts": len(list((work / "on_dask.parquet").iterdir())),
+            "identical": identical,
+        }
+
+
+def _cli(home: Path, *args) -> subprocess.CompletedProcess:
+    env = {**os.environ, "CLAIMSCORE_HOME": str(home)}
+    cmd = [sys.executable, "-m", "pipelines.cli", *map(str, args)]
+    return subprocess.run(cmd, env=env, check=True, capture_output=True, text=True)
+
+
+def _timed(home: Path, *args) -> dict:
+    """Run ``claimscore ARGS`` in a fresh process: seconds, and the peak memory of each process of its tree."""
+    env = {**os.environ, "CLAIMSCORE_HOME": str(home)}
+    load_before = os.getloadavg()[0]
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipelines.cli", *map(str, args)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    peaks: dict[int, tuple[str, float]] = {}
+    done = threading.Event()
+    sampler = threading.Thread(target=_sample, args=(proc.pid, peaks, done), daemon=True)
+    sampler.start()
+    stdout, stderr = proc.communicate()
+    elapsed = time.perf_counter() - t0
+    done.set()
+    sampler.join()
+    if proc.returncode != 0:
+        raise RuntimeError(f"claimscore {' '.join(map(str, args))} failed: {stderr[-2000:]}")
+    processes = sorted(peaks.values(), key=lambda p: (p[0] != "command", p[0]))
+    return {
+        "seconds": elapsed,
+        "processes": [{"role": role, "peak_rss_mb": mb} for role, mb in processes],
+        "load_before": load_before,
+        "load_after": os.getloadavg()[0],
+        "summary": stdout.strip().splitlines()[-1],
+    }
+
+
+def _sample(root: int, peaks: dict[int, tuple[str, float]], done: threading.Event) -> None:
+    """Every ``SAMPLE_S``: the high-water mark of resident memory of ``root`` and its descendants."""
+    import psutil
+
+    try:
+        top = psutil.Process(root)
+    except psutil.NoSuchProcess:
+        return
+    while not done.is_set():
+        try:
+            tree = [top, *top.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return
+        for p in tree:
+            mb = _hwm_mb(p.pid)
+            if mb is not None:
+                role = "command" if p.pid == root else _role(p)
+                peaks[p.pid] = (role, max(mb, peaks.get(p.pid, ("", 0.0))[1]))
+        done.wait(SAMPLE_S)
+
+
+def _hwm_mb(pid: int) -> float | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def _role(process) -> str:
+    """A Dask worker (spawned by its nanny), or a helper process (multiprocessing's resource tracker)."""
+    try:
+        cmd = " ".join(process.cmdline())
+    except Exception:  # it exited between listing and reading
+        return "exited"
+    if "resource_tracker" in cmd:
+        return "helper"
+    return "worker" if "multiprocessing" in cmd else "other"
+
+
+def _identical(a: Path, b: Path) -> bool:
+    """Whether two scored outputs (a file, a folder) hold the same rows, exactly, column by column
+    (one column of each in memory at a time)."""
+    import numpy as np
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    def column(path: Path, name: str) -> np.ndarray:
+        return pd.read_parquet(path, columns=[name])[name].to_numpy()
+
+    ids_a, ids_b = column(a, "claim_id"), column(b, "claim_id")
+    if len(ids_a) != len(ids_b):
+        return False
+    order_a, order_b = np.argsort(ids_a, kind="stable"), np.argsort(ids_b, kind="stable")
+    return all(np.array_equal(column(a, n)[order_a], column(b, n)[order_b]) for n in pq.read_schema(a).names)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--claims", type=int, default=CLAIMS, help="new claims to score")
+    parser.add_argument("--workers", type=int, default=WORKERS, help="Dask worker processes")
+    parser.add_argument("--compare-max", type=int, default=COMPARE_MAX, help="compare the outputs up to this many")
+    parser.add_argument("--home", type=Path, help="keep the champions here, to reuse them in the next run")
+    a = parser.parse_args()
+    print(json.dumps(main(a.claims, a.workers, a.compare_max, a.home)))
+    sys.stdout.flush()
