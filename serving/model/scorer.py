@@ -158,14 +158,18 @@ class Scorer:
     def score_table(self, claims: pd.DataFrame, extras: Mapping[str, object] | None = None) -> pd.DataFrame:
         """One row per claim: scores, route, fired rules and top reasons (JSON lists)."""
         table = build_features(claims, self.features, {**self.extras, **(extras or {})})
-        result = self.score_features(table)
-        out = pd.DataFrame({"claim_id": claims["claim_id"].to_numpy()}, index=claims.index)
+        return self.answer_table(claims["claim_id"].to_numpy(), self.score_features(table), index=claims.index)
+
+    def answer_table(self, claim_ids, result: Scored | None, index=None) -> pd.DataFrame:
+        """The table :meth:`score_table` answers, for scored claims (``result`` None: no claims,
+        the same columns empty); also what each Dask partition answers (:mod:`pipelines.distributed`)."""
+        out = pd.DataFrame({"claim_id": claim_ids}, index=index)
         encode = json.JSONEncoder().encode  # reasons hold plain JSON values: one encoder for every row
         for task in self.bundles:
-            out[f"{task}_score"] = result.scores[task]
-            out[f"{task}_reasons"] = [encode(r) for r in result.reasons[task]]
-        out["route"] = result.routes
-        out["rules"] = [encode(f) if f else "[]" for f in result.rules]
+            out[f"{task}_score"] = result.scores[task] if result is not None else np.empty(0)
+            out[f"{task}_reasons"] = [encode(r) for r in result.reasons[task]] if result is not None else []
+        out["route"] = result.routes if result is not None else []
+        out["rules"] = [encode(f) if f else "[]" for f in result.rules] if result is not None else []
         return out
 
     def score_features(self, table: pd.DataFrame | Columns, reasons: bool = True) -> Scored:

@@ -135,7 +135,7 @@ def load_claims(
     have = set(raw.columns)
     absent: list[str] = []
     if purpose == "score":
-        mapping, absent = _without_absent(declared, have)
+        mapping, absent = without_absent(declared, have)
     else:
         _check_labels(declared, have, origin)
     missing = [c for c in mapping.source_columns() if c not in have]
@@ -154,7 +154,7 @@ def load_claims(
         source=source,
         mapping=declared,
         excluded=mapped.excluded,
-        extras=_extras(mapping, mapped.frame),
+        extras=mapping_extras(mapping, mapped.frame),
         null_rates=dict(mapping.null_rates),
         adjusted=mapped.adjusted,
         ignored_columns=mapped.ignored_columns,
@@ -214,7 +214,7 @@ def _check_labels(m: Mapping, have: set[str], origin: str) -> None:
         raise MappingError("; ".join(problems) + f" ({origin}, mapping '{m.name}'; scoring new claims needs no labels)")
 
 
-def _without_absent(m: Mapping, have: set[str]) -> tuple[Mapping, list[str]]:
+def without_absent(m: Mapping, have: set[str]) -> tuple[Mapping, list[str]]:
     """``m`` without the fields, labels and extras whose source columns are not in ``have`` (required
     fields are kept: their absence stays an error), and the columns so left out."""
 
@@ -257,7 +257,7 @@ def _text_columns(m: Mapping) -> tuple[str, ...]:
     return tuple(sorted(cols))
 
 
-def _extras(m: Mapping, frame: pd.DataFrame) -> dict[str, ExtraSpec]:
+def mapping_extras(m: Mapping, frame: pd.DataFrame) -> dict[str, ExtraSpec]:
     out: dict[str, ExtraSpec] = {}
     for col in extra_columns(frame.columns):
         entry = m.extras.get(col[len(EXTRA_PREFIX) :])
