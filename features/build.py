@@ -180,7 +180,9 @@ def _notice(data: Reader, names: set[str], cols: dict, q: slice) -> None:
     with np.errstate(divide="ignore", invalid="ignore"):
         if "amount_to_sum_insured" in names:
             si = get("sum_insured")
-            cols["amount_to_sum_insured"] = np.where(si > 0, amount / si, np.nan)
+            # a sum insured below one unit counts as one (as the deductible does): 1e9 over a
+            # denormal sum insured was infinite, and an infinity is no JSON number in the log
+            cols["amount_to_sum_insured"] = np.where(si > 0, amount / np.maximum(si, 1.0), np.nan)
         if "amount_to_deductible" in names:
             cols["amount_to_deductible"] = amount / np.maximum(get("deductible"), 1.0)
     if "gap_below_authority_limit" in names:

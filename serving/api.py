@@ -17,6 +17,7 @@ import asyncio
 import json
 import math
 import os
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -73,6 +74,7 @@ def _docs_assets() -> frozenset[str]:
 
 DOC_ASSETS = _docs_assets()
 RATE_WINDOW_S = 1.0
+CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def roles_for(path: str) -> set[str] | None:
@@ -296,6 +298,8 @@ class AuthMiddleware:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         path = scope.get("path", "")
+        if CONTROL_CHARACTER.search(path):  # BentoML's router matches no such path and answers in plain text
+            return await error(404, "path", "names nothing: it holds a control character")(scope, receive, send)
         if path in OPEN_PATHS or path in DOC_PATHS or path in DOC_ASSETS:
             return await self.app(scope, receive, send)
         if path == UI or path.startswith(UI + "/"):

@@ -137,9 +137,9 @@ class ListQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
     queue: Literal[QUEUES] | None = None  # type: ignore[valid-type]
     status: list[Literal[STATUSES]] | None = None  # type: ignore[valid-type]
-    assignee: Annotated[str, StringConstraints(max_length=ID_MAX)] | None = None
+    assignee: Annotated[str, StringConstraints(min_length=1, max_length=ID_MAX)] | None = None
     unassigned: bool = False
-    region: Annotated[str, StringConstraints(max_length=ID_MAX)] | None = None
+    region: Annotated[str, StringConstraints(min_length=1, max_length=ID_MAX)] | None = None
     min_score: Annotated[float, Field(ge=0, le=1)] | None = None
     min_amount: Annotated[float, Field(ge=0)] | None = None
     max_amount: Annotated[float, Field(ge=0)] | None = None
@@ -152,15 +152,22 @@ class ListQuery(BaseModel):
 
 def parse_list_query(params: Mapping[str, Any]) -> dict[str, Any]:
     """Query parameters (a multi-dict's items; ``status`` may repeat or be comma-separated) as
-    :meth:`serving.cases.CaseStore.list_cases` keyword arguments, or :class:`RequestError`."""
+    :meth:`serving.cases.CaseStore.list_cases` keyword arguments, or :class:`RequestError`.
+
+    An empty value (``?max_amount=``) is refused, naming the parameter: the document says what each
+    parameter holds and "no filter" is the parameter left out (the workbench's forms drop their
+    blank fields before they ask)."""
     values: dict[str, Any] = {}
+    blank = []
     for key, value in params.items() if isinstance(params, Mapping) else params:
-        if key == "status":
-            wanted = [s for s in str(value).split(",") if s]
-            if wanted:  # "status=" is no filter, not a filter that nothing passes
-                values.setdefault("status", []).extend(wanted)
-        elif value != "":
+        if value == "":
+            blank.append({"field": key, "problem": "is empty: leave the parameter out for no filter"})
+        elif key == "status":
+            values.setdefault("status", []).extend(str(value).split(","))
+        else:
             values[key] = value
+    if blank:
+        raise RequestError(blank)
     return parse_body(ListQuery, values).model_dump(exclude_none=True)
 
 

@@ -9,6 +9,7 @@ but health, readiness and the API description needs a key.
 from __future__ import annotations
 
 import ctypes
+import functools
 import logging
 import os
 import signal
@@ -16,6 +17,7 @@ import sys
 import time
 
 import bentoml
+from bentoml._internal.server.http import instruments
 
 from serving import api, case_api, gauges
 from serving.state import ServiceState
@@ -46,6 +48,71 @@ BATCH_SECONDS = bentoml.metrics.Histogram(
     documentation="Time to score one batch",
     buckets=(0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0),
 )
+
+
+class RouteMetrics(instruments.RunnerTrafficMetricsMiddleware):
+    """BentoML's HTTP traffic metrics (``bentoml_service_request_*`` on /metrics), labelled by the
+    route a request matched (``/cases/{claim_id}``) rather than its path.
+
+    BentoML labels each series with the raw path, so every claim viewed through ``/cases/C-1`` or
+    ``/ui/claims/C-1`` and every path nobody serves added series for good: over a 10-minute soak
+    /metrics grew from 13 KB to 20 MB, a scrape from 0.1 s to 36 s, and the workers' memory with
+    them. Routes are a fixed set, so the series are too. The request itself goes on with its path."""
+
+    def __init__(self, app, **options):
+        super().__init__(_RealPath(app), **options)
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http":
+            route = route_of(scope["path"])
+            if route != scope["path"]:
+                scope = {**scope, "path": route, REAL_PATH: scope["path"]}
+        await super().__call__(scope, receive, send)
+
+
+class _RealPath:
+    """Gives the app below the metrics the request's own path back."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if REAL_PATH in scope:
+            scope = {k: v for k, v in scope.items() if k != REAL_PATH} | {"path": scope[REAL_PATH]}
+        await self.app(scope, receive, send)
+
+
+REAL_PATH = "claimscore_real_path"
+UNMATCHED = "/{unmatched}"
+
+
+@functools.cache
+def _routes() -> tuple[frozenset[str], tuple]:
+    routes = []
+    for route in api.app.routes:  # FastAPI 0.165 keeps an included router as one entry, its routes inside
+        inside = getattr(route, "effective_candidates", None)
+        for r in [route, *(inside() if callable(inside) else ())]:
+            if getattr(r, "path_regex", None) is not None:
+                routes.append((r.path, r.path_regex))
+    fixed = {path for path, _ in routes if "{" not in path}
+    fixed |= set(api.OPEN_PATHS) | set(api.DOC_PATHS) | set(api.DOC_ASSETS) | {"/metrics"}
+    return frozenset(fixed), tuple((path, regex) for path, regex in routes if "{" in path)
+
+
+def route_of(path: str) -> str:
+    """The route template a path matches (``/cases/C-1`` -> ``/cases/{claim_id}``), the path itself
+    for a route without parameters, ``/{unmatched}`` for a path no route serves."""
+    fixed, templated = _routes()
+    if path in fixed:
+        return path
+    for template, regex in templated:
+        if regex.match(path):
+            return template
+    return UNMATCHED
+
+
+# BentoML builds its middleware stack after importing this module, taking the class by this name
+instruments.RunnerTrafficMetricsMiddleware = RouteMetrics
 
 
 def _observe(answers: list[dict], seconds: float) -> None:

@@ -267,7 +267,7 @@ class ServiceState:
         for task, bundle in self.scorer.bundles.items():
             matrix = bundle.encoder.transform(table)
             contrib = bundle.explainer.contributions(matrix, stable=True)
-            raw = bundle.booster.predict(matrix, raw_score=True)
+            raw = bundle.predict_log_odds(matrix)
             scores = bundle.predict(matrix)
             for i, answer in enumerate(out):
                 answer[task] = {

@@ -14,6 +14,7 @@ Folder layout::
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,6 +72,15 @@ class Calibration:
         )
 
 
+PREDICT_LOCK = threading.Lock()
+"""Held around every call into LightGBM's predict in this process. One booster predicted from two
+threads at once with different parameters (raw scores beside probabilities, one thread beside
+all, contributions) races inside LightGBM (its Predictor set-up writes the booster's shared state:
+LightGBM issues #5482 and #6142); a service worker that explained a claim while its batch thread
+scored once died of it in lib_lightgbm.so. The fast paths (scores of a batch, the exact explainer's
+own kernels) take it once per batch; only the booster's own calls wait for one another."""
+
+
 @dataclass
 class ModelBundle:
     task: str
@@ -102,7 +112,13 @@ class ModelBundle:
 
     def predict_raw(self, matrix: np.ndarray) -> np.ndarray:
         """The booster's own probability for each row of an encoded matrix."""
-        return self.booster.predict(matrix, num_threads=1 if len(matrix) < 64 else 0)
+        with PREDICT_LOCK:
+            return self.booster.predict(matrix, num_threads=1 if len(matrix) < 64 else 0)
+
+    def predict_log_odds(self, matrix: np.ndarray) -> np.ndarray:
+        """The booster's raw score (log-odds) for each row of an encoded matrix."""
+        with PREDICT_LOCK:
+            return self.booster.predict(matrix, raw_score=True, num_threads=1 if len(matrix) < 64 else 0)
 
     def predict(self, matrix: np.ndarray) -> np.ndarray:
         """Calibrated probabilities for each row of an encoded matrix."""

@@ -258,7 +258,10 @@ class Explainer:
         if x.ndim != 2 or x.shape[1] != self.n_features:
             raise ValueError(f"matrix must have shape (rows, {self.n_features}), got {x.shape}")
         if self._model is None:
-            return self.booster.predict(x, pred_contrib=True)[:, :-1]
+            from serving.model.bundle import PREDICT_LOCK
+
+            with PREDICT_LOCK:
+                return self.booster.predict(x, pred_contrib=True)[:, :-1]
         if not x.flags.c_contiguous:
             x = np.ascontiguousarray(x)
         out = np.zeros((len(x), self.n_features))
@@ -296,7 +299,10 @@ class Explainer:
         """The leaf each row reaches in each tree, numbered as ``booster.predict(pred_leaf=True)`` does:
         the explainer's reading of the splits, to check against LightGBM's."""
         if self._model is None:
-            return self.booster.predict(np.asarray(matrix, dtype=np.float64), pred_leaf=True)
+            from serving.model.bundle import PREDICT_LOCK
+
+            with PREDICT_LOCK:
+                return self.booster.predict(np.asarray(matrix, dtype=np.float64), pred_leaf=True)
         x = np.ascontiguousarray(np.asarray(matrix, dtype=np.float64))
         out = np.zeros((len(x), self.n_trees), dtype=np.int64)
         m = self._model
@@ -350,7 +356,10 @@ def _warm_up(model: _Model, n_features: int) -> None:
 
 
 def _pred_contrib_bias(booster: Any, n_features: int) -> float:
-    return float(booster.predict(np.zeros((1, n_features)), pred_contrib=True)[0, -1])
+    from serving.model.bundle import PREDICT_LOCK
+
+    with PREDICT_LOCK:
+        return float(booster.predict(np.zeros((1, n_features)), pred_contrib=True)[0, -1])
 
 
 # --- reading the model ------------------------------------------------------------------------------

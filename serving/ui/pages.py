@@ -249,8 +249,8 @@ async def _queue_page(
     cases, total = [], 0
     problems = list(problems or [])
     try:
-        # an empty status (kept in the links: "any status") is no status filter for the store
-        wanted = [(k, v) for k, v in params if not (k == "status" and v == "")]
+        # a form's blank field (and the links' empty status: "any status") is no filter
+        wanted = [(k, v) for k, v in params if v != ""]
         page = await run_in_threadpool(api.STATE.casework.list, wanted)
         cases, total = page.cases, page.total
     except ClaimScoreError as exc:

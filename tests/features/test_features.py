@@ -44,6 +44,18 @@ def same(a, b) -> bool:
 # --- notice ------------------------------------------------------------------------------------
 
 
+def test_a_tiny_sum_insured_gives_a_finite_ratio():
+    f = claims(
+        [
+            {"day": 0, "claimed_amount": 1e9, "sum_insured": 5e-324},
+            {"day": 0, "claimed_amount": 1e9, "sum_insured": 0.0},
+        ]
+    )
+    with np.errstate(all="raise"):
+        ratio = feature(f, "amount_to_sum_insured")
+    assert ratio[0] == 1e9 and np.isnan(ratio[1])  # was infinite (and "overflow in divide"): no JSON number
+
+
 def test_notice_features_by_hand():
     f = claims(
         [

@@ -85,7 +85,14 @@ def test_the_case_api_is_for_investigators_and_admins(server, keys, referred):
 
 @pytest.mark.parametrize(
     ("query", "field"),
-    [("sort=cheapest", "sort"), ("limit=0", "limit"), ("status=lost", "status"), ("colour=red", "colour")],
+    [
+        ("sort=cheapest", "sort"),
+        ("limit=0", "limit"),
+        ("status=lost", "status"),
+        ("colour=red", "colour"),
+        ("max_amount=", "max_amount"),  # "no filter" is the parameter left out, as the document says
+        ("status=open,,closed", "status"),
+    ],
 )
 def test_bad_case_queries_name_the_parameter(server, keys, query, field):
     status, body = server.call("GET", f"/cases?{query}", key=keys["investigator"])
@@ -109,6 +116,13 @@ def test_bad_dispositions_are_refused_naming_the_field(server, keys, referred, b
     assert got == status, answer
     assert answer["errors"][0]["field"] == field
     assert server.call("GET", f"/cases/{claim_id}", key=keys["investigator"])[1]["case"]["status"] == "open"
+
+
+@pytest.mark.parametrize("path", ["/cases/%0AC-1", "/cases/C-1%0D/disposition", "/ui/claims/%00"])
+def test_a_path_with_a_control_character_is_a_json_404(server, keys, path):
+    status, body = server.call("POST" if path.endswith("disposition") else "GET", path, key=keys["investigator"])
+    assert status == 404, body  # BentoML's router answered these in plain text, not the documented body
+    assert body["errors"][0]["field"] == "path"
 
 
 def test_a_disposition_for_a_claim_without_a_case_is_404(server, keys):

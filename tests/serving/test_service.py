@@ -174,6 +174,28 @@ def test_metrics_need_a_key_and_count_routes(server, keys, good_claim):
     assert status == 200 and "claimscore_routes" in text and "claimscore_score" in text
 
 
+def test_a_path_is_labelled_by_its_route():
+    from serving.service import route_of
+
+    assert route_of("/score") == "/score" and route_of("/readyz") == "/readyz"
+    assert route_of("/cases/C-1") == "/cases/{claim_id}"
+    assert route_of("/cases/C-1/disposition") == "/cases/{claim_id}/disposition"
+    assert route_of("/ui/claims/C-9/note") == "/ui/claims/{claim_id}/note"
+    assert route_of("/ui/static/htmx.min.js") == "/ui/static/{path:path}"
+    assert route_of("/wp-admin/C-1") == route_of("/cases/C-1/x") == "/{unmatched}"
+
+
+def test_traffic_metrics_are_labelled_by_route_not_by_path(server, keys):
+    for claim_id in ("MET-A", "MET-B", "MET-C"):
+        assert server.call("GET", f"/cases/{claim_id}", key=keys["investigator"])[0] == 404
+    assert server.call("GET", "/nowhere/MET-D", key=keys["admin"])[0] == 403
+    assert server.call("GET", "/model", key=keys["admin"])[0] == 200
+    text = server.call("GET", "/metrics", key=keys["admin"])[1]
+    endpoints = set(re.findall(r'^bentoml_\w+_request_total\{[^}]*endpoint="([^"]*)"', text, re.M))
+    assert {"/cases/{claim_id}", "/{unmatched}", "/model"} <= endpoints, endpoints
+    assert not [e for e in endpoints if "MET-" in e]  # one series per claim viewed grew /metrics without end
+
+
 def test_concurrent_claims_are_answered_in_batches_and_every_one_is_logged(server, keys, home, good_claim):
     claims = [{**good_claim, "claim_id": f"CON-{i}", "claimant_id": f"K-CON{i}"} for i in range(64)]
     with ThreadPoolExecutor(16) as pool:

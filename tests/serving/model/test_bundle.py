@@ -74,3 +74,49 @@ def test_calibration_kinds():
     platt = Calibration("platt", a=1.0, b=0.0)
     assert platt.apply(np.array([0.3]))[0] == pytest.approx(0.3)
     assert Calibration.from_dict(iso.to_dict()) == iso
+
+
+def test_lightgbm_is_never_asked_for_two_predictions_at_once(trained, monkeypatch):
+    """One booster predicted from two threads with different parameters races inside LightGBM
+    (#5482, #6142): every call the bundle and the explainer make into it waits for the others."""
+    import threading
+
+    from serving.model import bundle as bundle_module
+    from serving.model.explainer import Explainer
+
+    bundle, table = trained
+    matrix = bundle.encoder.transform(table.head(100))
+    inside, most = 0, 0
+    counting = threading.Lock()
+    real_predict = bundle.booster.predict
+
+    def predict(*args, **kwargs):
+        nonlocal inside, most
+        with counting:
+            inside += 1
+            most = max(most, inside)
+        threading.Event().wait(0.002)  # long enough for the other threads to come in
+        try:
+            return real_predict(*args, **kwargs)
+        finally:
+            with counting:
+                inside -= 1
+
+    monkeypatch.setattr(bundle.booster, "predict", predict)
+    fallback = Explainer.for_booster(bundle.booster)
+    monkeypatch.setattr(fallback, "_model", None)  # the booster's own contributions (beyond the kernels' bounds)
+    calls = [
+        lambda: bundle.predict(matrix),
+        lambda: bundle.predict(matrix[:1]),
+        lambda: bundle.predict_log_odds(matrix),
+        lambda: fallback.contributions(matrix[:3]),
+    ]
+    threads = [threading.Thread(target=calls[i % len(calls)]) for i in range(24)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert most == 1
+    assert bundle_module.PREDICT_LOCK.acquire(blocking=False)  # and nothing left it held
+    bundle_module.PREDICT_LOCK.release()
+    np.testing.assert_allclose(bundle.predict_log_odds(matrix), real_predict(matrix, raw_score=True), rtol=0, atol=0)
