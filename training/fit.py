@@ -24,10 +24,11 @@ def fit_model(
     y_valid: np.ndarray,
     cfg: TrainingConfig,
     metadata: dict | None = None,
+    trainer: Trainer | None = None,
 ) -> ModelBundle:
-    """Train, early-stop and calibrate a binary model; deterministic for a config and data."""
-    import lightgbm as lgb
-
+    """Train, early-stop and calibrate a binary model; deterministic for a config and data (and,
+    on Dask, for the workers' share of the rows). ``trainer``: where the booster is fitted (in this
+    process by default, :class:`training.distributed.DaskTrainer` on a cluster)."""
     encoder = FeatureEncoder.fit(train_table, features)
     x_train, x_valid = encoder.transform(train_table), encoder.transform(valid_table)
     y_train, y_valid = np.asarray(y_train, dtype=np.float64), np.asarray(y_valid, dtype=np.float64)
@@ -35,16 +36,9 @@ def fit_model(
     weights = class_weights(y_train, cfg)
     params = lgb_params(task, features, cfg)
     cats = encoder.categorical_indices
-    train_set = lgb.Dataset(x_train, y_train, weight=weights, categorical_feature=cats, free_raw_data=False)
-    valid_set = lgb.Dataset(x_valid, y_valid, categorical_feature=cats, reference=train_set)
-    booster = lgb.train(
-        params,
-        train_set,
-        num_boost_round=lg.max_rounds,
-        valid_sets=[valid_set],
-        callbacks=[lgb.early_stopping(lg.early_stopping_rounds, verbose=False)],
+    booster = (trainer or IN_PROCESS).fit(
+        params, x_train, y_train, weights, cats, lg.max_rounds, (x_valid, y_valid), lg.early_stopping_rounds
     )
-    booster = booster if booster.best_iteration <= 0 else _trim(booster)
     raw_valid = booster.predict(x_valid)
     calibration = fit_calibration(raw_valid, y_valid, cfg.calibration)
     meta = {
@@ -52,6 +46,7 @@ def fit_model(
         "train_rows": len(y_train),
         "params": params,
         "positive_weight": float(weights.max()) if weights is not None else 1.0,
+        "fitted": (trainer or IN_PROCESS).describe(),
         **(metadata or {}),
     }
     return ModelBundle(task, label, booster, encoder, calibration, meta)
@@ -92,20 +87,71 @@ def class_weights(y: np.ndarray, cfg: TrainingConfig) -> np.ndarray | None:
     return None
 
 
-def train_booster(params: dict, x: np.ndarray, y: np.ndarray, cats: list[int], rounds: int, cfg: TrainingConfig):
+def train_booster(
+    params: dict,
+    x: np.ndarray,
+    y: np.ndarray,
+    cats: list[int],
+    rounds: int,
+    cfg: TrainingConfig,
+    trainer: Trainer | None = None,
+):
     """A booster with a fixed number of rounds (no early stopping): for refits."""
-    import lightgbm as lgb
-
     y = np.asarray(y, dtype=np.float64)
-    data = lgb.Dataset(x, y, weight=class_weights(y, cfg), categorical_feature=cats)
-    return lgb.train(params, data, num_boost_round=rounds)
+    return (trainer or IN_PROCESS).fit(params, x, y, class_weights(y, cfg), cats, rounds)
 
 
-def _trim(booster):
-    """Keep only the trees up to the best validation iteration (so predict needs no arguments)."""
+class Trainer:
+    """Where boosters are fitted and feature tables built: in this process. The Dask trainer
+    (:class:`training.distributed.DaskTrainer`) does both on a cluster; everything else in a training
+    run (split, calibration, evaluation, routing, registration) is the same code either way."""
+
+    def describe(self) -> str:
+        return "in process"
+
+    def features(self, frame: pd.DataFrame, features: Sequence[Feature], extras) -> pd.DataFrame:
+        from features.build import build_features
+
+        return build_features(frame, features, extras)
+
+    def fit(
+        self,
+        params: dict,
+        x: np.ndarray,
+        y: np.ndarray,
+        weight: np.ndarray | None,
+        cats: list[int],
+        rounds: int,
+        valid: tuple[np.ndarray, np.ndarray] | None = None,
+        patience: int = 0,
+    ):
+        """A booster of at most ``rounds`` rounds; with ``valid``, early-stopped on it (no gain in
+        ``patience`` rounds) and cut to its best round."""
+        import lightgbm as lgb
+
+        train_set = lgb.Dataset(x, y, weight=weight, categorical_feature=cats, free_raw_data=valid is None)
+        if valid is None:
+            return lgb.train(params, train_set, num_boost_round=rounds)
+        valid_set = lgb.Dataset(valid[0], valid[1], categorical_feature=cats, reference=train_set)
+        booster = lgb.train(
+            params,
+            train_set,
+            num_boost_round=rounds,
+            valid_sets=[valid_set],
+            callbacks=[lgb.early_stopping(patience, verbose=False)],
+        )
+        return booster if booster.best_iteration <= 0 else trim(booster, booster.best_iteration)
+
+
+IN_PROCESS = Trainer()
+
+
+def trim(booster, rounds: int):
+    """Keep only the trees of the first ``rounds`` rounds (the best validation round: so predict
+    needs no arguments)."""
     import lightgbm as lgb
 
-    return lgb.Booster(model_str=booster.model_to_string(num_iteration=booster.best_iteration))
+    return lgb.Booster(model_str=booster.model_to_string(num_iteration=rounds))
 
 
 def fit_calibration(raw: np.ndarray, y: np.ndarray, kind: str) -> Calibration:

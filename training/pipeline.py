@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from features.build import available_features, build_features
+from features.build import available_features
 from features.config import Settings
 from features.data.sources import load_claims
 from features.data.validation import validate_claims
@@ -40,7 +40,7 @@ from serving.model.registry import load_bundle
 from serving.model.routing import ROUTES, RoutingPolicy
 from training import registry
 from training.config import TrainingConfig
-from training.fit import fit_model
+from training.fit import IN_PROCESS, Trainer, fit_model
 from training.poisoning import data_profile, findings
 from training.refit import refit_model
 from training.routing import choose_policy, usable_rules
@@ -87,8 +87,12 @@ def train(
     on_stage: Callable[[str], None] = lambda _: None,
     tune_trials: int = 0,
     config_origin: str = "given",
+    trainer: Trainer | None = None,
 ) -> TrainResult:
-    """Train, judge, refit and register; ``config_origin`` says where ``cfg`` came from (logged)."""
+    """Train, judge, refit and register; ``config_origin`` says where ``cfg`` came from (logged).
+    ``trainer``: where features are built and boosters fitted (this process by default; on Dask,
+    :class:`training.distributed.DaskTrainer`), the rest of the run is the same either way."""
+    trainer = trainer or IN_PROCESS
     loaded = load_claims(data, source, settings)
     frame = loaded.frame
     check = validate_claims(
@@ -103,7 +107,7 @@ def train(
     check.raise_for_failure()
     on_stage(STAGES[0])
     feats = available_features(frame, loaded.extras)
-    table = build_features(frame, feats, loaded.extras)
+    table = trainer.features(frame, feats, loaded.extras)
     usable_rules(cfg.routing, table.columns)  # a rule naming no feature at all fails now, not after fitting
     ys = {task: frame[label].astype("float64").to_numpy() for task, label in LABELS.items()}
     skipped = {
@@ -144,6 +148,7 @@ def train(
                         "features": [f.name for f in feats],
                         "extras": {k: {"type": v.type, "description": v.description} for k, v in loaded.extras.items()},
                     },
+                    trainer,
                 )
 
             if tune_trials:
@@ -170,7 +175,7 @@ def train(
             selected[task] = bundle
             if cfg.refit:
                 bundles[task] = refit_model(
-                    bundle, feats, table, y, frame["report_date"], split.matured, split.gap_days, cfg
+                    bundle, feats, table, y, frame["report_date"], split.matured, split.gap_days, cfg, trainer
                 )
             else:
                 end = split.test_start - pd.Timedelta(days=split.gap_days)
@@ -485,6 +490,7 @@ def _log_run(
                 "data_fingerprint": fingerprint(frame),
                 "seed": cfg.seed,
                 "training_config": config_origin,
+                "fitted": next(iter(bundles.values())).metadata.get("fitted", "in process"),
                 **{f"period.{k}": v for k, v in split.periods().items()},
                 "split.gap_days": split.gap_days,
                 "split.notes": "; ".join(split.notes) or "none",

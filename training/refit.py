@@ -37,7 +37,7 @@ from features.catalog import Feature
 from serving.model.bundle import ModelBundle
 from serving.model.encoding import FeatureEncoder
 from training.config import TrainingConfig
-from training.fit import fit_calibration, train_booster
+from training.fit import Trainer, fit_calibration, train_booster
 
 FOLDS = 3
 RULE = "round(best_iteration * refit_rows / train_rows), clipped to [1, lightgbm.max_rounds]"
@@ -57,6 +57,7 @@ def refit_model(
     rows: np.ndarray,
     gap_days: int,
     cfg: TrainingConfig,
+    trainer: Trainer | None = None,
 ) -> ModelBundle:
     """The selected model's recipe refitted on the labelled claims in ``rows`` (matured claims)."""
     lab = np.asarray(rows) & ~np.isnan(y)
@@ -71,8 +72,8 @@ def refit_model(
     def rounds(n: int) -> int:
         return scaled_iterations(best, train_rows, n, cfg.lightgbm.max_rounds)
 
-    booster = train_booster(params, x, yy, cats, rounds(len(yy)), cfg)
-    calibration, how = _oof_calibration(params, x, yy, t, cats, gap_days, cfg, booster.current_iteration())
+    booster = train_booster(params, x, yy, cats, rounds(len(yy)), cfg, trainer)
+    calibration, how = _oof_calibration(params, x, yy, t, cats, gap_days, cfg, booster.current_iteration(), trainer)
     if calibration is None:
         calibration = selected.calibration
     start, end = t.min(), t.max()
@@ -100,7 +101,7 @@ def refit_model(
     return ModelBundle(selected.task, selected.label, booster, encoder, calibration, meta)
 
 
-def _oof_calibration(params, x, y, t: pd.Series, cats, gap_days: int, cfg: TrainingConfig, rounds: int):
+def _oof_calibration(params, x, y, t: pd.Series, cats, gap_days: int, cfg: TrainingConfig, rounds: int, trainer):
     """A calibrator fitted on time-ordered out-of-fold predictions, and a sentence saying how."""
     gap = pd.Timedelta(days=gap_days)
     bounds = [t.quantile(j / FOLDS) for j in range(1, FOLDS)]
@@ -111,7 +112,7 @@ def _oof_calibration(params, x, y, t: pd.Series, cats, gap_days: int, cfg: Train
         score = ((t >= lo) & (t < hi) if hi is not None else t >= lo).to_numpy()
         if not score.any() or y[fit].sum() < 1 or y[fit].sum() == fit.sum():
             continue
-        booster = train_booster(params, x[fit], y[fit], cats, rounds, cfg)
+        booster = train_booster(params, x[fit], y[fit], cats, rounds, cfg, trainer)
         raw.append(booster.predict(x[score]))
         truth.append(y[score])
         used.append(f"{t[score].min():%Y-%m-%d} to {t[score].max():%Y-%m-%d}")

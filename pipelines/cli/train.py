@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Annotated
 
@@ -34,13 +35,32 @@ def train(
             "(default: the training config's 'refit', true). --no-refit registers the train-period model.",
         ),
     ] = None,
+    dask_workers: Annotated[
+        int | None,
+        typer.Option(
+            "--dask-workers",
+            min=1,
+            help="Build the features and fit the boosters on a local Dask cluster of this many worker "
+            "processes (on 127.0.0.1), with LightGBM's distributed training; the rest of the run is the same.",
+        ),
+    ] = None,
+    scheduler: Annotated[
+        str | None,
+        typer.Option(
+            "--scheduler",
+            metavar="ADDRESS",
+            help="As --dask-workers, on the running Dask cluster whose scheduler is at ADDRESS (tcp://HOST:PORT).",
+        ),
+    ] = None,
 ) -> None:
     """Train the fraud and fast-track models on a time-ordered split; register them as challengers.
 
     The training config is --training-config if given, else the source's recommended
     training/configs/<source>.yaml, else the defaults (a split relative to the data).
     --source history trains on the claim history store's matured labels: claims whose outcome has
-    not been recorded yet are left out of each model's rows (and counted)."""
+    not been recorded yet are left out of each model's rows (and counted).
+    With --dask-workers N (or --scheduler ADDRESS) features and boosters are made on Dask
+    (training/distributed.py says how, and how close the result is to an in-process run)."""
     from features.schema import LABELS
     from training.config import resolve_training_config
     from training.pipeline import STAGES
@@ -53,8 +73,27 @@ def train(
         origin += f", refit {'on' if refit else 'off'} by option"
     typer.echo(f"training config: {origin}")
     t0 = time.perf_counter()
-    with Stages(len(STAGES), "validating claims") as bar:
-        result = run_training(data, source, state, cfg, on_stage=bar.advance, tune_trials=tune, config_origin=origin)
+    if dask_workers is not None and scheduler is not None:
+        raise typer.BadParameter("give --dask-workers or --scheduler, not both", param_hint="--scheduler")
+    with ExitStack() as stack:
+        trainer = None
+        if dask_workers is not None or scheduler is not None:
+            from pipelines.distributed import dask_client
+            from training.distributed import DaskTrainer
+
+            trainer = DaskTrainer(stack.enter_context(dask_client(dask_workers, scheduler)))
+            typer.echo(f"training on Dask: {trainer.describe()}")
+        with Stages(len(STAGES), "validating claims") as bar:
+            result = run_training(
+                data,
+                source,
+                state,
+                cfg,
+                on_stage=bar.advance,
+                tune_trials=tune,
+                config_origin=origin,
+                trainer=trainer,
+            )
     for note in result.notes:
         typer.echo(f"split: {note}")
     for task, why in result.skipped.items():
