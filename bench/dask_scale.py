@@ -5,6 +5,7 @@ generate`` writes), each in a fresh process, with the champions trained as ``mak
 
     python -m bench.dask_scale --claims 200000
     python -m bench.dask_scale --claims 1000000 --home /tmp/bench-home   # train once, reuse after
+    python -m bench.dask_scale --task train --claims 1000000             # claimscore train both ways
 
 Each run is timed end to end (start-up, loading the models, reading, features, scores, reasons,
 writing). Memory is the peak resident set (the kernel's ``VmHWM``) of every process of the run,
@@ -60,6 +61,7 @@ def main(
         identical = _identical(work / "in_process.parquet", work / "on_dask.parquet") if claims <= compare_max else None
         for run in (in_process, on_dask):
             run["claims_per_s"] = claims / run["seconds"]
+            run.pop("stdout")
         return {
             "claims": claims,
             "partition_rows": PARTITION_ROWS,
@@ -71,6 +73,32 @@ def main(
             "dask_parts": len(list((work / "on_dask.parquet").iterdir())),
             "identical": identical,
         }
+
+
+def train_main(claims: int = CLAIMS, workers: int = WORKERS) -> dict:
+    """``claimscore train --no-refit`` in one process against ``--dask-workers N`` on the same N
+    labelled synthetic claims, each in a fresh process and a fresh state folder: seconds, peak memory
+    per process, and each run's test figures as it prints them."""
+    import re
+
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        data = work / "claims.parquet"
+        _cli(work / "gen", "generate", "--claims", claims, "--seed", 7, "--out", data)
+        runs = {}
+        for name, extra in (("in_process", []), ("dask", ["--dask-workers", workers])):
+            home = work / name
+            home.mkdir()
+            run = _timed(home, "train", "--data", data, "--no-refit", *extra)
+            run["test"] = {
+                m.group(1): {"roc_auc": float(m.group(2)), "average_precision": float(m.group(3))}
+                for m in re.finditer(
+                    r"claimscore-([\w-]+) v\d+ \(challenger\): test ROC-AUC ([\d.]+), average precision ([\d.]+)",
+                    run.pop("stdout"),
+                )
+            }
+            runs[name] = run
+        return {"task": "train", "claims": claims, "workers": workers, "cores": len(os.sched_getaffinity(0)), **runs}
 
 
 def _cli(home: Path, *args) -> subprocess.CompletedProcess:
@@ -108,6 +136,7 @@ def _timed(home: Path, *args) -> dict:
         "load_before": load_before,
         "load_after": os.getloadavg()[0],
         "summary": stdout.strip().splitlines()[-1],
+        "stdout": stdout,
     }
 
 
@@ -176,6 +205,10 @@ if __name__ == "__main__":
     parser.add_argument("--workers", type=int, default=WORKERS, help="Dask worker processes")
     parser.add_argument("--compare-max", type=int, default=COMPARE_MAX, help="compare the outputs up to this many")
     parser.add_argument("--home", type=Path, help="keep the champions here, to reuse them in the next run")
+    parser.add_argument("--task", choices=("score", "train"), default="score", help="what to run both ways")
     a = parser.parse_args()
-    print(json.dumps(main(a.claims, a.workers, a.compare_max, a.home)))
+    if a.task == "train":
+        print(json.dumps(train_main(a.claims, a.workers)))
+    else:
+        print(json.dumps(main(a.claims, a.workers, a.compare_max, a.home)))
     sys.stdout.flush()

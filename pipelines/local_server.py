@@ -62,7 +62,8 @@ class Server:
             except OSError:
                 pass
             time.sleep(0.25)
-        raise RuntimeError(f"server not ready in {START_TIMEOUT_S} s")
+        self.kill()  # a server that never became ready is not left running (and holding its memory)
+        raise RuntimeError(f"server not ready in {START_TIMEOUT_S} s: " + (home / "server.log").read_text()[-2000:])
 
     def call(
         self,

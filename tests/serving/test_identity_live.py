@@ -11,17 +11,13 @@ import pytest
 
 from features.config import Settings
 from features.data.sources import load_claims
-from features.data.synthetic import generate_claims
 from features.identity import Identity
 from features.store.history import HistoryStore
 from pipelines.local_server import Server
 from serving.decision_log import DecisionLog
 from serving.keys import KeyStore
-from training import registry
-from training.config import LightGBMConfig, TrainingConfig
-from training.pipeline import train
 
-pytestmark = pytest.mark.slow  # trains a small model and starts a real server
+pytestmark = pytest.mark.slow  # the session champion, and a real server
 
 SECRET = "live-test-secret-0123456789abcdef"
 PHONE, PHONE_AGAIN, DIGITS = "+61 499 876 543", "(04) 9987-6543", b"61499876543"
@@ -29,14 +25,16 @@ ADDRESS, ACCOUNT = "7 Quokka Crescent, Rottnest WA 6161", "999-111 87654321"
 
 
 @pytest.fixture(scope="module")
-def home(tmp_path_factory):
-    home = tmp_path_factory.mktemp("identity-live")
+def home(served_home, champion):
+    """The session champion's models, served with a secret of this module's own: the models do not
+    depend on the secret (link features count hashes, whichever key made them), the history does,
+    so it is loaded anew from the champion's claims with this secret."""
+    home = served_home("identity-live")
+    data = champion[0] / "claims.parquet"  # raw identifiers: kept out of the state dir
+    (home / "claims.parquet").unlink()
     settings = Settings(home=home, identity_secret=SECRET).resolved().ensure_dirs()
-    data = tmp_path_factory.mktemp("identity-data") / "claims.parquet"  # raw identifiers: not in the state dir
-    generate_claims(30_000, seed=23).to_parquet(data)
-    train(str(data), "synthetic", settings, TrainingConfig(lightgbm=LightGBMConfig(max_rounds=150)))
-    registry.configure(settings)
-    registry.promote("average_precision", 0.0, "tests", "identity tests")
+    for stale in home.glob("history.db*"):  # hashed with the demo secret
+        stale.unlink()
     HistoryStore(settings.history_url).load(load_claims(data, "synthetic", settings).frame)
     return home, data
 
