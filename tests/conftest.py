@@ -109,21 +109,42 @@ def champion(tmp_path_factory) -> tuple[Path, pd.DataFrame]:
     from training.config import TrainingConfig
     from training.pipeline import train
 
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("CLAIMSCORE_DEMO", "1")  # the built-in identity secret (see tests/serving/test_service.py)
-        base = tmp_path_factory.mktemp("champion")
-        settings = Settings(home=base).resolved().ensure_dirs()
-        frame = generate_claims(CHAMPION_CLAIMS + LIVE_CLAIMS, seed=23)
-        frame = frame.sort_values("report_date", kind="stable", ignore_index=True)
-        data = base / "claims.parquet"
-        frame.iloc[:CHAMPION_CLAIMS].to_parquet(data)
-        train(str(data), "synthetic", settings, TrainingConfig(refit=False))
-        registry.configure(settings)
-        registry.promote("average_precision", 0.0, "tests", "served-champion tests")
-        store = HistoryStore(settings.history_url)
-        store.load(load_claims(str(data), "synthetic", settings).frame)
-        store.close()
-    return base, frame.iloc[CHAMPION_CLAIMS:].reset_index(drop=True)
+    frame = generate_claims(CHAMPION_CLAIMS + LIVE_CLAIMS, seed=23)
+    frame = frame.sort_values("report_date", kind="stable", ignore_index=True)
+
+    def make(base: Path) -> None:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("CLAIMSCORE_DEMO", "1")  # the built-in identity secret (see tests/serving/test_service.py)
+            settings = Settings(home=base).resolved().ensure_dirs()
+            data = base / "claims.parquet"
+            frame.iloc[:CHAMPION_CLAIMS].to_parquet(data)
+            train(str(data), "synthetic", settings, TrainingConfig(refit=False))
+            registry.configure(settings)
+            registry.promote("average_precision", 0.0, "tests", "served-champion tests")
+            store = HistoryStore(settings.history_url)
+            store.load(load_claims(str(data), "synthetic", settings).frame)
+            store.close()
+
+    return once_per_run(tmp_path_factory, "champion", make), frame.iloc[CHAMPION_CLAIMS:].reset_index(drop=True)
+
+
+def once_per_run(tmp_path_factory, name: str, make: Callable[[Path], None]) -> Path:
+    """A folder ``make`` fills once per test run, whichever test process asks first (``make test``
+    runs modules in two processes, pytest-xdist; the others wait for it, then read it)."""
+    import fcntl
+
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the run's folder, above each test process's own
+    folder = root / name
+    with open(root / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (folder / ".made").exists():
+            shutil.rmtree(folder, ignore_errors=True)  # what a process that failed half-way left
+            folder.mkdir()
+            make(folder)
+            (folder / ".made").touch()
+    return folder
 
 
 @pytest.fixture(scope="session")
