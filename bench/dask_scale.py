@@ -144,6 +144,8 @@ def _sample(root: int, peaks: dict[int, tuple[str, float]], done: threading.Even
     """Every ``SAMPLE_S``: the high-water mark of resident memory of ``root`` and its descendants."""
     import psutil
 
+    from bench.soak import rss_mb
+
     try:
         top = psutil.Process(root)
     except psutil.NoSuchProcess:
@@ -154,21 +156,11 @@ def _sample(root: int, peaks: dict[int, tuple[str, float]], done: threading.Even
         except psutil.NoSuchProcess:
             return
         for p in tree:
-            mb = _hwm_mb(p.pid)
+            mb = rss_mb(p.pid, "VmHWM")
             if mb is not None:
                 role = "command" if p.pid == root else _role(p)
                 peaks[p.pid] = (role, max(mb, peaks.get(p.pid, ("", 0.0))[1]))
         done.wait(SAMPLE_S)
-
-
-def _hwm_mb(pid: int) -> float | None:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        return None
-    return None
 
 
 def _role(process) -> str:

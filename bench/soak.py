@@ -251,11 +251,11 @@ class Soak:
             await asyncio.sleep(max(0.0, SCRAPE_S - (self.now() - started)))
 
 
-def rss_mb(pid: int) -> float | None:
-    """A process's resident memory (``VmRSS``), None once it is gone."""
+def rss_mb(pid: int, field: str = "VmRSS") -> float | None:
+    """A process's resident memory (``VmRSS``; ``VmHWM``: its high-water mark), None once it is gone."""
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) / 1024
     except OSError:
         return None
