@@ -120,7 +120,9 @@ def route_shift(reference: Reference, routes: np.ndarray, cfg: DriftConfig) -> p
     return frame.loc[order].reset_index(drop=True)
 
 
-def multivariate_drift(reference: Reference, current: pd.DataFrame, cfg: DriftConfig) -> dict:
+def multivariate_drift(
+    reference: Reference, current: pd.DataFrame, cfg: DriftConfig, errors: np.ndarray | None = None
+) -> dict:
     """NannyML's data reconstruction drift. The window's rows are reconstructed from the reference's
     principal components; its mean error is compared with the reference's.
 
@@ -134,6 +136,9 @@ def multivariate_drift(reference: Reference, current: pd.DataFrame, cfg: DriftCo
     Returns ``error, reference_error, reference_std, threshold, drifted, components, features, rows,
     chunk_size, missing`` (reference features the window lacks, counted at the median) and
     ``chunks`` (``chunk, start, rows, error, threshold, drifted``).
+
+    ``errors``: the rows' :func:`~monitoring.reference.reconstruction_errors`, where they were made
+    already (beside the rows, on Dask); ``current`` is then read for its column names only.
     """
     model = reference.multivariate
     if not model:
@@ -146,7 +151,7 @@ def multivariate_drift(reference: Reference, current: pd.DataFrame, cfg: DriftCo
             "missing": [],
             "chunks": [],
         }
-    errors = reconstruction_errors(model, current)
+    errors = reconstruction_errors(model, current) if errors is None else np.asarray(errors, dtype=np.float64)
     chunk = int(model["chunk_size"])
     chunks, start = [], 0
     for i, part in enumerate(np.array_split(errors, max(1, round(len(errors) / chunk)))):

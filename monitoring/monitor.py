@@ -67,15 +67,17 @@ def monitor(
     extra = reference.extra or {}
     capacity = float(extra.get("siu_capacity", DEFAULT_CAPACITY))
 
-    present = [c for c in window.features.columns]
-    feature_rows = drift.feature_drift(reference, window.features[present], cfg.drift)
+    feature_rows = drift.feature_drift(reference, window.features, cfg.drift)
     score_rows = drift.score_drift(reference, window.scores, cfg.drift)
     route_rows = drift.route_shift(reference, window.routes, cfg.drift)
-    multivariate = drift.multivariate_drift(reference, window.features[present], cfg.drift)
+    multivariate = drift.multivariate_drift(reference, window.features, cfg.drift, window.reconstruction_errors)
     alerts += drift.drift_alerts(feature_rows, score_rows, route_rows, multivariate, cfg.drift)
     on_stage("drift")
 
-    checked = quality.quality(window.claims, report_dir)
+    if window.quality_parts is not None:
+        checked = quality.from_parts(window.quality_parts, report_dir)
+    else:
+        checked = quality.quality(window.claims, report_dir)
     alerts += quality.quality_alerts(checked)
     on_stage("quality")
 

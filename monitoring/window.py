@@ -23,6 +23,7 @@ import pandas as pd
 from serving.model.routing import RoutingPolicy
 
 if TYPE_CHECKING:
+    from monitoring.quality import Parts
     from serving.model.scorer import Scorer
 
 
@@ -55,6 +56,12 @@ class Window:
     ``routes`` (array; None where it did not run), ``scores`` (task -> array), ``version``."""
     description: dict[str, str] = field(default_factory=dict)
     """What the window is, for the report (source, period, model versions)."""
+    reconstruction_errors: np.ndarray | None = None
+    """Each claim's reconstruction error from the reference's principal components, where it was
+    made beside the claims (a window on Dask); None: made from ``features`` when needed."""
+    quality_parts: Parts | None = None
+    """The quality suite's checks made part by part beside the claims (a window on Dask); None: the
+    suite is run on ``claims``."""
 
     def __len__(self) -> int:
         return len(self.claims)

@@ -69,6 +69,8 @@ if TYPE_CHECKING:  # dask is imported by the caller who hands us a dask frame
 
 T = TypeVar("T")
 KEY = "claim_id"
+ROW_INDEX = "row"
+"""The index of claims read ``numbered``: each row's position in the data read."""
 ROW = "row"
 GRAPH = "graph"
 """Pseudo-keys: features of the row alone, and features of the whole linked graph."""
@@ -260,10 +262,13 @@ class DaskClaims:
     """``x_`` column -> type and description, as :func:`~features.data.sources.load_claims` says."""
 
 
-def read_claims_dask(data: str | Path, settings: Settings, source: str = "synthetic") -> DaskClaims:
+def read_claims_dask(
+    data: str | Path, settings: Settings, source: str = "synthetic", *, numbered: bool = False
+) -> DaskClaims:
     """New claims of a Parquet file or folder as :func:`~features.data.sources.load_claims` reads
     them to score (``purpose="score"``), one partition per :func:`parquet_pieces` piece (in the
-    files' order).
+    files' order). ``numbered``: each claim's index is its row's position in the data (``ROW_INDEX``;
+    the partitions' divisions known), else each partition's own.
 
     Each task reads its piece and maps it by :func:`~features.data.sources.apply.apply_mapping` with
     the source's mapping, so personal identifiers are normalised and hashed by the settings' identity
@@ -286,13 +291,19 @@ def read_claims_dask(data: str | Path, settings: Settings, source: str = "synthe
     if missing:
         raise MappingError(f"{data}: lacks column(s) that mapping '{mapping.name}' needs: {', '.join(missing)}")
     identity = Identity.from_settings(settings)
-    meta = _read_mapped((pieces[0][0], 0, 0), available, mapping, identity, str(data))
+    starts = [0]
+    for _, first, end in pieces:
+        starts.append(starts[-1] + end - first)
+    numbers = [start if numbered else None for start in starts[:-1]]
+    meta = _read_mapped((pieces[0][0], 0, 0), 0 if numbered else None, available, mapping, identity, str(data))
     with dask.config.set({"dataframe.convert-string": False}):  # canonical text stays pandas' str (NaN)
         frame = dd.from_map(
             _read_mapped,
             pieces,
+            numbers,
             args=[available, mapping, identity, str(data)],
             meta=meta,
+            divisions=(*starts[:-1], starts[-1] - 1) if numbered else None,
             label="read-claims",
             enforce_metadata=False,
         )
@@ -323,18 +334,27 @@ def parquet_pieces(data: str | Path) -> list[tuple[str, int, int]]:
 
 
 def _read_mapped(
-    piece: tuple[str, int, int], names: list[str], mapping: SourceMapping, identity: Identity, origin: str
+    piece: tuple[str, int, int],
+    start: int | None,
+    names: list[str],
+    mapping: SourceMapping,
+    identity: Identity,
+    origin: str,
 ) -> pd.DataFrame:
     """Rows ``[first, end)`` of a file read (as ``pandas.read_parquet`` reads a file) and mapped to the
-    canonical schema, as ``load_claims`` maps a whole table. (Not ``columns``: ``dd.from_map`` would
-    pass its own, the mapped frame's.)"""
+    canonical schema, as ``load_claims`` maps a whole table; indexed from ``start`` (the piece's first
+    row's position in the data) when given. (Not ``columns``: ``dd.from_map`` would pass its own, the
+    mapped frame's.)"""
     from features.data.sources.apply import apply_mapping
 
     file, first, end = piece
     try:
-        return apply_mapping(_read_rows(file, first, end, names), mapping, identity, origin=origin).frame
+        frame = apply_mapping(_read_rows(file, first, end, names), mapping, identity, origin=origin).frame
     except MappingError as exc:
         raise MappingError(f"mapping '{mapping.name}' on {origin}: {exc}") from None
+    if start is not None:  # rows a mapping excludes leave gaps: positions stay within the piece's
+        frame.index = pd.RangeIndex(start, start + len(frame), name=ROW_INDEX)
+    return frame
 
 
 def _read_rows(file: str, first: int, end: int, names: list[str]) -> pd.DataFrame:

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
@@ -25,6 +26,9 @@ from monitoring.monitor import REPORT_FILE, SUMMARY_FILE, Summary, monitor
 from monitoring.reference import Reference
 from monitoring.report import write_report
 from monitoring.window import Window, from_decisions, from_table
+
+if TYPE_CHECKING:
+    from distributed import Client
 
 
 class MonitoringError(ClaimScoreError):
@@ -45,32 +49,49 @@ def run_monitoring(
     data: str | None = None,
     source: str = "synthetic",
     on_stage: Callable[[str], None] = lambda _: None,
+    client: Client | None = None,
 ) -> tuple[Summary, Path]:
     """Monitor the champion over a window of the decision log (``window``: since, until) or a table
-    (``data``, ``source``); write the report and summary to ``out`` and to :func:`latest_dir`."""
+    (``data``, ``source``); write the report and summary to ``out`` and to :func:`latest_dir`.
+    With a Dask ``client``, the table's window is made on its cluster
+    (:func:`~pipelines.distributed_monitoring.dask_table_window`): the same figures, for a table
+    larger than this process's memory."""
     from serving.model.scorer import Scorer
 
     scorer = Scorer.from_registry(settings)
     reference = champion_reference(scorer)
     on_stage("champion")
     since, until = window or (None, None)
-    if data is not None or source == HISTORY_SOURCE:  # a table: a file, or the history store itself
-        win = table_window(scorer, data, source, settings, since, until)
-    else:
-        win = log_window(scorer, settings, since, until)
-    if not len(win):
-        raise MonitoringError(f"no claims to monitor in {_describe(win, window, data)}")
-    win.description.update(
-        {"models": ", ".join(f"{t} v{v}" for t, v in scorer.versions.items()), "policy": str(scorer.policy.version)}
-    )
-    on_stage("window")
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     folder = Path(out) if out is not None else settings.reports_dir / "monitoring" / stamp
-    folder.mkdir(parents=True, exist_ok=True)
-    summary = monitor(win, reference, cfg, folder, on_stage)
-    summary.save(folder)
-    write_report(summary, win, reference, folder)
-    on_stage("report")
+    new_folder = not folder.exists()
+    try:
+        if client is not None:
+            win = dask_window(scorer, reference, data, source, settings, folder, since, until)
+        elif data is not None or source == HISTORY_SOURCE:  # a table: a file, or the history store itself
+            win = table_window(scorer, data, source, settings, since, until)
+        else:
+            win = log_window(scorer, settings, since, until)
+        if not len(win):
+            raise MonitoringError(f"no claims to monitor in {_describe(win, window, data)}")
+        win.description.update(
+            {"models": ", ".join(f"{t} v{v}" for t, v in scorer.versions.items()), "policy": str(scorer.policy.version)}
+        )
+        on_stage("window")
+        folder.mkdir(parents=True, exist_ok=True)
+        summary = monitor(win, reference, cfg, folder, on_stage)
+        summary.save(folder)
+        write_report(summary, win, reference, folder)
+        on_stage("report")
+    except BaseException:
+        if new_folder:  # a run that failed leaves no folder of its own behind
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
+    finally:
+        if client is not None:
+            from pipelines.distributed_monitoring import remove_window
+
+            remove_window(folder)
     latest = latest_dir(settings)
     latest.mkdir(parents=True, exist_ok=True)
     for name in (REPORT_FILE, SUMMARY_FILE):  # the report first: the summary's arrival says both are there
@@ -97,6 +118,28 @@ def table_window(
     loaded = load_claims(data, source, settings)
     win = from_table(loaded.frame, scorer, loaded.extras, _naive(since), _naive(until))
     win.description["source"] = f"{source} table {Path(data).name}" if data else "the claim history store"
+    win.description["period"] = f"reported {_day(since) or 'from the start'} to {_day(until) or 'the end'}"
+    return win
+
+
+def dask_window(
+    scorer, reference: Reference, data: str | None, source: str, settings: Settings, folder: Path, since, until
+) -> Window:
+    """A table's window made on Dask (the caller's client): a Parquet file or folder of claims."""
+    from pipelines.distributed import DASK_SOURCES
+    from pipelines.distributed_monitoring import dask_table_window
+
+    if data is None:
+        raise MonitoringError(
+            "monitoring on Dask reads a table of claims: give --data (a Parquet file or folder); "
+            "the decision log is monitored in one process"
+        )
+    if source not in DASK_SOURCES:
+        raise MonitoringError(
+            f"source '{source}' is not read on Dask: use {', '.join(DASK_SOURCES)} (canonical Parquet)"
+        )
+    win = dask_table_window(data, source, scorer, reference, settings, folder, _naive(since), _naive(until))
+    win.description["source"] = f"{source} table {Path(data).name} (on Dask)"
     win.description["period"] = f"reported {_day(since) or 'from the start'} to {_day(until) or 'the end'}"
     return win
 

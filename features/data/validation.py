@@ -30,7 +30,7 @@ import html
 import os
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -67,6 +67,14 @@ class Check:
     examples: list[str] = field(default_factory=list)
     observed: str = ""
     """For aggregate checks (label rates): the observed value; for checks that could not run: why."""
+    kind: str = ""
+    """How the check reads its result: ``exists``, ``rows``, ``nulls``, ``values``, ``dates``, ``rate``
+    (:func:`build_suite`'s meta); empty for the checks made outside the suite."""
+    mostly: float | None = None
+    """The share of rows that must pass (a null cap), where not all must."""
+    unexpected: tuple[str, ...] = ()
+    """The first unexpected values as shown (up to GX's partial list, in row order, repeats kept;
+    empty for personal fields): what :func:`merge_checks` takes ``examples`` from."""
 
     @property
     def line(self) -> str:
@@ -101,8 +109,11 @@ def provided_columns(frame: pd.DataFrame) -> list[str]:
     return [f.name for f in schema.FIELDS if f.name in frame.columns and frame[f.name].notna().any()]
 
 
-def build_suite(frame: pd.DataFrame, null_rates: dict[str, float] | None = None) -> ExpectationSuite:
-    """The GX suite for ``frame``: checks for the columns it provides (see the module docstring).
+def build_suite(
+    frame: pd.DataFrame, null_rates: dict[str, float] | None = None, provided: Iterable[str] | None = None
+) -> ExpectationSuite:
+    """The GX suite for ``frame``: checks for the columns it provides (see the module docstring), or
+    for ``provided`` ones (a part of a larger table: the whole table's :func:`provided_columns`).
 
     Each expectation's ``meta`` holds ``column``, ``rule``, ``kind`` (how to read its result) and
     ``order``, so results can be turned back into readable lines.
@@ -112,7 +123,7 @@ def build_suite(frame: pd.DataFrame, null_rates: dict[str, float] | None = None)
     from great_expectations.expectations.row_conditions import Column
 
     caps = _null_caps(null_rates)
-    provided = set(provided_columns(frame))
+    provided = set(provided_columns(frame) if provided is None else provided)
     specs: list[tuple[Any, str, str, str]] = []  # (expectation, column, rule, kind)
 
     def add(expectation: Any, column: str, rule: str, kind: str) -> None:
@@ -217,15 +228,65 @@ def validate_claims(
     known to lack some values). ``supplies`` are the fields the source must provide
     (``LoadedClaims.expected``); ``absent`` those the table had no column for (``LoadedClaims.absent``).
     """
-    suite = build_suite(frame, null_rates)
     checks = [_type_check(col, count, examples, len(frame)) for col, count, examples in type_problems]
     checks += supply_checks(frame, supplies, absent, null_rates)
-    checks += _run_suite(suite, frame)
-    report_path = _write_report(Path(report_dir), name, frame, checks)
+    checks += check_claims(frame, null_rates=null_rates)
+    return report_checks(checks, len(frame), provided_columns(frame), frame.columns, report_dir=report_dir, name=name)
+
+
+def check_claims(
+    frame: pd.DataFrame,
+    *,
+    null_rates: dict[str, float] | None = None,
+    provided: Iterable[str] | None = None,
+    first_row: int = 0,
+) -> list[Check]:
+    """The suite's checks of ``frame`` (no report). A part of a larger table is checked with the
+    whole table's ``provided`` columns and its ``first_row``'s position in the table (a row without
+    a claim id is named by its row); the parts' checks are then :func:`merge_checks`'d."""
+    return _run_suite(build_suite(frame, null_rates, provided), frame, first_row)
+
+
+def merge_checks(parts: Sequence[Sequence[Check]]) -> list[Check]:
+    """The checks of a table from those of its row-parts (in row order, each checked with the same
+    suite, hence the same checks in the same order): as :func:`check_claims` finds them on the whole
+    table when no check compares rows across parts (``claim_id`` unique: every part holds all of an
+    id's rows). Counts add up; a null cap is judged on the summed counts; examples are the first
+    distinct ones in row order (GX's first unexpected values of the whole table). Label rates,
+    which need the values' count, are refused."""
+    parts = [list(p) for p in parts if p]
+    if not parts:
+        return []
+    if any([(c.column, c.rule) for c in p] != [(c.column, c.rule) for c in parts[0]] for p in parts):
+        raise ValueError("merge_checks: the parts were checked with different suites")
+    merged = []
+    for same in zip(*parts):
+        first = same[0]
+        if first.kind == "rate":
+            raise ValueError(f"merge_checks: {first.column}'s positive rate cannot be merged from parts")
+        if first.observed or first.kind == "exists":  # a column's absence, or a check that could not run
+            merged.append(next((c for c in same if not c.success), first))
+            continue
+        count, total = sum(c.unexpected_count for c in same), sum(c.element_count for c in same)
+        if first.mostly is not None:
+            success = total == 0 or (total - count) / total >= first.mostly
+        else:
+            success = count == 0
+        shown = _distinct(e for c in same for e in c.unexpected) if not success else []
+        merged.append(replace(first, success=success, unexpected_count=count, element_count=total, examples=shown))
+    return merged
+
+
+def report_checks(
+    checks: list[Check], rows: int, provided: Sequence[str], columns: Iterable[str], *, report_dir: Path, name: str
+) -> ValidationResult:
+    """The result of ``checks`` run on ``rows`` claims providing the columns ``provided`` (of
+    ``columns``), with its HTML report written to ``report_dir``."""
+    report_path = _write_report(Path(report_dir), name, rows, list(provided), list(columns), checks)
     failed = [c for c in checks if not c.success]
     return ValidationResult(
         name=name,
-        rows=len(frame),
+        rows=rows,
         success=not failed,
         lines=[c.line for c in failed],
         report_path=report_path,
@@ -268,7 +329,7 @@ def _import_gx() -> Any:
     return gx
 
 
-def _run_suite(suite: ExpectationSuite, frame: pd.DataFrame) -> list[Check]:
+def _run_suite(suite: ExpectationSuite, frame: pd.DataFrame, first_row: int = 0) -> list[Check]:
     gx = _import_gx()
     from great_expectations.data_context.types.base import (
         DataContextConfig,
@@ -306,7 +367,7 @@ def _run_suite(suite: ExpectationSuite, frame: pd.DataFrame) -> list[Check]:
         results += run.results
     claim_ids = frame["claim_id"].to_numpy(dtype=object) if "claim_id" in frame.columns else None
     results.sort(key=lambda r: r.expectation_config.meta["order"])
-    return [_to_check(r, claim_ids) for r in results]
+    return [_to_check(r, claim_ids, first_row) for r in results]
 
 
 def _filters_rows(expectation: Any) -> bool:
@@ -337,7 +398,7 @@ def _gx_frame(frame: pd.DataFrame, expectations: Sequence[Any]) -> pd.DataFrame:
     return pd.DataFrame(out, index=pd.RangeIndex(len(frame)))
 
 
-def _to_check(r: Any, claim_ids: np.ndarray | None) -> Check:
+def _to_check(r: Any, claim_ids: np.ndarray | None, first_row: int = 0) -> Check:
     meta = r.expectation_config.meta
     column, rule, kind = meta["column"], meta["rule"], meta["kind"]
     res = r.result or {}
@@ -346,7 +407,7 @@ def _to_check(r: Any, claim_ids: np.ndarray | None) -> Check:
             column, rule, False, observed=f"{rule}: could not be checked ({r.exception_info.get('exception_message')})"
         )
     if kind == "exists":
-        return Check(column, rule, bool(r.success), observed="" if r.success else f"{rule}: column missing")
+        return Check(column, rule, bool(r.success), observed="" if r.success else f"{rule}: column missing", kind=kind)
     if kind == "rate":
         rate = res.get("observed_value")
         shown = "unknown" if rate is None else _pct(float(rate), observed=True)
@@ -356,10 +417,11 @@ def _to_check(r: Any, claim_ids: np.ndarray | None) -> Check:
             rule,
             bool(r.success),
             observed=f"positive rate {shown}" + ("" if r.success else f" outside {bounds}"),
+            kind=kind,
         )
     count, total = int(res.get("unexpected_count") or 0), int(res.get("element_count") or 0)
     examples: list[str] = []
-    if not r.success and not _is_personal(column):
+    if count and not _is_personal(column):
         if kind == "values":
             examples = [_fmt(v, column) for v in res.get("partial_unexpected_list", [])]
         elif kind == "dates":
@@ -367,8 +429,13 @@ def _to_check(r: Any, claim_ids: np.ndarray | None) -> Check:
             pairs = res.get("partial_unexpected_list", [])
             examples = [f"{_fmt(later, column)} < {_fmt(before, earlier)}" for later, before in pairs]
         elif kind == "rows":
-            examples = [_row_ref(i, claim_ids) for i in res.get("partial_unexpected_index_list", [])]
-    return Check(column, rule, bool(r.success), count, total, _distinct(examples))
+            examples = [_row_ref(i, claim_ids, first_row) for i in res.get("partial_unexpected_index_list", [])]
+    mostly = r.expectation_config.kwargs.get("mostly")
+    mostly = None if mostly is None or mostly == 1 else float(mostly)
+    shown = _distinct(examples) if not r.success else []
+    return Check(
+        column, rule, bool(r.success), count, total, shown, kind=kind, mostly=mostly, unexpected=tuple(examples)
+    )
 
 
 def _type_check(column: str, count: int, examples: Sequence[str], rows: int) -> Check:
@@ -437,9 +504,9 @@ def _clip(text: str, width: int = 40) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def _row_ref(position: int, claim_ids: np.ndarray | None) -> str:
+def _row_ref(position: int, claim_ids: np.ndarray | None, first_row: int = 0) -> str:
     claim = claim_ids[position] if claim_ids is not None else None
-    return f"claim {_clip(str(claim))}" if isinstance(claim, str) and claim else f"row {position + 1}"
+    return f"claim {_clip(str(claim))}" if isinstance(claim, str) and claim else f"row {first_row + position + 1}"
 
 
 def _distinct(values: Iterable[str]) -> list[str]:
@@ -454,15 +521,16 @@ th,td{border:1px solid #ccc;padding:.3em .6em;text-align:left;vertical-align:top
 .fail{color:#a00;font-weight:bold}.pass{color:#070}tr.fail td{background:#fdeaea}code{font-size:.95em}"""
 
 
-def _write_report(report_dir: Path, name: str, frame: pd.DataFrame, checks: list[Check]) -> Path:
+def _write_report(
+    report_dir: Path, name: str, rows: int, provided: list[str], columns: list[str], checks: list[Check]
+) -> Path:
     report_dir.mkdir(parents=True, exist_ok=True)
     now = datetime.now(UTC)
     safe = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "data"
     path = report_dir / f"validation-{safe}-{now.strftime('%Y%m%dT%H%M%S.%fZ')}.html"
     e = html.escape
     failed = [c for c in checks if not c.success]
-    provided = provided_columns(frame)
-    extras = schema.extra_columns(frame.columns)
+    extras = schema.extra_columns(columns)
     verdict = (
         f'<p class="fail">FAILED: {len(failed)} of {len(checks)} checks</p>'
         if failed
@@ -470,7 +538,7 @@ def _write_report(report_dir: Path, name: str, frame: pd.DataFrame, checks: list
     )
     summary = [
         ("Data", e(name)),
-        ("Rows", f"{len(frame):,}"),
+        ("Rows", f"{rows:,}"),
         ("Columns provided", f"{len(provided)} of {len(schema.COLUMNS)}: " + e(", ".join(provided))),
         ("Extra columns", e(", ".join(extras)) or "none"),
         ("Checks passed", str(len(checks) - len(failed))),

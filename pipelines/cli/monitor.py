@@ -96,17 +96,52 @@ def monitor(
         typer.Option("--monitor-config", help="YAML file of thresholds (monitoring/config.py has the defaults)."),
     ] = None,
     config: ConfigOpt = None,
+    dask_workers: Annotated[
+        int | None,
+        typer.Option(
+            "--dask-workers",
+            min=1,
+            help="With --data (canonical claims in a Parquet file or folder): make the window on a local "
+            "Dask cluster of this many worker processes (on 127.0.0.1), for tables larger than memory; "
+            "the same figures as in one process.",
+        ),
+    ] = None,
+    scheduler: Annotated[
+        str | None,
+        typer.Option(
+            "--scheduler",
+            metavar="ADDRESS",
+            help="As --dask-workers, on the running Dask cluster whose scheduler is at ADDRESS "
+            "(tcp://HOST:PORT); its workers must read --data and write --out at the same paths.",
+        ),
+    ] = None,
 ) -> None:
     """Monitor the champion: drift, data quality, performance, fairness and KPIs. Exit 3 on alerts."""
+    from contextlib import ExitStack
+
     from monitoring.config import load_monitor_config
     from pipelines.monitoring import run_monitoring
 
     state = settings(config).ensure_dirs()
     cfg = load_monitor_config(monitor_config)
     window = (_moment(since, "--since") if since else None, _moment(until, "--until") if until else None)
-    summary, folder = run_monitoring(
-        state, cfg, out=out, window=window, data=str(data) if data else None, source=source
-    )
+    on_dask = dask_workers is not None or scheduler is not None
+    if dask_workers is not None and scheduler is not None:
+        raise typer.BadParameter("give --dask-workers or --scheduler, not both", param_hint="--scheduler")
+    if on_dask and data is None:
+        raise typer.BadParameter(
+            "Dask monitors a table: give --data (canonical claims, a Parquet file or folder)",
+            param_hint="--scheduler" if scheduler else "--dask-workers",
+        )
+    with ExitStack() as stack:
+        client = None
+        if on_dask:
+            from pipelines.distributed import dask_client
+
+            client = stack.enter_context(dask_client(dask_workers, scheduler))
+        summary, folder = run_monitoring(
+            state, cfg, out=out, window=window, data=str(data) if data else None, source=source, client=client
+        )
     typer.echo(
         f"monitored {summary.data['window']['claims']:,} claims: {len(summary.alerts)} alert(s); "
         f"report {folder / 'report.html'}"

@@ -319,3 +319,47 @@ def test_validate_new_claims_needs_no_outcome_columns(cli, tmp_path):
     result = cli("validate", "--data", path, "--source", "synthetic", "--new-claims")
     assert result.code == 0, result.err
     assert "valid: 2,000 claims" in result.out
+
+
+def test_checks_of_parts_merge_into_the_checks_of_the_whole(claims):
+    """A table checked part by part (as monitoring on Dask checks a window) gives the whole table's
+    checks: counts added, a null cap judged on the sums (one part alone over the cap, the whole under
+    it), examples the first distinct ones in row order, the rows' claims named."""
+    from features.data.validation import check_claims, merge_checks, provided_columns
+
+    frame = claims.copy()
+    for label in schema.LABELS.values():  # a positive rate is not merged from parts (monitoring blanks labels)
+        frame[label] = schema.null_series(schema.BY_NAME[label].pandas_dtype, frame.index)
+    frame.loc[[3, 150, 270], "claimed_amount"] = [-5.0, -7.5, -5.0]
+    frame.loc[[20, 21], "channel"] = "pigeon"
+    frame.loc[[40], "report_date"] = frame.loc[40, "incident_date"] - pd.Timedelta(days=2)
+    frame.loc[[250], "claim_id"] = None  # a required value missing: named by its row
+    cap = schema.BY_NAME["claimed_amount"].max_null_rate
+    nulls = int(cap * len(frame))  # all in the last part: above the cap there, not in the table
+    frame.loc[len(frame) - nulls :, "claimed_amount"] = np.nan
+    whole = check_claims(frame)
+    provided = provided_columns(frame)
+    cuts = [0, 100, 200, len(frame)]
+    parts = [
+        check_claims(frame.iloc[a:b].reset_index(drop=True), provided=provided, first_row=a)
+        for a, b in zip(cuts, cuts[1:])
+    ]
+    assert not next(c for c in parts[-1] if c.column == "claimed_amount" and c.kind == "nulls").success
+
+    merged = merge_checks(parts)
+
+    assert [c.line for c in merged if not c.success] == [c.line for c in whole if not c.success]
+    assert [(c.column, c.rule, c.success, c.unexpected_count, c.element_count) for c in merged] == [
+        (c.column, c.rule, c.success, c.unexpected_count, c.element_count) for c in whole
+    ]
+    amount = next(c for c in merged if c.column == "claimed_amount" and c.kind == "values")
+    assert amount.examples == ["-5.0", "-7.5"] and amount.unexpected_count == 3
+
+
+def test_parts_checked_with_different_suites_are_refused(claims):
+    from features.data.validation import check_claims, merge_checks
+
+    first = check_claims(claims.iloc[:100])
+    other = check_claims(claims.iloc[100:].assign(channel=None))  # checked without channel's checks
+    with pytest.raises(ValueError, match="different suites"):
+        merge_checks([first, other])
