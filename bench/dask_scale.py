@@ -6,6 +6,8 @@ generate`` writes), each in a fresh process, with the champions trained as ``mak
     python -m bench.dask_scale --claims 200000
     python -m bench.dask_scale --claims 1000000 --home /tmp/bench-home   # train once, reuse after
     python -m bench.dask_scale --task train --claims 1000000             # claimscore train both ways
+    python -m bench.dask_scale --task monitor --claims 1000000           # claimscore monitor --data both ways
+    python -m bench.dask_scale --claims 5000000 --only dask              # one way only (the other does not fit)
 
 Each run is timed end to end (start-up, loading the models, reading, features, scores, reasons,
 writing). Memory is the peak resident set (the kernel's ``VmHWM``) of every process of the run,
@@ -39,40 +41,102 @@ def main(
     workers: int = WORKERS,
     compare_max: int = COMPARE_MAX,
     home: Path | None = None,
+    only: str | None = None,
 ) -> dict:
     """Figures of one run. ``home``: a state folder to keep the champions in (trained there on the
-    first run, used as they are by the next: runs at several sizes share one training)."""
-    from bench.serving import prepare_models
+    first run, used as they are by the next: runs at several sizes share one training). ``only``:
+    ``in_process`` or ``dask``, one way alone."""
     from pipelines.distributed import PARTITION_ROWS
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        models = home or work
         t0 = time.perf_counter()
-        if not (models / "mlflow.db").exists():
-            models.mkdir(parents=True, exist_ok=True)
-            prepare_models(models)
-        home = models
+        home = _champions(home or work)
         new = work / "new.parquet"
         _cli(home, "generate", "--claims", claims, "--seed", 9, "--start", "2025-01-01", "--years", 1, "--out", new)
         setup_s = time.perf_counter() - t0
-        in_process = _timed(home, "score", "--data", new, "--out", work / "in_process.parquet")
-        on_dask = _timed(home, "score", "--data", new, "--out", work / "on_dask.parquet", "--dask-workers", workers)
-        identical = _identical(work / "in_process.parquet", work / "on_dask.parquet") if claims <= compare_max else None
-        for run in (in_process, on_dask):
-            run["claims_per_s"] = claims / run["seconds"]
-            run.pop("stdout")
+        runs = {}
+        if only != "dask":
+            runs["in_process"] = _timed(home, "score", "--data", new, "--out", work / "in_process.parquet")
+        if only != "in_process":
+            out = work / "on_dask.parquet"
+            runs["dask"] = _timed(home, "score", "--data", new, "--out", out, "--dask-workers", workers)
+            runs["dask_parts"] = len(list(out.iterdir()))
+        both = only is None and claims <= compare_max
+        identical = _identical(work / "in_process.parquet", work / "on_dask.parquet") if both else None
+        for run in (runs.get("in_process"), runs.get("dask")):
+            if run:
+                run["claims_per_s"] = claims / run["seconds"]
+                run.pop("stdout")
         return {
+            "task": "score",
             "claims": claims,
             "partition_rows": PARTITION_ROWS,
             "workers": workers,
             "cores": len(os.sched_getaffinity(0)),
             "setup_s": setup_s,
-            "in_process": in_process,
-            "dask": on_dask,
-            "dask_parts": len(list((work / "on_dask.parquet").iterdir())),
+            **runs,
             "identical": identical,
         }
+
+
+def monitor_main(
+    claims: int = CLAIMS, workers: int = WORKERS, home: Path | None = None, only: str | None = None
+) -> dict:
+    """``claimscore monitor --data`` in one process against ``--dask-workers N``: the champions
+    (trained as in :func:`main`) over N later labelled synthetic claims, the whole table the window;
+    seconds, peak memory per process, and whether the two summaries agree (every figure, floats to
+    1e-9 relative; the time they were made, the source's name and the quality report's path aside)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        home = _champions(home or work)
+        data = work / "claims.parquet"
+        _cli(home, "generate", "--claims", claims, "--seed", 9, "--start", "2025-01-01", "--years", 1, "--out", data)
+        runs, summaries = {}, {}
+        for name, extra in (("in_process", []), ("dask", ["--dask-workers", workers])):
+            if only not in (None, name):
+                continue
+            run = _timed(home, "monitor", "--data", data, "--out", work / name, *extra, ok=(0, 3))
+            run.pop("stdout")
+            runs[name] = run | {"claims_per_s": claims / run["seconds"]}
+            summaries[name] = json.loads((work / name / "summary.json").read_text())
+        return {
+            "task": "monitor",
+            "claims": claims,
+            "workers": workers,
+            "cores": len(os.sched_getaffinity(0)),
+            **runs,
+            "same_summary": _same_summary(summaries["dask"], summaries["in_process"]) if len(summaries) == 2 else None,
+        }
+
+
+def _champions(home: Path) -> Path:
+    """``home`` with the benchmark's champions (trained there on its first use)."""
+    from bench.serving import prepare_models
+
+    if not (home / "mlflow.db").exists():
+        home.mkdir(parents=True, exist_ok=True)
+        prepare_models(home)
+    return home
+
+
+def _same_summary(got: dict, expected: dict) -> bool:
+    import math
+
+    def same(a, b) -> bool:
+        if isinstance(b, dict):
+            return isinstance(a, dict) and set(a) == set(b) and all(same(a[k], b[k]) for k in b)
+        if isinstance(b, list):
+            return isinstance(a, list) and len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+        if isinstance(b, float) and not isinstance(a, bool):
+            return isinstance(a, (int, float)) and math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
+        return a == b
+
+    for summary in (got, expected):
+        summary.pop("generated_at")
+        summary["window"].pop("source")
+        summary["quality"].pop("report")
+    return same(got, expected)
 
 
 def train_main(claims: int = CLAIMS, workers: int = WORKERS) -> dict:
@@ -107,8 +171,9 @@ def _cli(home: Path, *args) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, env=env, check=True, capture_output=True, text=True)
 
 
-def _timed(home: Path, *args) -> dict:
-    """Run ``claimscore ARGS`` in a fresh process: seconds, and the peak memory of each process of its tree."""
+def _timed(home: Path, *args, ok: tuple[int, ...] = (0,)) -> dict:
+    """Run ``claimscore ARGS`` in a fresh process: seconds, and the peak memory of each process of its
+    tree. ``ok``: the exit codes of a run that worked (``monitor`` exits 3 when something alerts)."""
     env = {**os.environ, "CLAIMSCORE_HOME": str(home)}
     load_before = os.getloadavg()[0]
     t0 = time.perf_counter()
@@ -127,7 +192,7 @@ def _timed(home: Path, *args) -> dict:
     elapsed = time.perf_counter() - t0
     done.set()
     sampler.join()
-    if proc.returncode != 0:
+    if proc.returncode not in ok:
         raise RuntimeError(f"claimscore {' '.join(map(str, args))} failed: {stderr[-2000:]}")
     processes = sorted(peaks.values(), key=lambda p: (p[0] != "command", p[0]))
     return {
@@ -197,10 +262,13 @@ if __name__ == "__main__":
     parser.add_argument("--workers", type=int, default=WORKERS, help="Dask worker processes")
     parser.add_argument("--compare-max", type=int, default=COMPARE_MAX, help="compare the outputs up to this many")
     parser.add_argument("--home", type=Path, help="keep the champions here, to reuse them in the next run")
-    parser.add_argument("--task", choices=("score", "train"), default="score", help="what to run both ways")
+    parser.add_argument("--task", choices=("score", "train", "monitor"), default="score", help="what to run both ways")
+    parser.add_argument("--only", choices=("in_process", "dask"), help="scoring, monitoring: one way only")
     a = parser.parse_args()
     if a.task == "train":
         print(json.dumps(train_main(a.claims, a.workers)))
+    elif a.task == "monitor":
+        print(json.dumps(monitor_main(a.claims, a.workers, a.home, a.only)))
     else:
-        print(json.dumps(main(a.claims, a.workers, a.compare_max, a.home)))
+        print(json.dumps(main(a.claims, a.workers, a.compare_max, a.home, a.only)))
     sys.stdout.flush()

@@ -32,6 +32,8 @@ The scorer the caller loaded travels as one task of the graph: it is deserialise
 (3 MB, 25 ms; 3 times for 10 partitions on 2 workers), and every partition is scored with the very
 models the caller checked. :func:`write_scored` writes a Parquet folder.
 
+Monitoring a table on Dask is :mod:`pipelines.distributed_monitoring`.
+
 Memory: a worker holds a partition of ``PARTITION_ROWS`` claims, its share of each shuffle, and,
 for the one task that builds the linked-group features, the identifiers and times of every claim.
 """
@@ -221,20 +223,16 @@ def local_cluster(
         yield client
 
 
-def features_to_parquet(data: str, out: str | Path, n_workers: int, identity: Identity) -> int:
-    """Every feature a canonical Parquet file supports, on a loopback cluster of ``n_workers``
-    processes, written as a Parquet folder ``out``; returns the number of claims. Personal
-    identifiers are hashed by ``identity`` per partition, as ``load_claims`` does."""
-    import dask.dataframe as dd
-
+def features_to_parquet(data: str, out: str | Path, n_workers: int, settings: Settings) -> int:
+    """Every feature a canonical Parquet file or folder supports, on a loopback cluster of
+    ``n_workers`` processes, written as a Parquet folder ``out``; returns the number of claims. The
+    claims are read, mapped and hashed by :func:`read_claims_dask` (the path scoring reads them by)."""
     from features.build import available_features
 
-    if not Path(data).exists():
-        raise DataFileError(f"{data}: no such file")
+    claims = read_claims_dask(data, settings)
     with local_cluster(n_workers=n_workers):
-        claims = dd.read_parquet(data).map_partitions(identity.hash_frame)
-        sample = schema.conform(claims.head(50_000, npartitions=-1))  # which features the data supports
-        table = build_features_dask(claims, available_features(sample))
+        sample = claims.frame.head(50_000, npartitions=-1)  # which features the data supports
+        table = build_features_dask(claims.frame, available_features(sample, claims.extras), claims.extras)
         table.to_parquet(str(out), write_index=True, overwrite=True)
         return int(table.shape[0].compute())
 

@@ -43,16 +43,19 @@ def features(
     check_output(out)
     t0 = time.perf_counter()
     if dask_workers:
-        from features.identity import Identity
+        from pathlib import Path
+
         from pipelines.distributed import features_to_parquet
 
-        if source != "synthetic" or not data or not data.endswith(".parquet") or out.suffix != ".parquet":
+        parquet = bool(data) and (data.endswith(".parquet") or Path(data).is_dir())
+        if source != "synthetic" or not parquet or out.suffix != ".parquet":
             raise typer.BadParameter(
-                "Dask needs canonical Parquet in (--source synthetic --data FILE.parquet) and a .parquet folder out",
+                "Dask needs canonical Parquet in (--source synthetic --data FILE.parquet or a folder of them) "
+                "and a .parquet folder out",
                 param_hint="--dask-workers",
             )
         with Stages(1, f"building features on {dask_workers} workers"):
-            n = features_to_parquet(data, out, dask_workers, Identity.from_settings(state))
+            n = features_to_parquet(data, out, dask_workers, state)
         typer.echo(
             f"wrote features for {n:,} claims to {out}/ on {dask_workers} Dask workers "
             f"in {time.perf_counter() - t0:.1f} s"
