@@ -139,7 +139,7 @@ def _same_summary(got: dict, expected: dict) -> bool:
     return same(got, expected)
 
 
-def train_main(claims: int = CLAIMS, workers: int = WORKERS) -> dict:
+def train_main(claims: int = CLAIMS, workers: int = WORKERS, only: str | None = None) -> dict:
     """``claimscore train --no-refit`` in one process against ``--dask-workers N`` on the same N
     labelled synthetic claims, each in a fresh process and a fresh state folder: seconds, peak memory
     per process, and each run's test figures as it prints them."""
@@ -151,6 +151,8 @@ def train_main(claims: int = CLAIMS, workers: int = WORKERS) -> dict:
         _cli(work / "gen", "generate", "--claims", claims, "--seed", 7, "--out", data)
         runs = {}
         for name, extra in (("in_process", []), ("dask", ["--dask-workers", workers])):
+            if only not in (None, name):
+                continue
             home = work / name
             home.mkdir()
             run = _timed(home, "train", "--data", data, "--no-refit", *extra)
@@ -263,10 +265,10 @@ if __name__ == "__main__":
     parser.add_argument("--compare-max", type=int, default=COMPARE_MAX, help="compare the outputs up to this many")
     parser.add_argument("--home", type=Path, help="keep the champions here, to reuse them in the next run")
     parser.add_argument("--task", choices=("score", "train", "monitor"), default="score", help="what to run both ways")
-    parser.add_argument("--only", choices=("in_process", "dask"), help="scoring, monitoring: one way only")
+    parser.add_argument("--only", choices=("in_process", "dask"), help="one way only")
     a = parser.parse_args()
     if a.task == "train":
-        print(json.dumps(train_main(a.claims, a.workers)))
+        print(json.dumps(train_main(a.claims, a.workers, a.only)))
     elif a.task == "monitor":
         print(json.dumps(monitor_main(a.claims, a.workers, a.home, a.only)))
     else:
