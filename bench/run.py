@@ -5,6 +5,7 @@
     python -m bench.run --render         # rewrite RESULTS.md from bench/results/*.json, measuring nothing
     python -m bench.run workbench --claims 100000   # the workbench at a smaller history (a quick check)
     python -m bench.run fuzz soak        # the reliability runs (`make fuzz`, `make soak`): not in "all"
+    python -m bench.run dask_scale       # one process against Dask at 1M and 5M claims (~1.5 h): not in "all"
 
 Each benchmark runs in a fresh process and its raw result goes to ``bench/results/NAME.json``,
 together with the date, the machine and the command that produced it. Its section of RESULTS.md,
@@ -294,6 +295,58 @@ def render_fuzz(r: dict) -> str:
     return md
 
 
+DASK_SCALE_RUNS: tuple[tuple[str, int, str | None], ...] = (
+    ("score", 1_000_000, None),
+    ("monitor", 1_000_000, None),
+    ("score", 5_000_000, "dask"),  # in one process: about 5.6 GB a million claims, more than this machine has
+    ("monitor", 5_000_000, None),
+    ("train", 5_000_000, "in_process"),  # on Dask the command alone held more than one process does at 1M
+)
+"""``bench.dask_scale`` runs: (task, claims, the only way run or both)."""
+
+
+def measure_dask_scale() -> dict:
+    """Every run of :data:`DASK_SCALE_RUNS`, each a fresh ``python -m bench.dask_scale`` (the champions
+    trained once for all)."""
+    import tempfile
+
+    runs = []
+    with tempfile.TemporaryDirectory() as home:
+        for task, claims, only in DASK_SCALE_RUNS:
+            args = ["--task", task, "--claims", str(claims), *(["--only", only] if only else [])]
+            args += [] if task == "train" else ["--home", home]
+            if task == "score" and only:
+                args += ["--compare-max", "0"]
+            runs.append(
+                run_isolated("bench.dask_scale", *args) | {"command": f"python -m bench.dask_scale {' '.join(args)}"}
+            )
+    return {"runs": runs}
+
+
+def render_dask_scale(r: dict) -> str:
+    md = (
+        "| task | claims | way | time | claims/s | peak memory per process | load before, after | same result |\n"
+        "|---|---:|---|---:|---:|---|---|---|\n"
+    )
+    for run in r["runs"]:
+        agree = run.get("identical", run.get("same_summary"))
+        for way in ("in_process", "dask"):
+            if way not in run:
+                continue
+            w = run[way]
+            peaks = ", ".join(
+                f"{p['role']} {p['peak_rss_mb']:,.0f} MB" for p in w["processes"] if p["role"] != "helper"
+            )
+            shown = "-" if agree is None else ("yes" if agree else "**no**")
+            rate = w.get("claims_per_s", run["claims"] / w["seconds"])
+            md += (
+                f"| {run['task']} | {run['claims']:,} | {way.replace('_', ' ')} | {w['seconds']:.0f} s | {rate:,.0f} | "
+                f"{peaks} | {w['load_before']:.1f}, {w['load_after']:.1f} | {shown} |\n"
+            )
+    md += "\nEach row's command:\n\n" + "".join(f"- `{run['command']}`\n" for run in r["runs"])
+    return md
+
+
 def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f} ms"
 
@@ -380,7 +433,8 @@ class Benchmark:
     """The markdown table of a result, and nothing else (the stamp is added around it)."""
     in_all: bool = True
     """Run by ``python -m bench.run`` without names (``make bench``); the reliability runs are not
-    (a quarter of an hour each with their set-up): ``make fuzz``, ``make soak``."""
+    (a quarter of an hour each with their set-up): ``make fuzz``, ``make soak``; nor the scale runs
+    (``python -m bench.run dask_scale``, an hour and more)."""
 
 
 BENCHMARKS: dict[str, Benchmark] = {
@@ -417,6 +471,12 @@ BENCHMARKS: dict[str, Benchmark] = {
         "Monitoring a million decisions",
         lambda: run_isolated("bench.monitoring"),
         render_monitoring,
+    ),
+    "dask_scale": Benchmark(
+        "One process against two Dask workers: scoring, monitoring and training at 1M and 5M claims",
+        measure_dask_scale,
+        render_dask_scale,
+        in_all=False,
     ),
     "fuzz": Benchmark(
         "Fuzz: ten thousand generated requests",

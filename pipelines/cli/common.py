@@ -28,6 +28,29 @@ DataOpt = Annotated[
         "../shared/data; --source history reads history_url, or another store's SQLAlchemy URL given here.",
     ),
 ]
+SchedulerOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="As --dask-workers, on the running Dask cluster whose scheduler is at ADDRESS (tcp://HOST:PORT) "
+        "instead of a local one; its workers must read --data (and write --out) at the same paths.",
+    ),
+]
+
+
+def dask_workers_option(what: str) -> typer.models.OptionInfo:
+    """``--dask-workers N``: ``what`` the command does on a local Dask cluster of N worker processes."""
+    return typer.Option("--dask-workers", min=1, help=f"{what} (a local Dask cluster on 127.0.0.1).")
+
+
+def one_cluster(workers: int | None, scheduler: str | None) -> bool:
+    """Whether the command runs on Dask; refuses both ``--dask-workers`` and ``--scheduler``."""
+    if workers is not None and scheduler is not None:
+        raise typer.BadParameter("give --dask-workers or --scheduler, not both", param_hint="--scheduler")
+    return workers is not None or scheduler is not None
+
+
 TrainingConfigOpt = Annotated[
     Path | None,
     typer.Option(

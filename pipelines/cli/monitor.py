@@ -11,7 +11,17 @@ from typing import Annotated
 
 import typer
 
-from pipelines.cli.common import ConfigOpt, DataOpt, SourceOpt, TrainingConfigOpt, area, settings
+from pipelines.cli.common import (
+    ConfigOpt,
+    DataOpt,
+    SchedulerOpt,
+    SourceOpt,
+    TrainingConfigOpt,
+    area,
+    dask_workers_option,
+    one_cluster,
+    settings,
+)
 
 app = area("Monitoring the champion models.")
 
@@ -98,23 +108,12 @@ def monitor(
     config: ConfigOpt = None,
     dask_workers: Annotated[
         int | None,
-        typer.Option(
-            "--dask-workers",
-            min=1,
-            help="With --data (canonical claims in a Parquet file or folder): make the window on a local "
-            "Dask cluster of this many worker processes (on 127.0.0.1), for tables larger than memory; "
-            "the same figures as in one process.",
+        dask_workers_option(
+            "With --data (canonical claims in a Parquet file or folder): make the window on this many worker "
+            "processes, for tables larger than memory; the same figures as in one process"
         ),
     ] = None,
-    scheduler: Annotated[
-        str | None,
-        typer.Option(
-            "--scheduler",
-            metavar="ADDRESS",
-            help="As --dask-workers, on the running Dask cluster whose scheduler is at ADDRESS "
-            "(tcp://HOST:PORT); its workers must read --data and write --out at the same paths.",
-        ),
-    ] = None,
+    scheduler: SchedulerOpt = None,
 ) -> None:
     """Monitor the champion: drift, data quality, performance, fairness and KPIs. Exit 3 on alerts."""
     from contextlib import ExitStack
@@ -125,9 +124,7 @@ def monitor(
     state = settings(config).ensure_dirs()
     cfg = load_monitor_config(monitor_config)
     window = (_moment(since, "--since") if since else None, _moment(until, "--until") if until else None)
-    on_dask = dask_workers is not None or scheduler is not None
-    if dask_workers is not None and scheduler is not None:
-        raise typer.BadParameter("give --dask-workers or --scheduler, not both", param_hint="--scheduler")
+    on_dask = one_cluster(dask_workers, scheduler)
     if on_dask and data is None:
         raise typer.BadParameter(
             "Dask monitors a table: give --data (canonical claims, a Parquet file or folder)",

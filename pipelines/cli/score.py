@@ -12,10 +12,13 @@ from pipelines.cli.common import (
     ConfigOpt,
     DataOpt,
     OutOpt,
+    SchedulerOpt,
     SourceOpt,
     Stages,
     area,
     check_output,
+    dask_workers_option,
+    one_cluster,
     settings,
     write_table,
 )
@@ -39,21 +42,10 @@ AllowMissingOpt = Annotated[
 ]
 DaskWorkersOpt = Annotated[
     int | None,
-    typer.Option(
-        "--dask-workers",
-        min=1,
-        help="Score on a local Dask cluster of this many worker processes (on 127.0.0.1): canonical claims "
-        "(--source synthetic) in a Parquet file or folder, partition by partition, written as a Parquet "
-        "folder (--out NAME.parquet); the same scores, routes and reasons as in one process.",
-    ),
-]
-SchedulerOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--scheduler",
-        metavar="ADDRESS",
-        help="Score on the running Dask cluster whose scheduler is at ADDRESS (tcp://HOST:PORT) instead "
-        "of a local one; its workers must read --data and write --out at the same paths.",
+    dask_workers_option(
+        "Score on this many worker processes: canonical claims (--source synthetic) in a Parquet file or "
+        "folder, partition by partition, written as a Parquet folder (--out NAME.parquet); the same scores, "
+        "routes and reasons as in one process"
     ),
 ]
 
@@ -136,8 +128,7 @@ def _score_on_dask(
     from serving.model.scorer import Scorer
 
     option = "--scheduler" if scheduler is not None else "--dask-workers"
-    if workers is not None and scheduler is not None:
-        raise typer.BadParameter("give --dask-workers or --scheduler, not both", param_hint=option)
+    one_cluster(workers, scheduler)
     if source not in DASK_SOURCES or not data:
         raise typer.BadParameter(
             "Dask reads canonical claims: --source synthetic --data FILE.parquet (or a folder of them)",

@@ -10,7 +10,18 @@ from typing import Annotated
 
 import typer
 
-from pipelines.cli.common import ConfigOpt, DataOpt, SourceOpt, Stages, TrainingConfigOpt, area, settings
+from pipelines.cli.common import (
+    ConfigOpt,
+    DataOpt,
+    SchedulerOpt,
+    SourceOpt,
+    Stages,
+    TrainingConfigOpt,
+    area,
+    dask_workers_option,
+    one_cluster,
+    settings,
+)
 
 app = area("Training and promotion.")
 
@@ -37,21 +48,12 @@ def train(
     ] = None,
     dask_workers: Annotated[
         int | None,
-        typer.Option(
-            "--dask-workers",
-            min=1,
-            help="Build the features and fit the boosters on a local Dask cluster of this many worker "
-            "processes (on 127.0.0.1), with LightGBM's distributed training; the rest of the run is the same.",
+        dask_workers_option(
+            "Build the features and fit the boosters on this many worker processes, with LightGBM's "
+            "distributed training; the rest of the run is the same"
         ),
     ] = None,
-    scheduler: Annotated[
-        str | None,
-        typer.Option(
-            "--scheduler",
-            metavar="ADDRESS",
-            help="As --dask-workers, on the running Dask cluster whose scheduler is at ADDRESS (tcp://HOST:PORT).",
-        ),
-    ] = None,
+    scheduler: SchedulerOpt = None,
 ) -> None:
     """Train the fraud and fast-track models on a time-ordered split; register them as challengers.
 
@@ -73,11 +75,10 @@ def train(
         origin += f", refit {'on' if refit else 'off'} by option"
     typer.echo(f"training config: {origin}")
     t0 = time.perf_counter()
-    if dask_workers is not None and scheduler is not None:
-        raise typer.BadParameter("give --dask-workers or --scheduler, not both", param_hint="--scheduler")
+    on_dask = one_cluster(dask_workers, scheduler)
     with ExitStack() as stack:
         trainer = None
-        if dask_workers is not None or scheduler is not None:
+        if on_dask:
             from pipelines.distributed import dask_client
             from training.distributed import DaskTrainer
 

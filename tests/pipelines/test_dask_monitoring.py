@@ -3,10 +3,10 @@ the whole table, scores, reconstruction errors and quality checks where the clai
 summary an in-process run gives: every drift row, quality line, performance figure, fairness row and
 KPI. Bad options get one line and exit 2; the window's rows are not left behind.
 
-The champion is the session's (tests/conftest.py); the table is its 41,000 claims in four Parquet
-files in report order (so claimants' earlier claims lie in other partitions), its
-test period (the window) shifted (amounts tripled, a channel gone, a few impossible values) so that drift and
-quality have something to say."""
+The champion is the session's (tests/conftest.py); the table is its claims of the test period (the
+window) and the half year before it, in four Parquet files in report order (so claimants' earlier
+claims lie in other partitions), the window shifted (amounts tripled, a channel gone, a few
+impossible values) so that drift and quality have something to say."""
 
 from __future__ import annotations
 
@@ -27,7 +27,9 @@ from pipelines.distributed_monitoring import WINDOW_FOLDER
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("demo_mode")]  # a champion, and Dask clusters
 
 FILES = 4
-PARTITION_ROWS = 1_500  # the window's 5,700 rows over four partitions
+PARTITION_ROWS = 2_000  # the window's 8,006 rows over five partitions
+HISTORY_DAYS = 180
+"""Claims reported this long before the window are in the table: its history."""
 
 
 @pytest.fixture(scope="module")
@@ -46,8 +48,8 @@ def run(home: Path, *args) -> tuple[int, str, str]:
 
 @pytest.fixture(scope="module")
 def table(home, tmp_path_factory) -> tuple[Path, Path, str, str]:
-    """The champion's claims shifted in the later half of its test period: one file, the same rows in
-    ``FILES`` files; the window's ``--since`` and ``--until``."""
+    """The champion's claims of its test period (shifted) and the ``HISTORY_DAYS`` before: one file,
+    the same rows in ``FILES`` files; the window's ``--since`` and ``--until``."""
     from features.config import load_settings
     from serving.model.scorer import Scorer
 
@@ -57,6 +59,7 @@ def table(home, tmp_path_factory) -> tuple[Path, Path, str, str]:
     first, last = (pd.Timestamp(t) for t in period.split(" to "))
     since, until = first, last + pd.Timedelta(days=1)
     frame = pd.read_parquet(home / "claims.parquet")
+    frame = frame[frame["report_date"] >= since - pd.Timedelta(days=HISTORY_DAYS)].reset_index(drop=True)
     window = np.flatnonzero(((frame["report_date"] >= since) & (frame["report_date"] < until)).to_numpy())
     frame.loc[window, "claimed_amount"] *= 3
     frame.loc[window, "channel"] = frame.loc[window, "channel"].replace({"phone": "app"})
