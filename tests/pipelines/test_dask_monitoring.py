@@ -104,14 +104,60 @@ def _same(got, expected, where: str = "summary") -> None:
         assert got == expected, f"{where}: {got!r} != {expected!r}"
 
 
+def _comparable(summary: dict) -> dict:
+    """The summary without when it was made, the table's name and the quality report's path."""
+    out = json.loads(json.dumps(summary))
+    out.pop("generated_at")
+    out["window"].pop("source")
+    out["quality"].pop("report")
+    return out
+
+
 def test_dask_window_gives_the_in_process_summary(summaries):
-    expected, got, _ = summaries
-    for summary in (expected, got):
-        summary.pop("generated_at")
-        summary["window"].pop("source")
-        summary["quality"].pop("report")
+    expected, got = map(_comparable, summaries[:2])
     assert got["window"]["claims"] == expected["window"]["claims"] > 5_000
     _same(got, expected)
+
+
+@pytest.fixture(scope="module")
+def scheduler() -> str:
+    """A running cluster of this module (two workers as threads: quicker to start, the same graph)."""
+    from distributed import LocalCluster
+
+    with LocalCluster(
+        n_workers=2,
+        threads_per_worker=1,
+        processes=False,
+        host="127.0.0.1",
+        protocol="tcp://",
+        dashboard_address="127.0.0.1:0",
+        worker_dashboard_address=None,
+    ) as cluster:
+        yield cluster.scheduler_address
+
+
+def test_through_a_scheduler_address_the_summary_is_the_same(home, table, summaries, scheduler, tmp_path):
+    _, parts, since, until = table
+    out = tmp_path / "via_scheduler"
+    window = ("--since", since, "--until", until)
+    code, stdout, stderr = run(home, "monitor", "--data", parts, *window, "--out", out, "--scheduler", scheduler)
+    assert code == 3, stdout + stderr
+    _same(_comparable(json.loads((out / "summary.json").read_text())), _comparable(summaries[0]))
+
+
+def test_a_claim_id_twice_is_refused_in_one_line_and_no_folder_is_left(home, table, scheduler, tmp_path):
+    _, parts, _, _ = table
+    (tmp_path / "twice").mkdir()
+    for f in sorted(parts.iterdir()):
+        frame = pd.read_parquet(f)
+        pd.concat([frame, frame.tail(1)]).to_parquet(tmp_path / "twice" / f.name)
+    out = tmp_path / "run"
+
+    code, stdout, stderr = run(home, "monitor", "--data", tmp_path / "twice", "--out", out, "--scheduler", scheduler)
+
+    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert code == 2 and len(errors) == 1 and "claim_id is missing or not unique" in errors[0], stderr
+    assert "Traceback" not in stdout + stderr and not out.exists()
 
 
 def test_the_summary_has_something_to_compare(summaries):
