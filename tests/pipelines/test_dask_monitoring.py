@@ -119,23 +119,6 @@ def test_dask_window_gives_the_in_process_summary(summaries):
     _same(got, expected)
 
 
-@pytest.fixture(scope="module")
-def scheduler() -> str:
-    """A running cluster of this module (two workers as threads: quicker to start, the same graph)."""
-    from distributed import LocalCluster
-
-    with LocalCluster(
-        n_workers=2,
-        threads_per_worker=1,
-        processes=False,
-        host="127.0.0.1",
-        protocol="tcp://",
-        dashboard_address="127.0.0.1:0",
-        worker_dashboard_address=None,
-    ) as cluster:
-        yield cluster.scheduler_address
-
-
 def test_through_a_scheduler_address_the_summary_is_the_same(home, table, summaries, scheduler, tmp_path):
     _, parts, since, until = table
     out = tmp_path / "via_scheduler"

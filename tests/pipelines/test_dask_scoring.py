@@ -76,22 +76,6 @@ def on_dask_workers(home, data) -> tuple[Path, str]:
     return out, stdout
 
 
-@pytest.fixture(scope="module")
-def scheduler() -> str:
-    from distributed import LocalCluster
-
-    with LocalCluster(
-        n_workers=2,
-        threads_per_worker=1,
-        processes=False,
-        host="127.0.0.1",
-        protocol="tcp://",
-        dashboard_address="127.0.0.1:0",
-        worker_dashboard_address=None,
-    ) as cluster:
-        yield cluster.scheduler_address
-
-
 def routes_of(summary: str) -> str:
     return summary.strip().splitlines()[-1].split("; routes: ")[1]
 
