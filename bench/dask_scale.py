@@ -87,6 +87,8 @@ def monitor_main(
     (trained as in :func:`main`) over N later labelled synthetic claims, the whole table the window;
     seconds, peak memory per process, and whether the two summaries agree (every figure, floats to
     1e-9 relative; the time they were made, the source's name and the quality report's path aside)."""
+    from monitoring.monitor import summary_differences
+
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         home = _champions(home or work)
@@ -106,7 +108,9 @@ def monitor_main(
             "workers": workers,
             "cores": len(os.sched_getaffinity(0)),
             **runs,
-            "same_summary": _same_summary(summaries["dask"], summaries["in_process"]) if len(summaries) == 2 else None,
+            "same_summary": not summary_differences(summaries["dask"], summaries["in_process"])
+            if len(summaries) == 2
+            else None,
         }
 
 
@@ -118,25 +122,6 @@ def _champions(home: Path) -> Path:
         home.mkdir(parents=True, exist_ok=True)
         prepare_models(home)
     return home
-
-
-def _same_summary(got: dict, expected: dict) -> bool:
-    import math
-
-    def same(a, b) -> bool:
-        if isinstance(b, dict):
-            return isinstance(a, dict) and set(a) == set(b) and all(same(a[k], b[k]) for k in b)
-        if isinstance(b, list):
-            return isinstance(a, list) and len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
-        if isinstance(b, float) and not isinstance(a, bool):
-            return isinstance(a, (int, float)) and math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
-        return a == b
-
-    for summary in (got, expected):
-        summary.pop("generated_at")
-        summary["window"].pop("source")
-        summary["quality"].pop("report")
-    return same(got, expected)
 
 
 def train_main(claims: int = CLAIMS, workers: int = WORKERS, only: str | None = None) -> dict:

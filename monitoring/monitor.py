@@ -132,6 +132,44 @@ def monitor(
     return Summary(data, alerts)
 
 
+RUN_FACTS = (("generated_at",), ("window", "source"), ("quality", "report"))
+"""What says when and from what a summary was made rather than what it found: not compared."""
+
+
+def summary_differences(got: dict, expected: dict, rel_tol: float = 1e-9) -> list[str]:
+    """Where two summaries (``summary.json``) of the same window disagree, as paths
+    (``drift.features[3].statistic: 0.5 != 0.6``); floats within ``rel_tol``; :data:`RUN_FACTS`
+    aside. Empty: the same figures, e.g. a window made on Dask against one made in one process."""
+    got, expected = (json.loads(json.dumps(s)) for s in (got, expected))
+    for summary in (got, expected):
+        for *parents, key in RUN_FACTS:
+            node = summary
+            for p in parents:
+                node = node.get(p, {})
+            node.pop(key, None)
+    out: list[str] = []
+    _differences(got, expected, "summary", rel_tol, out)
+    return out
+
+
+def _differences(got: Any, expected: Any, where: str, rel_tol: float, out: list[str]) -> None:
+    if isinstance(expected, dict) and isinstance(got, dict):
+        if set(got) != set(expected):
+            out.append(f"{where}: keys {sorted(set(got) ^ set(expected))} in one only")
+        for k in expected.keys() & got.keys():
+            _differences(got[k], expected[k], f"{where}.{k}", rel_tol, out)
+    elif isinstance(expected, list) and isinstance(got, list):
+        if len(got) != len(expected):
+            out.append(f"{where}: {len(got)} items != {len(expected)}")
+        for i, (g, e) in enumerate(zip(got, expected)):
+            _differences(g, e, f"{where}[{i}]", rel_tol, out)
+    elif isinstance(expected, float) and isinstance(got, (int, float)) and not isinstance(got, bool):
+        if not math.isclose(got, expected, rel_tol=rel_tol, abs_tol=1e-12):
+            out.append(f"{where}: {got} != {expected}")
+    elif got != expected:
+        out.append(f"{where}: {got!r} != {expected!r}")
+
+
 def _when(t: Any) -> str | None:
     return None if t is None or pd.isna(t) else f"{pd.Timestamp(t):%Y-%m-%d %H:%M}"
 

@@ -7,7 +7,7 @@ arriving, so label checks would only say that.
 
 A window too large for one process is checked part by part where its parts are (:func:`part_checks`
 on each, the whole window's :func:`~features.data.validation.provided_columns` given to all), and
-the parts' checks merged into the window's (:func:`from_checks`).
+the parts' checks merged into the window's (:func:`from_parts`).
 """
 
 from __future__ import annotations

@@ -71,7 +71,7 @@ if TYPE_CHECKING:  # dask is imported by the caller who hands us a dask frame
 
 T = TypeVar("T")
 KEY = "claim_id"
-ROW_INDEX = "row"
+ROW_INDEX = "position"
 """The index of claims read ``numbered``: each row's position in the data read."""
 ROW = "row"
 GRAPH = "graph"
@@ -169,13 +169,13 @@ def _indexed(part: pd.DataFrame, names: list[str]) -> pd.DataFrame:
 
 def _features_with_key(part: pd.DataFrame, names: list[str], extras: Mapping[str, object] | None) -> pd.DataFrame:
     """``build_features`` of one partition, with its ``claim_id`` as the first column."""
-    part = _canonical_dtypes(part)
+    part = canonical_dtypes(part)
     out = build_features(part, names, extras)
     out.insert(0, KEY, part[KEY].array)
     return out.reset_index(drop=True)
 
 
-def _canonical_dtypes(part: pd.DataFrame) -> pd.DataFrame:
+def canonical_dtypes(part: pd.DataFrame) -> pd.DataFrame:
     """The schema's dtypes back. Dask turns text into ``string``, whose missing value is ``pd.NA``
     (canonical ``str`` has NaN); NA propagates through comparisons, so e.g. an account whose
     ``payee_type`` is unknown would drop out of the linked groups."""

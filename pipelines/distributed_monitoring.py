@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from features import schema
+from features.data.validation import provided_of
 from features.errors import SchemaError
 from monitoring.quality import Parts, part_checks
 from monitoring.reference import Reference, reconstruction_errors
@@ -38,6 +38,7 @@ from pipelines.distributed import (
     ROW_INDEX,
     SHUFFLE_METHOD,
     build_features_dask,
+    canonical_dtypes,
     read_claims_dask,
 )
 
@@ -95,7 +96,7 @@ def dask_table_window(
         kept.map_partitions(len),
     )
     files = sorted(out.glob("part.*.parquet"))
-    provided = [c.removeprefix(CLAIM) for c, v in present.items() if v]
+    provided = provided_of({c.removeprefix(CLAIM): bool(v) for c, v in present.items()})
     starts = np.concatenate([[0], np.cumsum(rows)]).astype(int)  # each partition's first row in the window
     first_rows = [int(starts[int(f.name.split(".")[1])]) for f in files]
     checks = dask.compute(*[dask.delayed(_quality_of)(str(f), provided, a) for f, a in zip(files, first_rows)])
@@ -113,7 +114,7 @@ def remove_window(folder: Path) -> None:
 class ParquetColumns:
     """The columns of a frame kept in Parquet files (read in the files' order), each read when asked
     for: what :mod:`monitoring` reads of a window (``name in``, ``[name]``, ``[names]``, ``len``,
-    ``columns``) without holding the frame. Canonical claim fields come back with the schema's dtypes;
+    ``columns``) without holding the frame. Claim fields come back with the schema's dtypes;
     ``keep``: columns read once are kept (claims' fields, which several sections read)."""
 
     def __init__(self, files: Sequence[Path], prefix: str, names: Sequence[str], rows: int, keep: bool = False):
@@ -142,9 +143,8 @@ class ParquetColumns:
         if key not in self.columns:
             raise KeyError(key)
         column = _read_column(self.files, self.prefix + key).rename(key)
-        field = schema.BY_NAME.get(key) if self.prefix == CLAIM else None
-        if field is not None and column.dtype != pd.api.types.pandas_dtype(field.pandas_dtype):
-            column = column.astype(field.pandas_dtype)
+        if self.prefix == CLAIM:
+            column = canonical_dtypes(column.to_frame())[key]
         if self.keep:
             self._kept[key] = column
         return column
@@ -192,8 +192,7 @@ def _quality_of(file: str, provided: list[str], first_row: int):
     names = [n for n in pq.read_schema(file).names if n.startswith(CLAIM)]
     claims = pq.read_table(file, columns=names).to_pandas()
     claims.columns = [n.removeprefix(CLAIM) for n in names]
-    claims = claims.astype({c: schema.BY_NAME[c].pandas_dtype for c in claims.columns if c in schema.BY_NAME})
-    return part_checks(claims.reset_index(drop=True), provided, first_row)
+    return part_checks(canonical_dtypes(claims).reset_index(drop=True), provided, first_row)
 
 
 def _read_column(files: Sequence[Path], name: str) -> pd.Series:

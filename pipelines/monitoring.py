@@ -117,16 +117,14 @@ def table_window(
 
     loaded = load_claims(data, source, settings)
     win = from_table(loaded.frame, scorer, loaded.extras, _naive(since), _naive(until))
-    win.description["source"] = f"{source} table {Path(data).name}" if data else "the claim history store"
-    win.description["period"] = f"reported {_day(since) or 'from the start'} to {_day(until) or 'the end'}"
-    return win
+    name = f"{source} table {Path(data).name}" if data else "the claim history store"
+    return _described(win, name, since, until)
 
 
 def dask_window(
     scorer, reference: Reference, data: str | None, source: str, settings: Settings, folder: Path, since, until
 ) -> Window:
     """A table's window made on Dask (the caller's client): a Parquet file or folder of claims."""
-    from pipelines.distributed import DASK_SOURCES
     from pipelines.distributed_monitoring import dask_table_window
 
     if data is None:
@@ -134,12 +132,14 @@ def dask_window(
             "monitoring on Dask reads a table of claims: give --data (a Parquet file or folder); "
             "the decision log is monitored in one process"
         )
-    if source not in DASK_SOURCES:
-        raise MonitoringError(
-            f"source '{source}' is not read on Dask: use {', '.join(DASK_SOURCES)} (canonical Parquet)"
-        )
+    # the source is checked where the table is read (read_claims_dask: the sources Dask reads)
     win = dask_table_window(data, source, scorer, reference, settings, folder, _naive(since), _naive(until))
-    win.description["source"] = f"{source} table {Path(data).name} (on Dask)"
+    return _described(win, f"{source} table {Path(data).name} (on Dask)", since, until)
+
+
+def _described(win: Window, source: str, since: datetime | None, until: datetime | None) -> Window:
+    """A table's window described for the report: what was read, and the report dates it covers."""
+    win.description["source"] = source
     win.description["period"] = f"reported {_day(since) or 'from the start'} to {_day(until) or 'the end'}"
     return win
 

@@ -29,7 +29,7 @@ from __future__ import annotations
 import html
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -106,7 +106,13 @@ class ValidationResult:
 
 def provided_columns(frame: pd.DataFrame) -> list[str]:
     """Schema columns present in ``frame`` and not entirely null."""
-    return [f.name for f in schema.FIELDS if f.name in frame.columns and frame[f.name].notna().any()]
+    return provided_of({c: frame[c].notna().any() for c in frame.columns if c in schema.BY_NAME})
+
+
+def provided_of(has_values: Mapping[str, bool]) -> list[str]:
+    """The schema columns (in the schema's order) that ``has_values`` says hold a value: what
+    :func:`provided_columns` finds, from a table's per-column answers (e.g. computed on Dask)."""
+    return [f.name for f in schema.FIELDS if has_values.get(f.name, False)]
 
 
 def build_suite(
