@@ -83,7 +83,7 @@ browser:
 	@test -x $(CHROMIUM) || { echo "chromium is still missing at $(CHROMIUM): install Debian's chromium package"; exit 1; }
 
 # two test processes (pytest-xdist), each taking whole modules: a module's server and models stay
-# its own, and one module's training overlaps another's waiting on a server (13.7 -> 10 min here)
+# its own, and one module's training overlaps another's waiting on a server (8 min in a fresh clone here)
 TEST_PROCESSES ?= 2
 
 test: lint browser
